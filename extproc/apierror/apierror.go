@@ -1,0 +1,104 @@
+// Package apierror holds the gateway's client-visible errors: an HTTP status, a stable code
+// programs can rely on (DESIGN.md section 4), and a message safe to show. Only the boundary that
+// answers the client turns one into the client's protocol shape.
+package apierror
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Stable codes (DESIGN.md section 4).
+const (
+	CodeInvalidParams        = "invalid_params"
+	CodeAuthInvalid          = "auth_invalid"
+	CodeSubscriptionRequired = "subscription_required"
+	CodeInsufficientQuota    = "insufficient_quota"
+	CodeGatewayDisabled      = "gateway_disabled"
+	CodeAccessDenied         = "access_denied"
+	CodeInvalidModel         = "invalid_model"
+	CodeModelNotAvailable    = "model_not_available"
+	CodeModelNotSupported    = "model_not_supported"
+	CodeNotFound             = "not_found"
+	CodeRequestTooLarge      = "request_too_large"
+	CodeRateLimit            = "rate_limit"
+	CodeProviderError        = "provider_error"
+	CodeNoProviderAvailable  = "no_provider_available"
+	CodeServiceUnavailable   = "service_unavailable"
+	CodeProviderTimeout      = "provider_timeout"
+	CodeInternal             = "internal_server_error"
+)
+
+// categories maps a stable code to seed 003's error category, sent as the OpenAI-shape "type".
+var categories = map[string]string{
+	CodeSubscriptionRequired: "insufficient_credit",
+	CodeInsufficientQuota:    "reject_no_credit",
+	CodeGatewayDisabled:      "access_denied",
+	CodeRequestTooLarge:      "prompt_too_long",
+}
+
+// Error is a client-visible failure.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	// Param names the offending request parameter, if any.
+	Param string
+	// Headers are added to the error response (retry-after, deprecation, …).
+	Headers map[string]string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
+
+// Type is the error's category in seed 003's taxonomy.
+func (e *Error) Type() string {
+	if c, ok := categories[e.Code]; ok {
+		return c
+	}
+	return e.Code
+}
+
+// New builds an Error.
+func New(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// InvalidParam is a 400 naming the parameter at fault.
+func InvalidParam(param, format string, args ...any) *Error {
+	e := New(http.StatusBadRequest, CodeInvalidParams, format, args...)
+	e.Param = param
+	return e
+}
+
+// As returns err as an *Error, or a 500 that reveals nothing of err.
+func As(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return New(http.StatusInternalServerError, CodeInternal, "internal error")
+}
+
+// FromStatus builds the error the gateway reports for an upstream or proxy status that came
+// without a usable body.
+func FromStatus(status int) *Error {
+	switch {
+	case status == http.StatusTooManyRequests:
+		return New(status, CodeRateLimit, "The upstream provider's rate limit was reached; retry later")
+	case status == http.StatusRequestEntityTooLarge:
+		return New(status, CodeRequestTooLarge, "Request body is larger than the gateway accepts")
+	case status == http.StatusServiceUnavailable:
+		return New(status, CodeServiceUnavailable, "No upstream is available to serve this request")
+	case status == http.StatusGatewayTimeout:
+		return New(status, CodeProviderTimeout, "The upstream provider timed out")
+	case status >= 500:
+		return New(http.StatusBadGateway, CodeProviderError, "The upstream provider failed (status %d)", status)
+	case status == http.StatusUnauthorized, status == http.StatusForbidden:
+		// The provider refused the operator's credentials: the client's key is fine, so this is
+		// the gateway's failure, not the client's.
+		return New(http.StatusBadGateway, CodeProviderError, "The upstream provider refused the gateway's credentials")
+	default:
+		return New(status, CodeInvalidParams, "The upstream provider rejected the request (status %d)", status)
+	}
+}

@@ -1,0 +1,146 @@
+package openai
+
+import (
+	"bytes"
+	"flag"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// feedSplit feeds upstream to a fresh rewriter cut at the given points, the way Envoy hands over
+// body chunks, and returns the concatenated client stream.
+func feedSplit(t *testing.T, upstream []byte, includeUsage bool, cuts []int) ([]byte, *StreamRewriter) {
+	t.Helper()
+	r := NewStreamRewriter("gpt-5.4", includeUsage)
+	var out []byte
+	prev := 0
+	for _, c := range append(cuts, len(upstream)) {
+		b, err := r.Feed(upstream[prev:c], false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b...)
+		prev = c
+	}
+	b, err := r.Feed(nil, true) // Envoy's final, empty end_of_stream chunk
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(out, b...), r
+}
+
+func TestStreamRewriterGolden(t *testing.T) {
+	inputs, err := filepath.Glob("testdata/stream/*.upstream.sse")
+	if err != nil || len(inputs) == 0 {
+		t.Fatalf("no fixtures: %v", err)
+	}
+	for _, in := range inputs {
+		for _, includeUsage := range []bool{true, false} {
+			name := strings.TrimSuffix(filepath.Base(in), ".upstream.sse")
+			suffix := ".no_usage.sse"
+			if includeUsage {
+				suffix = ".usage.sse"
+			}
+			t.Run(name+suffix, func(t *testing.T) {
+				upstream, err := os.ReadFile(in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, r := feedSplit(t, upstream, includeUsage, nil)
+				golden := strings.TrimSuffix(in, ".upstream.sse") + suffix
+				if *update {
+					if err := os.WriteFile(golden, got, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				want, err := os.ReadFile(golden)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Errorf("client stream differs from %s:\n%s", golden, got)
+				}
+				// Every cut point, and random multi-cut splits, must give the same bytes.
+				for i := 0; i <= len(upstream); i++ {
+					if split, _ := feedSplit(t, upstream, includeUsage, []int{i}); !bytes.Equal(split, want) {
+						t.Fatalf("split at %d differs:\n%s", i, split)
+					}
+				}
+				rng := rand.New(rand.NewPCG(1, 2))
+				for range 50 {
+					var cuts []int
+					for c := 0; ; {
+						c += 1 + rng.IntN(40)
+						if c >= len(upstream) {
+							break
+						}
+						cuts = append(cuts, c)
+					}
+					if split, _ := feedSplit(t, upstream, includeUsage, cuts); !bytes.Equal(split, want) {
+						t.Fatalf("split at %v differs", cuts)
+					}
+				}
+				if !r.Result.HasUsage || r.Result.Usage.TotalTokens != 15 || r.Result.FinishReason != "stop" || !r.Done {
+					t.Errorf("result = %+v, done %v", r.Result, r.Done)
+				}
+			})
+		}
+	}
+}
+
+func TestStreamRewriterErrors(t *testing.T) {
+	tests := []struct {
+		name     string
+		upstream string
+		wantErr  bool
+		wantTail string
+	}{
+		{name: "cut before done", upstream: "data: {\"choices\":[]}\n\n", wantTail: "ended before it was complete\",\"type\":\"provider_error\",\"param\":null,\"code\":\"provider_error\"}}\n\ndata: [DONE]\n\n"},
+		{name: "malformed frame", upstream: "data: {\"choices\": nope}\n\n", wantErr: true},
+		{name: "provider error event passes through", upstream: "data: {\"error\":{\"message\":\"boom\"}}\n\ndata: [DONE]\n\n", wantTail: "data: {\"error\":{\"message\":\"boom\"}}\n\ndata: [DONE]\n\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := NewStreamRewriter("m", false)
+			out, err := r.Feed([]byte(tt.upstream), true)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if !strings.HasSuffix(string(out), tt.wantTail) {
+				t.Errorf("out = %q, want suffix %q", out, tt.wantTail)
+			}
+		})
+	}
+}
+
+func TestRewriteResponse(t *testing.T) {
+	in := `{"id":"x","object":"chat.completion","model":"gpt-5.4-2026-03-01","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"length"}],"usage":{"prompt_tokens":10,"completion_tokens":2,"total_tokens":12},"service_tier":"default"}`
+	out, res, err := RewriteResponse([]byte(in), "gpt-5.4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), `"model":"gpt-5.4"`) || !strings.Contains(string(out), `"service_tier":"default"`) {
+		t.Errorf("out = %s", out)
+	}
+	if res.FinishReason != "length" || res.Usage.PromptTokens != 10 || !res.HasUsage {
+		t.Errorf("result = %+v", res)
+	}
+	for _, bad := range []string{`{"choices": [`, `null`, `{"usage": "lots"}`} {
+		if _, _, err := RewriteResponse([]byte(bad), "m"); err == nil {
+			t.Errorf("RewriteResponse(%s) accepted a malformed body", bad)
+		}
+	}
+}
+
+func TestUsageBilling(t *testing.T) {
+	u := Usage{PromptTokens: 100, CompletionTokens: 50, PromptTokensDetails: &PromptTokensDetails{CachedTokens: 30}, CompletionTokensDetails: &CompletionTokensDetails{ReasoningTokens: 20}}
+	b := u.Billing()
+	if b.InputTokens != 70 || b.CacheReadTokens != 30 || b.OutputTokens != 30 || b.ReasoningTokens != 20 {
+		t.Errorf("billing usage = %+v", b)
+	}
+}

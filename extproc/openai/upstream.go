@@ -1,0 +1,36 @@
+package openai
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// UpstreamBody builds the body sent to an OpenAI-kind provider for r, naming the model the
+// provider knows. It is rebuilt from the parsed request every time, never edited in place, so a
+// retried attempt cannot inherit a previous attempt's bytes.
+//
+// Usage is always requested on streams (stream_options.include_usage) so that every stream can
+// be metered; the client's own choice is honoured on the way back.
+func UpstreamBody(r *ChatRequest, upstreamModel string) ([]byte, error) {
+	out := make(map[string]any, len(r.Extra)+6)
+	for k, v := range r.Extra {
+		out[k] = v
+	}
+	out["model"] = upstreamModel
+	out["messages"] = r.Messages
+	if r.Stream {
+		out["stream"] = true
+		out["stream_options"] = map[string]bool{"include_usage": true}
+	}
+	if r.Temperature != nil {
+		out["temperature"] = *r.Temperature
+	}
+	if r.MaxTokens != nil {
+		out[r.usedMaxTokensParam] = *r.MaxTokens
+	}
+	body, err := json.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("encode openai request: %w", err)
+	}
+	return body, nil
+}

@@ -1,0 +1,229 @@
+// Package mockprovider is a deterministic OpenAI-compatible model provider for local runs and
+// tests: it answers chat completions with text derived from the prompt, real usage numbers and a
+// real SSE stream, so the whole gateway can be tried without a provider account.
+//
+// Some upstream model names script failures, for tests of the gateway's error paths:
+//
+//	mock-error-503     answers 503 with an OpenAI error body
+//	mock-error-429     answers 429 with an OpenAI error body
+//	mock-malformed     answers 200 with a body that is not JSON
+//	mock-broken-stream streams two chunks, then a frame that is not JSON
+//	mock-cut-stream    streams two chunks, then ends without [DONE]
+package mockprovider
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Config configures the mock.
+type Config struct {
+	// APIKey, when set, must arrive as "Authorization: Bearer <APIKey>", which proves the gateway
+	// injected the provider credential.
+	APIKey string
+	// Created is the "created" timestamp of every completion, fixed for reproducible output.
+	Created int64
+}
+
+// Handler returns the mock's HTTP handler.
+func Handler(cfg Config, log *slog.Logger) http.Handler {
+	if cfg.Created == 0 {
+		cfg.Created = 1_767_225_600 // 2026-01-01T00:00:00Z
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
+		if cfg.APIKey != "" && r.Header.Get("Authorization") != "Bearer "+cfg.APIKey {
+			writeError(w, http.StatusUnauthorized, "invalid_api_key", "Incorrect API key provided")
+			return
+		}
+		var req chatRequest
+		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+		if err == nil {
+			err = json.Unmarshal(body, &req)
+		}
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_request_error", "We could not parse the JSON body of your request.")
+			return
+		}
+		log.Debug("mock completion", "model", req.Model, "stream", req.Stream, "messages", len(req.Messages))
+		switch req.Model {
+		case "mock-error-503":
+			writeError(w, http.StatusServiceUnavailable, "server_error", "The mock is overloaded")
+			return
+		case "mock-error-429":
+			writeError(w, http.StatusTooManyRequests, "rate_limit_exceeded", "The mock's rate limit was reached")
+			return
+		case "mock-malformed":
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"id": "cmpl-broken", "choices": [`)
+			return
+		}
+		c := complete(&req, cfg.Created)
+		if req.Stream {
+			stream(w, &req, c)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(c.response())
+	})
+	mux.HandleFunc("GET /v1/models", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"object":"list","data":[{"id":"mock-1","object":"model","created":1767225600,"owned_by":"tollgate"}]}`)
+	})
+	return mux
+}
+
+type chatRequest struct {
+	Model    string `json:"model"`
+	Messages []struct {
+		Role    string          `json:"role"`
+		Content json.RawMessage `json:"content"`
+	} `json:"messages"`
+	Stream        bool `json:"stream"`
+	StreamOptions *struct {
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
+	MaxTokens           *int `json:"max_tokens"`
+	MaxCompletionTokens *int `json:"max_completion_tokens"`
+}
+
+// completion is one deterministic answer.
+type completion struct {
+	id, model    string
+	created      int64
+	words        []string
+	finish       string
+	promptTokens int
+}
+
+// complete answers req: the reply names the last user message, and its words are the
+// completion's tokens, cut at max tokens when one is given.
+func complete(req *chatRequest, created int64) completion {
+	var last string
+	prompt := 0
+	for _, m := range req.Messages {
+		text := contentText(m.Content)
+		prompt += 3 + (len(text)+3)/4
+		if m.Role == "user" {
+			last = text
+		}
+	}
+	if len(last) > 60 {
+		last = last[:60]
+	}
+	words := strings.Fields("Hello from the Tollgate mock provider. You said: " + last)
+	c := completion{id: fmt.Sprintf("chatcmpl-mock%d", prompt), model: req.Model, created: created, words: words, finish: "stop", promptTokens: prompt}
+	limit := req.MaxCompletionTokens
+	if limit == nil {
+		limit = req.MaxTokens
+	}
+	if limit != nil && *limit < len(words) {
+		c.words, c.finish = words[:max(*limit, 0)], "length"
+	}
+	return c
+}
+
+func contentText(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var parts []struct {
+		Text string `json:"text"`
+	}
+	_ = json.Unmarshal(raw, &parts)
+	var b strings.Builder
+	for _, p := range parts {
+		b.WriteString(p.Text)
+	}
+	return b.String()
+}
+
+func (c completion) usage() map[string]any {
+	return map[string]any{
+		"prompt_tokens":             c.promptTokens,
+		"completion_tokens":         len(c.words),
+		"total_tokens":              c.promptTokens + len(c.words),
+		"prompt_tokens_details":     map[string]int{"cached_tokens": 0},
+		"completion_tokens_details": map[string]int{"reasoning_tokens": 0},
+	}
+}
+
+func (c completion) response() map[string]any {
+	return map[string]any{
+		"id": c.id, "object": "chat.completion", "created": c.created, "model": c.model,
+		"choices": []map[string]any{{
+			"index":         0,
+			"message":       map[string]any{"role": "assistant", "content": strings.Join(c.words, " "), "refusal": nil},
+			"logprobs":      nil,
+			"finish_reason": c.finish,
+		}},
+		"usage":              c.usage(),
+		"system_fingerprint": "fp_mock",
+	}
+}
+
+// stream writes c as OpenAI's SSE grammar: a role chunk, one chunk per word, a finish chunk,
+// the usage chunk when asked for, and [DONE]. Each event is flushed on its own.
+func stream(w http.ResponseWriter, req *chatRequest, c completion) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	flusher, _ := w.(http.Flusher)
+	includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
+	send := func(v any) {
+		b, _ := json.Marshal(v)
+		fmt.Fprintf(w, "data: %s\n\n", b)
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+	chunk := func(delta map[string]any, finish any) map[string]any {
+		ch := map[string]any{
+			"id": c.id, "object": "chat.completion.chunk", "created": c.created, "model": c.model,
+			"system_fingerprint": "fp_mock",
+			"choices":            []map[string]any{{"index": 0, "delta": delta, "logprobs": nil, "finish_reason": finish}},
+		}
+		if includeUsage {
+			ch["usage"] = nil
+		}
+		return ch
+	}
+	send(chunk(map[string]any{"role": "assistant", "content": ""}, nil))
+	for i, word := range c.words {
+		if i == 2 {
+			switch req.Model {
+			case "mock-broken-stream":
+				_, _ = io.WriteString(w, "data: {\"id\": not json\n\n")
+				return
+			case "mock-cut-stream":
+				return
+			}
+		}
+		if i > 0 {
+			word = " " + word
+		}
+		send(chunk(map[string]any{"content": word}, nil))
+	}
+	send(chunk(map[string]any{}, c.finish))
+	if includeUsage {
+		send(map[string]any{
+			"id": c.id, "object": "chat.completion.chunk", "created": c.created, "model": c.model,
+			"system_fingerprint": "fp_mock", "choices": []any{}, "usage": c.usage(),
+		})
+	}
+	_, _ = io.WriteString(w, "data: [DONE]\n\n")
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{"message": msg, "type": code, "param": nil, "code": code}})
+}
+
+// ReadHeaderTimeout bounds slow clients of the mock.
+const ReadHeaderTimeout = 10 * time.Second
