@@ -1,0 +1,55 @@
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+# Local databases unless the caller points elsewhere (DATABASE_URL, REDIS_URL).
+RUN_DATABASE_URL  ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/tollgate?sslmode=disable)
+TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/tollgate_test?sslmode=disable)
+REDIS             ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
+FUZZTIME          ?= 10s
+BIN               := bin/tollgate
+
+.PHONY: help
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build bin/tollgate
+	go build -o $(BIN) ./cmd/tollgate
+
+.PHONY: services
+services: ## start (or install) Postgres and Redis
+	scripts/services.sh postgres redis
+
+.PHONY: run
+run: services build ## run the gateway locally with a mock provider (http://127.0.0.1:8080)
+	DATABASE_URL='$(RUN_DATABASE_URL)' REDIS_URL='$(REDIS)' TOLLGATE_LOG_FORMAT=text ./$(BIN) dev
+
+.PHONY: e2e-deps
+e2e-deps:
+	scripts/services.sh node
+	cd test/e2e/node && npm ci --no-audit --no-fund --loglevel=error
+
+.PHONY: test
+test: services e2e-deps ## run every test: unit, integration (Postgres, Redis), end to end, brief fuzzing
+	DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(REDIS)' go test -count=1 -timeout 20m ./...
+	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
+
+.PHONY: fuzz
+fuzz: ## run each fuzz target briefly (FUZZTIME)
+	go test ./extproc/sse -run '^$$' -fuzz '^FuzzDecoder$$' -fuzztime $(FUZZTIME)
+	go test ./extproc/openai -run '^$$' -fuzz '^FuzzParseChatRequest$$' -fuzztime $(FUZZTIME)
+
+.PHONY: bench
+bench: services ## run the benchmarks with allocation counts
+	DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(REDIS)' go test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: lint
+lint: ## go vet and staticcheck (pinned)
+	go vet ./...
+	go tool staticcheck ./...
+
+.PHONY: fmt
+fmt: ## gofmt the tree
+	gofmt -w $$(git ls-files '*.go')

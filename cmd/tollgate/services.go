@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/tollgate/tollgate/envoy/bootstrap"
+	"github.com/tollgate/tollgate/envoy/standin"
+	"github.com/tollgate/tollgate/extproc"
+	"github.com/tollgate/tollgate/extproc/auth"
+	"github.com/tollgate/tollgate/extproc/catalog"
+	"github.com/tollgate/tollgate/mockprovider"
+)
+
+func runExtproc(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("extproc", stderr)
+	addr := fs.String("addr", envOr("TOLLGATE_EXTPROC_ADDR", ":50051"), "gRPC listen address (env TOLLGATE_EXTPROC_ADDR)")
+	cfgPath := fs.String("config", envOr("TOLLGATE_CONFIG", defaultConfig), "catalog file (env TOLLGATE_CONFIG)")
+	dbURL := fs.String("database-url", envOr("DATABASE_URL", defaultDatabaseURL), "Postgres URL (env DATABASE_URL)")
+	maxBody := fs.Int("max-body-bytes", extproc.DefaultMaxBodyBytes, "largest request body accepted")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log := newLogger(stderr)
+	cat, err := catalog.Load(*cfgPath, nil)
+	if err != nil {
+		return err
+	}
+	store, pool, err := openLedger(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	lis, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := extproc.NewServer(extproc.Config{MaxBodyBytes: *maxBody}, cat, auth.New(store, 0), store, log)
+	log.Info("extproc listening", "addr", lis.Addr().String(), "catalog", *cfgPath, "models", len(cat.Models))
+	return srv.Serve(ctx, lis)
+}
+
+func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("envoy-config", stderr)
+	cfgPath := fs.String("config", envOr("TOLLGATE_CONFIG", defaultConfig), "catalog file (env TOLLGATE_CONFIG)")
+	listen := fs.String("listen", "0.0.0.0:8080", "gateway listen address")
+	extprocAddr := fs.String("extproc", "127.0.0.1:50051", "extproc address as Envoy reaches it")
+	out := fs.String("o", "", "write to this file instead of stdout")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cat, err := catalog.Load(*cfgPath, func(string) string { return "" })
+	if err != nil {
+		return err
+	}
+	yaml, err := renderBootstrap(cat, *listen, *extprocAddr)
+	if err != nil {
+		return err
+	}
+	if *out != "" {
+		return os.WriteFile(*out, yaml, 0o644)
+	}
+	_, err = stdout.Write(yaml)
+	return err
+}
+
+func renderBootstrap(cat *catalog.Catalog, listen, extprocAddr string) ([]byte, error) {
+	params, err := bootstrap.FromCatalog(cat, listen, extprocAddr)
+	if err != nil {
+		return nil, err
+	}
+	b, err := bootstrap.Render(params)
+	if err != nil {
+		return nil, err
+	}
+	return bootstrap.Marshal(b)
+}
+
+func runStandin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("standin", stderr)
+	path := fs.String("c", "", "Envoy bootstrap file (as envoy -c)")
+	seed := fs.Int64("split-seed", 0, "seed for splitting upstream bodies (0: random, logged)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return usagef("-c is required")
+	}
+	raw, err := os.ReadFile(*path)
+	if err != nil {
+		return fmt.Errorf("read bootstrap: %w", err)
+	}
+	b, err := bootstrap.Load(raw)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr)
+	p, err := standin.New(b, standin.Options{SplitSeed: *seed}, log)
+	if err != nil {
+		return err
+	}
+	return p.Start(ctx)
+}
+
+func runMockProvider(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("mockprovider", stderr)
+	addr := fs.String("addr", "127.0.0.1:8081", "listen address")
+	key := fs.String("api-key", os.Getenv("MOCK_API_KEY"), "require this bearer key (env MOCK_API_KEY)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log := newLogger(stderr)
+	lis, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	log.Info("mock provider listening", "addr", lis.Addr().String())
+	return serveHTTP(ctx, lis, mockprovider.Handler(mockprovider.Config{APIKey: *key}, log))
+}
+
+// serveHTTP serves h on lis until ctx is done, then shuts down gracefully.
+func serveHTTP(ctx context.Context, lis net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: mockprovider.ReadHeaderTimeout}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	err := srv.Shutdown(shutdownCtx)
+	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) {
+		return serr
+	}
+	return err
+}
+
+// waitReachable polls addr until it accepts a TCP connection, or ctx ends.
+func waitReachable(ctx context.Context, addr string) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		d := net.Dialer{Timeout: time.Second}
+		if c, err := d.DialContext(ctx, "tcp", addr); err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}

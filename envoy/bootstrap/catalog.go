@@ -1,0 +1,61 @@
+package bootstrap
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/tollgate/tollgate/extproc/catalog"
+)
+
+// FromCatalog derives the bootstrap parameters from the catalog: one cluster per model and
+// region that has backends (DESIGN.md section 2), listening on listen and reaching extproc at
+// extprocAddr (both host:port). It is a pure function of its inputs.
+//
+// Each backend of the model in the region becomes its own priority level, in catalog order.
+// The router filter translates the request for the first backend, so until the per-attempt
+// upstream filter exists Envoy must only ever pick priority 0 (there are no health checks to
+// move it on).
+func FromCatalog(cat *catalog.Catalog, listen, extprocAddr string) (Params, error) {
+	var p Params
+	host, port, err := splitHostPort(listen)
+	if err != nil {
+		return p, fmt.Errorf("listen address: %w", err)
+	}
+	p.ListenAddress, p.ListenPort = host, port
+	eh, ep, err := splitHostPort(extprocAddr)
+	if err != nil {
+		return p, fmt.Errorf("extproc address: %w", err)
+	}
+	p.ExtProc = Upstream{Host: eh, Port: ep}
+	for i := range cat.Models {
+		m := &cat.Models[i]
+		for _, region := range []string{catalog.RegionGlobal, catalog.RegionEU} {
+			backends := m.BackendsIn(region)
+			if len(backends) == 0 {
+				continue
+			}
+			c := Cluster{Name: catalog.ClusterName(m.ID, region)}
+			for _, b := range backends {
+				pr := b.ProviderRef()
+				c.Priorities = append(c.Priorities, []Endpoint{{
+					Backend: b.Provider, Host: pr.Host(), Port: pr.Port(), TLS: pr.TLS(), Weight: b.Weight,
+				}})
+			}
+			p.Clusters = append(p.Clusters, c)
+		}
+	}
+	return p, nil
+}
+
+func splitHostPort(addr string) (string, uint32, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q: %w", portStr, err)
+	}
+	return host, uint32(port), nil
+}

@@ -1,0 +1,439 @@
+package extproc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/tollgate/tollgate/extproc/apierror"
+	"github.com/tollgate/tollgate/extproc/auth"
+	"github.com/tollgate/tollgate/extproc/catalog"
+	"github.com/tollgate/tollgate/extproc/ledger"
+	"github.com/tollgate/tollgate/extproc/openai"
+)
+
+// metadataNamespace is the dynamic-metadata namespace Envoy's ext_proc filter is configured to
+// receive (metadata_options.receiving_namespaces); anything else would be dropped silently.
+const metadataNamespace = "tollgate"
+
+// exchange is the state of one HTTP request across its ext_proc messages. It is owned by the
+// stream's goroutine.
+type exchange struct {
+	s         *Server
+	requestID string
+	start     time.Time
+	ep        endpoint
+	principal ledger.Principal
+
+	// Set once the request is admitted and sent upstream.
+	chat    *openai.ChatRequest
+	route   catalog.Route
+	backend *catalog.Backend
+
+	status    int
+	streaming bool
+	rewriter  *openai.StreamRewriter
+	// streamFailed is set once the provider's stream proved malformed and the client's was ended.
+	streamFailed bool
+	firstByte    time.Time
+	settled      bool
+	// closed is set once an ImmediateResponse has ended the exchange.
+	closed bool
+}
+
+func newExchange(s *Server) *exchange {
+	return &exchange{s: s, start: s.now(), requestID: newRequestID()}
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "req_" + hex.EncodeToString(b[:])
+}
+
+func (x *exchange) log() *slog.Logger { return x.s.log.With("request_id", x.requestID) }
+
+// handle answers one message. It returns nil only for a message it cannot answer.
+func (x *exchange) handle(ctx context.Context, req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	switch r := req.GetRequest().(type) {
+	case *extprocv3.ProcessingRequest_RequestHeaders:
+		return x.onRequestHeaders(ctx, r.RequestHeaders)
+	case *extprocv3.ProcessingRequest_RequestBody:
+		return x.onRequestBody(r.RequestBody)
+	case *extprocv3.ProcessingRequest_RequestTrailers:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		return x.onResponseHeaders(r.ResponseHeaders)
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		return x.onResponseBody(r.ResponseBody)
+	case *extprocv3.ProcessingRequest_ResponseTrailers:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{}}}
+	}
+	return nil
+}
+
+func (x *exchange) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	hm := h.GetHeaders()
+	method, path := header(hm, ":method"), header(hm, ":path")
+	x.ep = classify(path)
+
+	var m mutation
+	m.Remove(clientInternalHeaders(hm)...)
+
+	if x.ep.kind == routeUnknown {
+		return x.reject(apierror.New(http.StatusNotFound, apierror.CodeNotFound, "No route for %s %s", method, strings.SplitN(path, "?", 2)[0]))
+	}
+	if method != x.ep.method {
+		return x.reject(apierror.New(http.StatusMethodNotAllowed, apierror.CodeInvalidParams, "Method %s is not allowed here; use %s", method, x.ep.method))
+	}
+	p, err := x.s.auth.Authenticate(ctx, credential(hm))
+	switch {
+	case errors.Is(err, auth.ErrUnknownKey):
+		return x.reject(apierror.New(http.StatusUnauthorized, apierror.CodeAuthInvalid, "Invalid API key provided"))
+	case err != nil:
+		x.log().Error("authenticate", "err", err)
+		return x.reject(apierror.New(http.StatusServiceUnavailable, apierror.CodeServiceUnavailable, "The gateway cannot verify API keys right now; retry shortly"))
+	}
+	x.principal = p
+
+	switch x.ep.kind {
+	case routeModels, routeModel:
+		return x.answerModels()
+	}
+	if h.GetEndOfStream() {
+		return x.reject(apierror.InvalidParam("", "Request body is required"))
+	}
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
+		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: m.proto()}},
+	}}
+}
+
+func (x *exchange) onRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	body := b.GetBody()
+	if len(body) > x.s.cfg.MaxBodyBytes {
+		return x.reject(apierror.New(http.StatusRequestEntityTooLarge, apierror.CodeRequestTooLarge, "Request body is larger than %d bytes", x.s.cfg.MaxBodyBytes))
+	}
+	chat, err := openai.ParseChatRequest(body)
+	if err != nil {
+		return x.reject(apierror.As(err))
+	}
+	if err := x.checkOrg(); err != nil {
+		return x.reject(err)
+	}
+	route, err := x.resolve(chat.Model, catalog.EndpointChatCompletions)
+	if err != nil {
+		return x.reject(err)
+	}
+	backend := route.Backends[0]
+	provider := backend.ProviderRef()
+	if provider.Kind != catalog.KindOpenAI && provider.Kind != catalog.KindOpenAICompatible {
+		return x.reject(apierror.New(http.StatusBadGateway, apierror.CodeNoProviderAvailable, "Model %s has no backend this gateway can reach yet", route.Model.ID))
+	}
+	upstream, err := openai.UpstreamBody(chat, backend.UpstreamModel)
+	if err != nil {
+		x.log().Error("build upstream request", "err", err)
+		return x.reject(apierror.As(err))
+	}
+	x.chat, x.route, x.backend = chat, route, backend
+
+	var m mutation
+	m.Set(":path", provider.PathPrefix()+"/v1/chat/completions")
+	m.Set(headerCluster, route.Cluster)
+	m.Set(headerOrg, x.principal.OrgID)
+	m.Set(headerKey, x.principal.KeyID)
+	m.Set(headerModel, route.Model.ID)
+	m.Set("content-type", "application/json")
+	m.SetContentLength(len(upstream))
+	setUpstreamCredential(&m, provider)
+
+	return &extprocv3.ProcessingResponse{
+		Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+			HeaderMutation:  m.proto(),
+			BodyMutation:    &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: upstream}},
+			ClearRouteCache: true,
+		}}},
+		DynamicMetadata: x.metadata(map[string]any{
+			"request_id": x.requestID,
+			"org_id":     x.principal.OrgID,
+			"key_id":     x.principal.KeyID,
+			"model":      route.Model.ID,
+			"provider":   provider.Name,
+		}),
+	}
+}
+
+// setUpstreamCredential replaces the caller's credentials with the provider's. The client's key
+// must never reach a provider, whichever header it came in.
+func setUpstreamCredential(m *mutation, p *catalog.Provider) {
+	m.Remove("x-api-key", "x-goog-api-key")
+	name := p.AuthHeader
+	if name == "" {
+		name = "authorization"
+	}
+	if name != "authorization" {
+		m.Remove("authorization")
+	}
+	switch {
+	case p.APIKey() == "":
+		m.Remove(name)
+	case name == "authorization":
+		m.Set(name, "Bearer "+p.APIKey())
+	default:
+		m.Set(name, p.APIKey())
+	}
+}
+
+// checkOrg refuses organisations that may not use the gateway right now.
+func (x *exchange) checkOrg() *apierror.Error {
+	switch {
+	case !x.principal.GatewayEnabled:
+		return apierror.New(http.StatusForbidden, apierror.CodeGatewayDisabled, "API Gateway access is not enabled for your organization")
+	case !x.principal.SubscriptionActive:
+		return apierror.New(http.StatusPaymentRequired, apierror.CodeSubscriptionRequired, "Your organization has no active subscription")
+	}
+	return nil
+}
+
+// resolve finds the route for a requested model and refuses models the caller cannot use
+// through this endpoint.
+func (x *exchange) resolve(requested, endpoint string) (catalog.Route, *apierror.Error) {
+	route, err := x.s.catalog.Load().Resolve(requested)
+	switch {
+	case errors.Is(err, catalog.ErrUnknownModel):
+		e := apierror.New(http.StatusNotFound, apierror.CodeInvalidModel, "Model %s is not valid", requested)
+		e.Param = "model"
+		return route, e
+	case errors.Is(err, catalog.ErrNotAvailable):
+		e := apierror.New(http.StatusNotFound, apierror.CodeModelNotAvailable, "Model %s is not available: no backend in the requested region can serve it", requested)
+		e.Param = "model"
+		return route, e
+	case err != nil:
+		return route, apierror.As(err)
+	}
+	switch route.Model.Lifecycle {
+	case catalog.LifecycleSunset, catalog.LifecycleUnavailable:
+		msg := "Model " + requested + " is no longer available"
+		if r := route.Model.Replacement; r != "" {
+			msg += "; use " + r + " instead"
+		}
+		e := apierror.New(http.StatusNotFound, apierror.CodeModelNotAvailable, "%s", msg)
+		e.Param = "model"
+		return route, e
+	}
+	if !route.Model.Supports(endpoint) {
+		e := apierror.New(http.StatusNotFound, apierror.CodeModelNotSupported, "Model %s does not support this endpoint", requested)
+		e.Param = "model"
+		return route, e
+	}
+	return route, nil
+}
+
+func (x *exchange) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	hm := h.GetHeaders()
+	x.status, _ = strconv.Atoi(header(hm, ":status"))
+	var m mutation
+	m.Set("x-request-id", x.requestID)
+	m.Set("request-id", x.requestID)
+	m.Set(headerRequestID, x.requestID)
+	// Headers that identify the operator's upstream account, or set its cookies, stay here.
+	m.Remove("openai-organization", "openai-project", "anthropic-organization-id", "set-cookie")
+	if x.chat != nil && x.route.Model.Lifecycle == catalog.LifecycleDeprecated {
+		m.Set("deprecation", "true")
+		if x.route.Model.Sunset != "" {
+			m.Set("sunset", x.route.Model.Sunset)
+		}
+	}
+	resp := &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{}}
+
+	ok := x.status >= 200 && x.status < 300 && x.chat != nil
+	switch {
+	case ok && x.chat.Stream && strings.HasPrefix(header(hm, "content-type"), "text/event-stream"):
+		// Envoy decides whether to drop content-length when it sends these headers, with the mode
+		// then in force (BUFFERED), so switching to STREAMED must remove it here.
+		x.streaming = true
+		x.rewriter = openai.NewStreamRewriter(x.route.Model.ID, x.chat.IncludeUsage)
+		m.Remove("content-length")
+		resp.Response.HeaderMutation = m.proto()
+		// mode_override always copies both body modes (research/envoy.md 1.4); the request body
+		// is long gone, so its mode is restated unchanged.
+		return &extprocv3.ProcessingResponse{
+			Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: resp},
+			ModeOverride: &filterv3.ProcessingMode{
+				RequestBodyMode:  filterv3.ProcessingMode_BUFFERED,
+				ResponseBodyMode: filterv3.ProcessingMode_STREAMED,
+			},
+		}
+	case !ok && h.GetEndOfStream():
+		// An error without a body: create one in the client's shape.
+		e := x.errorFor(nil, "")
+		x.errorHeaders(&m, e, len(x.errorBody(e)))
+		resp.Response.HeaderMutation = m.proto()
+		resp.Response.Status = extprocv3.CommonResponse_CONTINUE_AND_REPLACE
+		resp.Response.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: x.errorBody(e)}}
+		return &extprocv3.ProcessingResponse{
+			Response:        &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: resp},
+			DynamicMetadata: x.tokenMetadata(0, 0),
+		}
+	}
+	resp.Response.HeaderMutation = m.proto()
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: resp}}
+}
+
+func (x *exchange) onResponseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if x.streaming {
+		return x.onStreamChunk(b)
+	}
+	body := b.GetBody()
+	var m mutation
+	var out []byte
+	var inTokens, outTokens int64
+	if x.status >= 200 && x.status < 300 && x.chat != nil {
+		rewritten, res, err := openai.RewriteResponse(body, x.route.Model.ID)
+		if err == nil {
+			out = rewritten
+			m.SetContentLength(len(out))
+			x.firstByte = x.s.now()
+			x.settle(res, false)
+			inTokens, outTokens = res.Usage.PromptTokens, res.Usage.CompletionTokens
+		} else {
+			x.log().Warn("provider sent a malformed response", "err", err, "provider", x.backend.Provider)
+			e := apierror.New(http.StatusBadGateway, apierror.CodeProviderError, "The upstream provider sent a malformed response")
+			out = x.errorBody(e)
+			x.errorHeaders(&m, e, len(out))
+		}
+	} else {
+		e := x.errorFor(body, "")
+		out = x.errorBody(e)
+		x.errorHeaders(&m, e, len(out))
+		if x.chat != nil {
+			x.log().Info("upstream error", "status", x.status, "code", e.Code, "provider", x.backend.Provider)
+		}
+	}
+	return &extprocv3.ProcessingResponse{
+		Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+			HeaderMutation: m.proto(),
+			BodyMutation:   &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: out}},
+		}}},
+		DynamicMetadata: x.tokenMetadata(inTokens, outTokens),
+	}
+}
+
+func (x *exchange) onStreamChunk(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	eos := b.GetEndOfStream()
+	var out []byte
+	if !x.streamFailed {
+		var err error
+		out, err = x.rewriter.Feed(b.GetBody(), eos)
+		if err != nil {
+			// A broken frame cannot be resynchronised: end the client's stream with an error
+			// event now, drop whatever the provider sends after it, and charge what was delivered.
+			x.log().Warn("provider stream is malformed", "err", err, "provider", x.backend.Provider)
+			out = appendStreamError(out, apierror.New(http.StatusBadGateway, apierror.CodeProviderError, "The upstream provider sent a malformed stream"))
+			x.streamFailed = true
+		}
+	}
+	if len(out) > 0 && x.firstByte.IsZero() {
+		x.firstByte = x.s.now()
+	}
+	resp := &extprocv3.ProcessingResponse{
+		Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+			BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: out}},
+		}}},
+	}
+	if eos || x.streamFailed {
+		if u := x.settleStream(); eos {
+			resp.DynamicMetadata = x.tokenMetadata(u.PromptTokens, u.CompletionTokens)
+		}
+	}
+	return resp
+}
+
+// errorFor turns an error response (from the provider, or Envoy's own local reply) into the
+// gateway's error.
+func (x *exchange) errorFor(body []byte, _ string) *apierror.Error {
+	if x.chat == nil {
+		// No request reached a provider: this is Envoy's local reply (413 while buffering, 503
+		// when no cluster or upstream could be reached, 504 on timeout).
+		return apierror.FromStatus(x.status)
+	}
+	return openai.ProviderError(x.status, body)
+}
+
+func (x *exchange) errorBody(e *apierror.Error) []byte { return openai.ErrorBody(e) }
+
+func (x *exchange) errorHeaders(m *mutation, e *apierror.Error, n int) {
+	m.Set(":status", strconv.Itoa(e.Status))
+	m.Set("content-type", "application/json")
+	m.SetContentLength(n)
+	for k, v := range e.Headers {
+		m.Set(k, v)
+	}
+}
+
+func appendStreamError(dst []byte, e *apierror.Error) []byte {
+	dst = append(dst, "data: "...)
+	dst = append(dst, openai.ErrorBody(e)...)
+	return append(dst, "\n\ndata: [DONE]\n\n"...)
+}
+
+// reject ends the exchange with an ImmediateResponse in the client's protocol shape.
+func (x *exchange) reject(e *apierror.Error) *extprocv3.ProcessingResponse {
+	x.closed = true
+	body := x.errorBody(e)
+	var m mutation
+	m.Set("content-type", "application/json")
+	m.Set("x-request-id", x.requestID)
+	m.Set("request-id", x.requestID)
+	m.Set(headerRequestID, x.requestID)
+	for k, v := range e.Headers {
+		m.Set(k, v)
+	}
+	return &extprocv3.ProcessingResponse{
+		Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(e.Status)},
+			Headers: m.proto(),
+			Body:    body,
+			Details: "tollgate_" + e.Code,
+		}},
+		DynamicMetadata: x.tokenMetadata(0, 0),
+	}
+}
+
+// tokenMetadata is what Envoy's ratelimit filter reads after the response to charge token quotas.
+// It is always set, zero on errors: a missing value would make hits_addend invalid (ai-gateway
+// #1786).
+func (x *exchange) tokenMetadata(in, out int64) *structpb.Struct {
+	return x.metadata(map[string]any{
+		"input_tokens":  float64(in),
+		"output_tokens": float64(out),
+		"total_tokens":  float64(in + out),
+	})
+}
+
+func (x *exchange) metadata(fields map[string]any) *structpb.Struct {
+	inner, err := structpb.NewStruct(fields)
+	if err != nil {
+		x.log().Error("build dynamic metadata", "err", err)
+		return nil
+	}
+	return &structpb.Struct{Fields: map[string]*structpb.Value{metadataNamespace: structpb.NewStructValue(inner)}}
+}
+
+// finish runs when the stream ends, however it ends. A stream the client abandoned is charged
+// for what was delivered.
+func (x *exchange) finish() {
+	if x.streaming && !x.settled {
+		x.settleStream()
+	}
+}

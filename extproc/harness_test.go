@@ -1,0 +1,175 @@
+package extproc
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/tollgate/tollgate/extproc/auth"
+	"github.com/tollgate/tollgate/extproc/catalog"
+	"github.com/tollgate/tollgate/extproc/ledger"
+)
+
+const (
+	goodKey = "tg_good"
+	orgID   = "00000000-0000-0000-0000-00000000000a"
+	keyID   = "00000000-0000-0000-0000-00000000000b"
+)
+
+type fakeAuth map[string]ledger.Principal
+
+func (f fakeAuth) Authenticate(_ context.Context, key string) (ledger.Principal, error) {
+	if p, ok := f[key]; ok {
+		return p, nil
+	}
+	return ledger.Principal{}, auth.ErrUnknownKey
+}
+
+// fakeLedger records settlements; settled delivers each as it happens.
+type fakeLedger struct {
+	mu      sync.Mutex
+	usages  []ledger.Usage
+	settled chan ledger.Usage
+}
+
+func (f *fakeLedger) Settle(_ context.Context, u ledger.Usage) (bool, error) {
+	f.mu.Lock()
+	f.usages = append(f.usages, u)
+	f.mu.Unlock()
+	f.settled <- u
+	return true, nil
+}
+
+// waitSettled returns the next settlement, failing after a deadline.
+func (f *fakeLedger) waitSettled(t *testing.T) ledger.Usage {
+	t.Helper()
+	select {
+	case u := <-f.settled:
+		return u
+	case <-time.After(10 * time.Second):
+		t.Fatal("no settlement")
+		return ledger.Usage{}
+	}
+}
+
+type harness struct {
+	client extprocv3.ExternalProcessorClient
+	ledger *fakeLedger
+}
+
+// newHarness serves a Server on a loopback socket, as Envoy would reach it.
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	env := map[string]string{"OPENAI_API_KEY": "sk-openai", "EU_KEY": "sk-eu"}
+	cat, err := catalog.Load("testdata/catalog.yaml", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	principals := fakeAuth{goodKey: {KeyID: keyID, OrgID: orgID, Kind: ledger.KeyStandard, MarkupBps: 1000, SubscriptionActive: true, GatewayEnabled: true}}
+	principals["tg_disabled"] = ledger.Principal{KeyID: keyID, OrgID: orgID, SubscriptionActive: true}
+	principals["tg_unsubscribed"] = ledger.Principal{KeyID: keyID, OrgID: orgID, GatewayEnabled: true}
+	l := &fakeLedger{settled: make(chan ledger.Usage, 16)}
+	srv := NewServer(Config{MaxBodyBytes: 1 << 20}, cat, principals, l, slog.New(slog.NewTextHandler(io.Discard, nil)))
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, lis) }()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return &harness{client: extprocv3.NewExternalProcessorClient(conn), ledger: l}
+}
+
+// stream is one request's ext_proc stream, driven the way Envoy drives it.
+type stream struct {
+	t *testing.T
+	s extprocv3.ExternalProcessor_ProcessClient
+}
+
+func (h *harness) open(t *testing.T) *stream {
+	t.Helper()
+	s, err := h.client.Process(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &stream{t: t, s: s}
+}
+
+func (s *stream) send(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	s.t.Helper()
+	if err := s.s.Send(req); err != nil {
+		s.t.Fatal(err)
+	}
+	resp, err := s.s.Recv()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return resp
+}
+
+func headerMap(kv ...string) *corev3.HeaderMap {
+	hm := &corev3.HeaderMap{}
+	for i := 0; i < len(kv); i += 2 {
+		hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: kv[i], RawValue: []byte(kv[i+1])})
+	}
+	return hm
+}
+
+func (s *stream) requestHeaders(eos bool, kv ...string) *extprocv3.ProcessingResponse {
+	return s.send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{
+		RequestHeaders: &extprocv3.HttpHeaders{Headers: headerMap(kv...), EndOfStream: eos}}})
+}
+
+func (s *stream) requestBody(body string) *extprocv3.ProcessingResponse {
+	return s.send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
+		RequestBody: &extprocv3.HttpBody{Body: []byte(body), EndOfStream: true}}})
+}
+
+func (s *stream) responseHeaders(eos bool, kv ...string) *extprocv3.ProcessingResponse {
+	return s.send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
+		ResponseHeaders: &extprocv3.HttpHeaders{Headers: headerMap(kv...), EndOfStream: eos}}})
+}
+
+func (s *stream) responseBody(body []byte, eos bool) *extprocv3.ProcessingResponse {
+	return s.send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
+		ResponseBody: &extprocv3.HttpBody{Body: body, EndOfStream: eos}}})
+}
+
+// chatHeaders are the request headers of an OpenAI SDK chat call with the good key.
+func chatHeaders(extra ...string) []string {
+	return append([]string{":method", "POST", ":path", "/v1/chat/completions", ":authority", "gw", ":scheme", "http",
+		"authorization", "Bearer " + goodKey, "content-type", "application/json"}, extra...)
+}
+
+// mutations flattens a header mutation into set values and removed names.
+func mutations(m *extprocv3.HeaderMutation) (set map[string]string, removed map[string]bool) {
+	set, removed = map[string]string{}, map[string]bool{}
+	for _, h := range m.GetSetHeaders() {
+		set[h.GetHeader().GetKey()] = string(h.GetHeader().GetRawValue())
+	}
+	for _, r := range m.GetRemoveHeaders() {
+		removed[r] = true
+	}
+	return set, removed
+}

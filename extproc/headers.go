@@ -1,0 +1,87 @@
+package extproc
+
+import (
+	"strconv"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// internalPrefix marks headers that are trusted routing and rate-limit inputs. A client must never
+// set them, so every client-sent one is removed before anything reads it.
+const internalPrefix = "x-tollgate-"
+
+// Headers the gateway sets.
+const (
+	headerCluster   = "x-tollgate-cluster"
+	headerOrg       = "x-tollgate-org"
+	headerKey       = "x-tollgate-key"
+	headerModel     = "x-tollgate-model"
+	headerRequestID = "x-tollgate-request-id"
+)
+
+// header returns the value of name (lower case) in hm. Envoy sends values in raw_value; value is
+// read as a fallback for processors driven by older clients.
+func header(hm *corev3.HeaderMap, name string) string {
+	for _, h := range hm.GetHeaders() {
+		if h.GetKey() == name {
+			if rv := h.GetRawValue(); len(rv) > 0 {
+				return string(rv)
+			}
+			return h.GetValue()
+		}
+	}
+	return ""
+}
+
+// mutation accumulates a header mutation. Envoy honours only the deprecated append flag (false
+// means overwrite) and reads only raw_value (research/envoy.md 1.6).
+type mutation struct {
+	set    []*corev3.HeaderValueOption
+	remove []string
+}
+
+func (m *mutation) Set(key, value string) {
+	m.set = append(m.set, &corev3.HeaderValueOption{
+		Header: &corev3.HeaderValue{Key: key, RawValue: []byte(value)},
+		Append: wrapperspb.Bool(false),
+	})
+}
+
+func (m *mutation) Remove(keys ...string) { m.remove = append(m.remove, keys...) }
+
+func (m *mutation) SetContentLength(n int) { m.Set("content-length", strconv.Itoa(n)) }
+
+func (m *mutation) proto() *extprocv3.HeaderMutation {
+	if len(m.set) == 0 && len(m.remove) == 0 {
+		return nil
+	}
+	return &extprocv3.HeaderMutation{SetHeaders: m.set, RemoveHeaders: m.remove}
+}
+
+// clientInternalHeaders lists the x-tollgate-* headers present in hm.
+func clientInternalHeaders(hm *corev3.HeaderMap) []string {
+	var out []string
+	for _, h := range hm.GetHeaders() {
+		if strings.HasPrefix(h.GetKey(), internalPrefix) {
+			out = append(out, h.GetKey())
+		}
+	}
+	return out
+}
+
+// credential extracts the caller's API key from the headers each SDK uses: Authorization Bearer
+// (OpenAI), x-api-key (Anthropic), x-goog-api-key (Gemini).
+func credential(hm *corev3.HeaderMap) string {
+	if v := header(hm, "authorization"); v != "" {
+		if scheme, token, ok := strings.Cut(v, " "); ok && strings.EqualFold(scheme, "bearer") {
+			return strings.TrimSpace(token)
+		}
+	}
+	if v := header(hm, "x-api-key"); v != "" {
+		return v
+	}
+	return header(hm, "x-goog-api-key")
+}

@@ -1,0 +1,395 @@
+package extproc
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"testing"
+
+	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+)
+
+type openAIError struct {
+	Error struct {
+		Message string  `json:"message"`
+		Type    string  `json:"type"`
+		Param   *string `json:"param"`
+		Code    string  `json:"code"`
+	} `json:"error"`
+}
+
+// immediate checks resp is an ImmediateResponse with status and an OpenAI-shaped error body of
+// code, and returns the error.
+func immediate(t *testing.T, resp *extprocv3.ProcessingResponse, status int, code string) openAIError {
+	t.Helper()
+	ir := resp.GetImmediateResponse()
+	if ir == nil {
+		t.Fatalf("want an ImmediateResponse, got %v", resp)
+	}
+	if got := int(ir.GetStatus().GetCode()); got != status {
+		t.Errorf("status = %d, want %d", got, status)
+	}
+	set, _ := mutations(ir.GetHeaders())
+	if set["content-type"] != "application/json" || !strings.HasPrefix(set["x-request-id"], "req_") || set["request-id"] != set["x-request-id"] {
+		t.Errorf("immediate response headers = %v", set)
+	}
+	var e openAIError
+	if err := json.Unmarshal(ir.GetBody(), &e); err != nil {
+		t.Fatalf("body is not JSON: %s", ir.GetBody())
+	}
+	if e.Error.Code != code || e.Error.Message == "" || e.Error.Type == "" {
+		t.Errorf("error = %+v, want code %s", e.Error, code)
+	}
+	if total := resp.GetDynamicMetadata().GetFields()["tollgate"].GetStructValue().GetFields()["total_tokens"]; total == nil || total.GetNumberValue() != 0 {
+		t.Errorf("rejections must still carry total_tokens 0 for the ratelimit filter: %v", resp.GetDynamicMetadata())
+	}
+	return e
+}
+
+func TestRequestHeaders(t *testing.T) {
+	h := newHarness(t)
+	tests := []struct {
+		name       string
+		headers    []string
+		eos        bool
+		wantStatus int // 0: the request continues
+		wantCode   string
+	}{
+		{name: "no key", headers: []string{":method", "POST", ":path", "/v1/chat/completions"}, wantStatus: 401, wantCode: "auth_invalid"},
+		{name: "unknown bearer key", headers: []string{":method", "POST", ":path", "/v1/chat/completions", "authorization", "Bearer tg_nope"}, wantStatus: 401, wantCode: "auth_invalid"},
+		{name: "x-api-key", headers: []string{":method", "POST", ":path", "/v1/chat/completions", "x-api-key", goodKey}},
+		{name: "gateway base path", headers: []string{":method", "POST", ":path", "/v1/gateway/chat/completions?x=1", "authorization", "Bearer " + goodKey}},
+		{name: "unknown route", headers: []string{":method", "POST", ":path", "/v2/chat", "authorization", "Bearer " + goodKey}, wantStatus: 404, wantCode: "not_found"},
+		{name: "wrong method", headers: []string{":method", "GET", ":path", "/v1/chat/completions", "authorization", "Bearer " + goodKey}, wantStatus: 405, wantCode: "invalid_params"},
+		{name: "no body", headers: chatHeaders(), eos: true, wantStatus: 400, wantCode: "invalid_params"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := h.open(t).requestHeaders(tt.eos, tt.headers...)
+			if tt.wantStatus != 0 {
+				immediate(t, resp, tt.wantStatus, tt.wantCode)
+				return
+			}
+			if resp.GetRequestHeaders() == nil {
+				t.Fatalf("want a headers reply, got %v", resp)
+			}
+		})
+	}
+}
+
+func TestClientInternalHeadersStripped(t *testing.T) {
+	h := newHarness(t)
+	resp := h.open(t).requestHeaders(false, chatHeaders("x-tollgate-cluster", "model_gone", "x-tollgate-org", "other-org")...)
+	_, removed := mutations(resp.GetRequestHeaders().GetResponse().GetHeaderMutation())
+	if !removed["x-tollgate-cluster"] || !removed["x-tollgate-org"] {
+		t.Errorf("client-sent x-tollgate-* headers must be removed, removed = %v", removed)
+	}
+}
+
+func TestModels(t *testing.T) {
+	h := newHarness(t)
+	resp := h.open(t).requestHeaders(true, ":method", "GET", ":path", "/v1/models", "authorization", "Bearer "+goodKey)
+	ir := resp.GetImmediateResponse()
+	if ir.GetStatus().GetCode() != 200 {
+		t.Fatalf("status %v", ir.GetStatus())
+	}
+	var list struct {
+		Object string `json:"object"`
+		Data   []struct {
+			ID, Object, OwnedBy string
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(ir.GetBody(), &list); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, m := range list.Data {
+		ids = append(ids, m.ID)
+	}
+	if got, want := strings.Join(ids, ","), "eu/gpt-5.4,gpt-5.4,msgs-only,old"; got != want || list.Object != "list" {
+		t.Errorf("listed %s (%s), want %s", got, list.Object, want)
+	}
+
+	resp = h.open(t).requestHeaders(true, ":method", "GET", ":path", "/v1/models/eu/gpt-5.4", "authorization", "Bearer "+goodKey)
+	if !strings.Contains(string(resp.GetImmediateResponse().GetBody()), `"id":"eu/gpt-5.4"`) {
+		t.Errorf("GET /v1/models/eu/gpt-5.4 = %s", resp.GetImmediateResponse().GetBody())
+	}
+	immediate(t, h.open(t).requestHeaders(true, ":method", "GET", ":path", "/v1/models/gone", "authorization", "Bearer "+goodKey), 404, "invalid_model")
+}
+
+func TestRequestBodyRejects(t *testing.T) {
+	h := newHarness(t)
+	msgs := `"messages":[{"role":"user","content":"hi"}]`
+	tests := []struct {
+		name       string
+		key        string
+		body       string
+		wantStatus int
+		wantCode   string
+		wantInMsg  string
+	}{
+		{name: "malformed json", body: `{"model":`, wantStatus: 400, wantCode: "invalid_params", wantInMsg: "JSON"},
+		{name: "unknown model", body: `{"model":"gpt-9",` + msgs + `}`, wantStatus: 404, wantCode: "invalid_model", wantInMsg: "gpt-9"},
+		{name: "no eu backend", body: `{"model":"eu/old",` + msgs + `}`, wantStatus: 404, wantCode: "model_not_available", wantInMsg: "eu/old"},
+		{name: "sunset names replacement", body: `{"model":"gone",` + msgs + `}`, wantStatus: 404, wantCode: "model_not_available", wantInMsg: "use gpt-5.4"},
+		{name: "endpoint unsupported", body: `{"model":"msgs-only",` + msgs + `}`, wantStatus: 404, wantCode: "model_not_supported"},
+		{name: "gateway disabled", key: "tg_disabled", body: `{"model":"gpt",` + msgs + `}`, wantStatus: 403, wantCode: "gateway_disabled"},
+		{name: "no subscription", key: "tg_unsubscribed", body: `{"model":"gpt",` + msgs + `}`, wantStatus: 402, wantCode: "subscription_required"},
+		{name: "too large", body: `{"model":"gpt","x":"` + strings.Repeat("a", 1<<20) + `",` + msgs + `}`, wantStatus: 413, wantCode: "request_too_large"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			key := tt.key
+			if key == "" {
+				key = goodKey
+			}
+			s := h.open(t)
+			s.requestHeaders(false, ":method", "POST", ":path", "/v1/chat/completions", "authorization", "Bearer "+key)
+			e := immediate(t, s.requestBody(tt.body), tt.wantStatus, tt.wantCode)
+			if !strings.Contains(e.Error.Message, tt.wantInMsg) {
+				t.Errorf("message %q does not contain %q", e.Error.Message, tt.wantInMsg)
+			}
+		})
+	}
+	if len(h.ledger.usages) != 0 {
+		t.Errorf("rejected requests were settled: %v", h.ledger.usages)
+	}
+}
+
+func TestRequestBodyRoutes(t *testing.T) {
+	h := newHarness(t)
+	tests := []struct {
+		model, wantCluster, wantPath, wantAuthHeader, wantAuth, wantUpstreamModel string
+	}{
+		{model: "gpt", wantCluster: "model_gpt-5.4", wantPath: "/v1/chat/completions", wantAuthHeader: "authorization", wantAuth: "Bearer sk-openai", wantUpstreamModel: "gpt-5.4-2026-03-01"},
+		{model: "eu/gpt-5.4", wantCluster: "model_gpt-5.4_eu", wantPath: "/openai/v1/chat/completions", wantAuthHeader: "api-key", wantAuth: "sk-eu", wantUpstreamModel: "gpt-eu"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.model, func(t *testing.T) {
+			s := h.open(t)
+			s.requestHeaders(false, chatHeaders("x-api-key", goodKey)...)
+			resp := s.requestBody(`{"model":"` + tt.model + `","messages":[{"role":"user","content":"hi"}]}`)
+			cr := resp.GetRequestBody().GetResponse()
+			if cr == nil {
+				t.Fatalf("want a body reply, got %v", resp)
+			}
+			if !cr.GetClearRouteCache() {
+				t.Error("clear_route_cache must be set so Envoy re-reads x-tollgate-cluster")
+			}
+			set, removed := mutations(cr.GetHeaderMutation())
+			body := cr.GetBodyMutation().GetBody()
+			want := map[string]string{
+				":path": tt.wantPath, "x-tollgate-cluster": tt.wantCluster, tt.wantAuthHeader: tt.wantAuth,
+				"x-tollgate-org": orgID, "x-tollgate-key": keyID, "x-tollgate-model": "gpt-5.4",
+				"content-length": strconv.Itoa(len(body)),
+			}
+			for k, v := range want {
+				if set[k] != v {
+					t.Errorf("header %s = %q, want %q", k, set[k], v)
+				}
+			}
+			if !removed["x-api-key"] {
+				t.Error("the client's x-api-key must not reach the provider")
+			}
+			if tt.wantAuthHeader != "authorization" && !removed["authorization"] {
+				t.Error("the client's authorization must not reach the provider")
+			}
+			var sent struct{ Model string }
+			if err := json.Unmarshal(body, &sent); err != nil || sent.Model != tt.wantUpstreamModel {
+				t.Errorf("upstream body model = %q (%v), want %q", sent.Model, err, tt.wantUpstreamModel)
+			}
+			md := resp.GetDynamicMetadata().GetFields()["tollgate"].GetStructValue().GetFields()
+			if md["org_id"].GetStringValue() != orgID || md["model"].GetStringValue() != "gpt-5.4" || !strings.HasPrefix(md["request_id"].GetStringValue(), "req_") {
+				t.Errorf("dynamic metadata = %v", md)
+			}
+		})
+	}
+}
+
+func TestBufferedResponse(t *testing.T) {
+	h := newHarness(t)
+	s := h.open(t)
+	s.requestHeaders(false, chatHeaders()...)
+	s.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`)
+	rh := s.responseHeaders(false, ":status", "200", "content-type", "application/json", "content-length", "999", "openai-organization", "operator-org")
+	set, removed := mutations(rh.GetResponseHeaders().GetResponse().GetHeaderMutation())
+	if !removed["openai-organization"] {
+		t.Error("the operator's provider account must not be revealed")
+	}
+	id := set["x-request-id"]
+	if !strings.HasPrefix(id, "req_") || set["request-id"] != id || set["x-tollgate-request-id"] != id {
+		t.Errorf("request id headers = %v", set)
+	}
+	if rh.GetModeOverride() != nil {
+		t.Error("a JSON response stays BUFFERED")
+	}
+	upstream := `{"id":"c","object":"chat.completion","model":"gpt-5.4-2026-03-01","choices":[{"index":0,"message":{"role":"assistant","content":"yo"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1000,"completion_tokens":500,"total_tokens":1500}}`
+	rb := s.responseBody([]byte(upstream), true)
+	cr := rb.GetResponseBody().GetResponse()
+	body := cr.GetBodyMutation().GetBody()
+	set, _ = mutations(cr.GetHeaderMutation())
+	if set["content-length"] != strconv.Itoa(len(body)) {
+		t.Errorf("content-length %s does not match the %d-byte body", set["content-length"], len(body))
+	}
+	if !strings.Contains(string(body), `"model":"gpt-5.4"`) {
+		t.Errorf("body does not name the canonical model: %s", body)
+	}
+	md := rb.GetDynamicMetadata().GetFields()["tollgate"].GetStructValue().GetFields()
+	if md["total_tokens"].GetNumberValue() != 1500 {
+		t.Errorf("total_tokens metadata = %v", md)
+	}
+	u := h.ledger.waitSettled(t)
+	// 1000 × $1/M + 500 × $2/M = 1000 + 1000 µUSD, +10% markup.
+	if u.CostMicros != 2200 || u.PromptTokens != 1000 || u.CompletionTokens != 500 || u.RequestID != id || u.Streamed || u.Provider != "openai" || u.RequestedModel != "gpt" {
+		t.Errorf("settled %+v", u)
+	}
+}
+
+func TestUpstreamErrorRewritten(t *testing.T) {
+	h := newHarness(t)
+	tests := []struct {
+		name       string
+		status     string
+		body       string
+		wantStatus string
+		wantCode   string
+	}{
+		{name: "provider 500", status: "500", body: `{"error":{"message":"boom"}}`, wantStatus: "502", wantCode: "provider_error"},
+		{name: "provider 429", status: "429", body: `{"error":{"message":"slow down"}}`, wantStatus: "429", wantCode: "rate_limit"},
+		{name: "provider rejects operator key", status: "401", body: `{"error":{"message":"bad key sk-op…"}}`, wantStatus: "502", wantCode: "provider_error"},
+		{name: "envoy no upstream", status: "503", body: `no healthy upstream`, wantStatus: "503", wantCode: "service_unavailable"},
+		{name: "envoy timeout", status: "504", body: `upstream request timeout`, wantStatus: "504", wantCode: "provider_timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := h.open(t)
+			s.requestHeaders(false, chatHeaders()...)
+			s.requestBody(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+			rh := s.responseHeaders(false, ":status", tt.status, "content-type", "text/plain")
+			if rh.GetModeOverride() != nil {
+				t.Error("error responses stay BUFFERED to be rewritten whole")
+			}
+			cr := s.responseBody([]byte(tt.body), true).GetResponseBody().GetResponse()
+			set, _ := mutations(cr.GetHeaderMutation())
+			if set[":status"] != tt.wantStatus || set["content-type"] != "application/json" {
+				t.Errorf("headers %v, want :status %s", set, tt.wantStatus)
+			}
+			var e openAIError
+			if err := json.Unmarshal(cr.GetBodyMutation().GetBody(), &e); err != nil || e.Error.Code != tt.wantCode {
+				t.Errorf("body %s, want code %s", cr.GetBodyMutation().GetBody(), tt.wantCode)
+			}
+			if strings.Contains(e.Error.Message, "sk-op") {
+				t.Error("a provider's complaint about the operator's key must not reach the client")
+			}
+		})
+	}
+}
+
+// TestLocalReplyWithoutRequestBody covers Envoy's own 413: it is sent while the body is still
+// being buffered, so the processor sees response headers without ever seeing the body.
+func TestLocalReplyWithoutRequestBody(t *testing.T) {
+	h := newHarness(t)
+	s := h.open(t)
+	s.requestHeaders(false, chatHeaders()...)
+	s.responseHeaders(false, ":status", "413", "content-type", "text/plain")
+	cr := s.responseBody([]byte("Payload Too Large"), true).GetResponseBody().GetResponse()
+	var e openAIError
+	if err := json.Unmarshal(cr.GetBodyMutation().GetBody(), &e); err != nil || e.Error.Code != "request_too_large" {
+		t.Errorf("body %s", cr.GetBodyMutation().GetBody())
+	}
+}
+
+const upstreamStream = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hé\"},\"finish_reason\":null}],\"usage\":null}\n\n" +
+	"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"llo\"},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n" +
+	"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"x\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2,\"total_tokens\":9}}\n\n" +
+	"data: [DONE]\n\n"
+
+func TestStreamedResponse(t *testing.T) {
+	for _, includeUsage := range []bool{false, true} {
+		t.Run("include_usage="+strconv.FormatBool(includeUsage), func(t *testing.T) {
+			h := newHarness(t)
+			s := h.open(t)
+			s.requestHeaders(false, chatHeaders()...)
+			opts := ""
+			if includeUsage {
+				opts = `,"stream_options":{"include_usage":true}`
+			}
+			s.requestBody(`{"model":"gpt","stream":true` + opts + `,"messages":[{"role":"user","content":"hi"}]}`)
+			rh := s.responseHeaders(false, ":status", "200", "content-type", "text/event-stream; charset=utf-8", "content-length", "100")
+			mo := rh.GetModeOverride()
+			if mo.GetResponseBodyMode() != filterv3.ProcessingMode_STREAMED {
+				t.Fatalf("mode_override = %v, want response body STREAMED", mo)
+			}
+			if _, removed := mutations(rh.GetResponseHeaders().GetResponse().GetHeaderMutation()); !removed["content-length"] {
+				t.Error("content-length must be removed when switching to STREAMED")
+			}
+			// Chunks cut at random points, then Envoy's empty end_of_stream chunk.
+			rng := rand.New(rand.NewPCG(7, uint64(len(upstreamStream))))
+			var out strings.Builder
+			for rest := upstreamStream; rest != ""; {
+				n := 1 + rng.IntN(min(len(rest), 30))
+				out.Write(s.responseBody([]byte(rest[:n]), false).GetResponseBody().GetResponse().GetBodyMutation().GetBody())
+				rest = rest[n:]
+			}
+			last := s.responseBody(nil, true)
+			out.Write(last.GetResponseBody().GetResponse().GetBodyMutation().GetBody())
+
+			got := out.String()
+			if !strings.HasSuffix(got, "data: [DONE]\n\n") || strings.Count(got, "[DONE]") != 1 {
+				t.Errorf("stream must end with exactly one [DONE]: %q", got)
+			}
+			if strings.Contains(got, `"usage"`) != includeUsage {
+				t.Errorf("usage present = %v, client asked %v: %q", !includeUsage, includeUsage, got)
+			}
+			if strings.Count(got, `"model":"gpt-5.4"`) != strings.Count(got, `"model"`) {
+				t.Errorf("every chunk must name the canonical model: %q", got)
+			}
+			md := last.GetDynamicMetadata().GetFields()["tollgate"].GetStructValue().GetFields()
+			if md["total_tokens"].GetNumberValue() != 9 {
+				t.Errorf("total_tokens metadata on the last chunk = %v", md)
+			}
+			u := h.ledger.waitSettled(t)
+			if !u.Streamed || u.PromptTokens != 7 || u.CompletionTokens != 2 || u.FinishReason != "stop" {
+				t.Errorf("settled %+v", u)
+			}
+		})
+	}
+}
+
+// TestStreamCancelledChargesDelivered: the client leaves mid-stream (Envoy resets the ext_proc
+// stream); what was delivered is still charged.
+func TestStreamCancelledChargesDelivered(t *testing.T) {
+	h := newHarness(t)
+	s := h.open(t)
+	s.requestHeaders(false, chatHeaders()...)
+	s.requestBody(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	s.responseHeaders(false, ":status", "200", "content-type", "text/event-stream")
+	first := upstreamStream[:strings.Index(upstreamStream, "\n\n")+2]
+	s.responseBody([]byte(first), false)
+	if err := s.s.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	u := h.ledger.waitSettled(t)
+	if u.FinishReason != "incomplete" || u.CompletionTokens != 1 || u.PromptTokens == 0 || u.CostMicros <= 0 {
+		t.Errorf("settled %+v; want an incomplete request charged for one chunk and the prompt", u)
+	}
+}
+
+func TestMalformedStreamEndsWithError(t *testing.T) {
+	h := newHarness(t)
+	s := h.open(t)
+	s.requestHeaders(false, chatHeaders()...)
+	s.requestBody(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	s.responseHeaders(false, ":status", "200", "content-type", "text/event-stream")
+	out := s.responseBody([]byte("data: {not json}\n\n"), false).GetResponseBody().GetResponse().GetBodyMutation().GetBody()
+	if !strings.Contains(string(out), `"code":"provider_error"`) || !strings.HasSuffix(string(out), "data: [DONE]\n\n") {
+		t.Errorf("out = %q", out)
+	}
+	after := s.responseBody([]byte("data: {\"choices\":[]}\n\n"), true).GetResponseBody().GetResponse().GetBodyMutation()
+	if len(after.GetBody()) != 0 {
+		t.Errorf("nothing may follow the error event: %q", after.GetBody())
+	}
+	h.ledger.waitSettled(t)
+}
