@@ -1,0 +1,181 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/tollgate/tollgate/ratelimit/limiter"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultAddr         = ":50052"
+	DefaultRedisURL     = "redis://127.0.0.1:6379/0"
+	DefaultRedisTimeout = 15 * time.Millisecond
+	DefaultKeyPrefix    = "tollgate:rl:"
+)
+
+// shutdownGrace bounds how long Run waits for in-flight decisions once its
+// context is done; they take milliseconds, so this only matters if one hangs.
+const shutdownGrace = 5 * time.Second
+
+// Config configures the rate-limit service.
+type Config struct {
+	// Addr is the gRPC listen address. Default ":50052".
+	Addr string
+	// RedisURL locates Redis, e.g. "redis://:password@host:6379/0".
+	// Default "redis://127.0.0.1:6379/0".
+	RedisURL string
+	// FailOpen answers OK, without limits, when Redis cannot decide in time.
+	// False, the zero value, fails closed: the call returns gRPC Unavailable,
+	// which Envoy turns into an error when its failure_mode_deny is set (and
+	// lets the request through when it is not).
+	FailOpen bool
+	// RedisTimeout bounds each Redis round trip. Keep it below Envoy's RLS
+	// timeout (20 ms by default) so that Envoy receives our answer, even a
+	// fail-open one, rather than timing out itself. Default 15 ms.
+	RedisTimeout time.Duration
+	// KeyPrefix starts every Redis key; it must not contain '{' or '}',
+	// which would change the Redis Cluster hash tag. Default "tollgate:rl:".
+	KeyPrefix string
+}
+
+func (c Config) withDefaults() Config {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.RedisURL == "" {
+		c.RedisURL = DefaultRedisURL
+	}
+	if c.RedisTimeout == 0 {
+		c.RedisTimeout = DefaultRedisTimeout
+	}
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = DefaultKeyPrefix
+	}
+	return c
+}
+
+// Validate reports every problem with c (after defaults) at once.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("addr %q: %w", c.Addr, err))
+	}
+	if _, err := redis.ParseURL(c.RedisURL); err != nil {
+		errs = append(errs, fmt.Errorf("redis url: %w", err))
+	}
+	if c.RedisTimeout < 0 {
+		errs = append(errs, fmt.Errorf("redis timeout %v is negative", c.RedisTimeout))
+	}
+	if strings.ContainsAny(c.KeyPrefix, "{}") {
+		errs = append(errs, fmt.Errorf("key prefix %q contains a brace", c.KeyPrefix))
+	}
+	return errors.Join(errs...)
+}
+
+// OpenRedis returns a client for rawURL set up for rate limiting: commands
+// honour their context's deadline, and failed commands are never retried,
+// because a script whose reply was lost has already consumed and a retry
+// would consume twice. The client reconnects by itself after an outage.
+// Options given in the URL's query are overridden where they conflict.
+func OpenRedis(rawURL string) (*redis.Client, error) {
+	opt, err := redis.ParseURL(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse redis url: %w", err)
+	}
+	opt.ContextTimeoutEnabled = true
+	opt.MaxRetries = -1
+	opt.DisableIdentity = true // one command less on every new connection
+	// One dial attempt per call: the default backoff between attempts
+	// (100 ms) is far beyond a decision's deadline anyway.
+	opt.DialerRetries = 1
+	return redis.NewClient(opt), nil
+}
+
+// Run serves the rate-limit service (and gRPC health) on cfg.Addr until ctx
+// is done, then stops gracefully. Redis need not be up at start: decisions
+// follow cfg.FailOpen until it is.
+func Run(ctx context.Context, cfg Config, limits Limits, log *slog.Logger) error {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("ratelimit config: %w", err)
+	}
+	if limits == nil {
+		return errors.New("ratelimit: no limits source")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	rdb, err := OpenRedis(cfg.RedisURL)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+
+	lim := limiter.New(rdb)
+	// Preloading saves the first decisions an EVAL; a failure only means
+	// Redis is not there yet.
+	lctx, cancel := context.WithTimeout(ctx, time.Second)
+	if err := lim.Load(lctx); err != nil {
+		log.WarnContext(ctx, "ratelimit: redis not ready at start", "error", err, "fail_open", cfg.FailOpen)
+	}
+	cancel()
+
+	lis, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("ratelimit listen: %w", err)
+	}
+	gs := grpc.NewServer()
+	rlsv3.RegisterRateLimitServiceServer(gs, NewServer(cfg, lim, limits, log))
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		// ErrServerStopped: ctx was done before Serve began.
+		if err := gs.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("ratelimit serve: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		hs.Shutdown()
+		stopGracefully(gs, shutdownGrace)
+		return nil
+	})
+	log.InfoContext(ctx, "ratelimit: serving", "addr", lis.Addr().String(), "fail_open", cfg.FailOpen,
+		"redis_timeout", cfg.RedisTimeout)
+	return g.Wait()
+}
+
+// stopGracefully lets in-flight calls finish, for at most grace.
+func stopGracefully(gs *grpc.Server, grace time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		gs.GracefulStop()
+		close(done)
+	}()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		gs.Stop()
+		<-done
+	}
+}
