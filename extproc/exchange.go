@@ -40,6 +40,9 @@ type exchange struct {
 	chat    *openai.ChatRequest
 	route   catalog.Route
 	backend *catalog.Backend
+	// held is set while the request holds credit that neither settlement nor release has
+	// returned.
+	held bool
 
 	status    int
 	streaming bool
@@ -70,7 +73,7 @@ func (x *exchange) handle(ctx context.Context, req *extprocv3.ProcessingRequest)
 	case *extprocv3.ProcessingRequest_RequestHeaders:
 		return x.onRequestHeaders(ctx, r.RequestHeaders)
 	case *extprocv3.ProcessingRequest_RequestBody:
-		return x.onRequestBody(r.RequestBody)
+		return x.onRequestBody(ctx, r.RequestBody)
 	case *extprocv3.ProcessingRequest_RequestTrailers:
 		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
@@ -119,7 +122,7 @@ func (x *exchange) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeader
 	}}
 }
 
-func (x *exchange) onRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+func (x *exchange) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	body := b.GetBody()
 	if len(body) > x.s.cfg.MaxBodyBytes {
 		return x.reject(apierror.New(http.StatusRequestEntityTooLarge, apierror.CodeRequestTooLarge, "Request body is larger than %d bytes", x.s.cfg.MaxBodyBytes))
@@ -131,9 +134,9 @@ func (x *exchange) onRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 	if err := x.checkOrg(); err != nil {
 		return x.reject(err)
 	}
-	route, err := x.resolve(chat.Model, catalog.EndpointChatCompletions)
-	if err != nil {
-		return x.reject(err)
+	route, rerr := x.resolve(chat.Model, catalog.EndpointChatCompletions)
+	if rerr != nil {
+		return x.reject(rerr)
 	}
 	backend := route.Backends[0]
 	provider := backend.ProviderRef()
@@ -146,6 +149,10 @@ func (x *exchange) onRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 		return x.reject(apierror.As(err))
 	}
 	x.chat, x.route, x.backend = chat, route, backend
+	if err := x.hold(ctx); err != nil {
+		x.chat = nil
+		return x.reject(err)
+	}
 
 	var m mutation
 	m.Set(":path", provider.PathPrefix()+"/v1/chat/completions")
@@ -276,7 +283,10 @@ func (x *exchange) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Proces
 		}
 	case !ok && h.GetEndOfStream():
 		// An error without a body: create one in the client's shape.
-		e := x.errorFor(nil, "")
+		e := x.errorFor(nil)
+		if x.held {
+			x.release()
+		}
 		x.errorHeaders(&m, e, len(x.errorBody(e)))
 		resp.Response.HeaderMutation = m.proto()
 		resp.Response.Status = extprocv3.CommonResponse_CONTINUE_AND_REPLACE
@@ -311,13 +321,17 @@ func (x *exchange) onResponseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRe
 			e := apierror.New(http.StatusBadGateway, apierror.CodeProviderError, "The upstream provider sent a malformed response")
 			out = x.errorBody(e)
 			x.errorHeaders(&m, e, len(out))
+			x.release()
 		}
 	} else {
-		e := x.errorFor(body, "")
+		e := x.errorFor(body)
 		out = x.errorBody(e)
 		x.errorHeaders(&m, e, len(out))
 		if x.chat != nil {
 			x.log().Info("upstream error", "status", x.status, "code", e.Code, "provider", x.backend.Provider)
+		}
+		if x.held {
+			x.release()
 		}
 	}
 	return &extprocv3.ProcessingResponse{
@@ -361,7 +375,7 @@ func (x *exchange) onStreamChunk(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 
 // errorFor turns an error response (from the provider, or Envoy's own local reply) into the
 // gateway's error.
-func (x *exchange) errorFor(body []byte, _ string) *apierror.Error {
+func (x *exchange) errorFor(body []byte) *apierror.Error {
 	if x.chat == nil {
 		// No request reached a provider: this is Envoy's local reply (413 while buffering, 503
 		// when no cluster or upstream could be reached, 504 on timeout).
@@ -433,7 +447,10 @@ func (x *exchange) metadata(fields map[string]any) *structpb.Struct {
 // finish runs when the stream ends, however it ends. A stream the client abandoned is charged
 // for what was delivered.
 func (x *exchange) finish() {
-	if x.streaming && !x.settled {
+	switch {
+	case x.streaming && !x.settled:
 		x.settleStream()
+	case x.held && !x.settled:
+		x.release()
 	}
 }

@@ -34,23 +34,58 @@ func (f fakeAuth) Authenticate(_ context.Context, key string) (ledger.Principal,
 	return ledger.Principal{}, auth.ErrUnknownKey
 }
 
-// fakeLedger records settlements; settled delivers each as it happens.
+// fakeLedger holds credit like the real ledger (balance minus open holds must cover a hold) and
+// records settlements; settled delivers each as it happens.
 type fakeLedger struct {
-	mu      sync.Mutex
-	usages  []ledger.Usage
-	settled chan ledger.Usage
+	mu       sync.Mutex
+	balance  int64
+	holds    map[string]int64
+	released []string
+	usages   []ledger.Usage
+	settled  chan ledger.Usage
+}
+
+func (f *fakeLedger) PlaceHold(_ context.Context, h ledger.Hold) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var held int64
+	for _, v := range f.holds {
+		held += v
+	}
+	if f.balance-held < h.AmountMicros {
+		return ledger.ErrInsufficientCredit
+	}
+	f.holds[h.RequestID] = h.AmountMicros
+	return nil
+}
+
+func (f *fakeLedger) ReleaseHold(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.holds, id)
+	f.released = append(f.released, id)
+	return nil
+}
+
+func (f *fakeLedger) openHolds() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.holds)
 }
 
 func (f *fakeLedger) Settle(_ context.Context, u ledger.Usage) (bool, error) {
 	f.mu.Lock()
 	f.usages = append(f.usages, u)
+	delete(f.holds, u.RequestID)
 	f.mu.Unlock()
-	f.settled <- u
+	if f.settled != nil {
+		f.settled <- u
+	}
 	return true, nil
 }
 
 // waitSettled returns the next settlement, failing after a deadline.
-func (f *fakeLedger) waitSettled(t *testing.T) ledger.Usage {
+func (f *fakeLedger) waitSettled(t testing.TB) ledger.Usage {
 	t.Helper()
 	select {
 	case u := <-f.settled:
@@ -67,7 +102,7 @@ type harness struct {
 }
 
 // newHarness serves a Server on a loopback socket, as Envoy would reach it.
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	env := map[string]string{"OPENAI_API_KEY": "sk-openai", "EU_KEY": "sk-eu"}
 	cat, err := catalog.Load("testdata/catalog.yaml", func(k string) string { return env[k] })
@@ -77,7 +112,7 @@ func newHarness(t *testing.T) *harness {
 	principals := fakeAuth{goodKey: {KeyID: keyID, OrgID: orgID, Kind: ledger.KeyStandard, MarkupBps: 1000, SubscriptionActive: true, GatewayEnabled: true}}
 	principals["tg_disabled"] = ledger.Principal{KeyID: keyID, OrgID: orgID, SubscriptionActive: true}
 	principals["tg_unsubscribed"] = ledger.Principal{KeyID: keyID, OrgID: orgID, GatewayEnabled: true}
-	l := &fakeLedger{settled: make(chan ledger.Usage, 16)}
+	l := &fakeLedger{balance: 1_000_000, holds: map[string]int64{}, settled: make(chan ledger.Usage, 16)}
 	srv := NewServer(Config{MaxBodyBytes: 1 << 20}, cat, principals, l, slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -103,11 +138,11 @@ func newHarness(t *testing.T) *harness {
 
 // stream is one request's ext_proc stream, driven the way Envoy drives it.
 type stream struct {
-	t *testing.T
+	t testing.TB
 	s extprocv3.ExternalProcessor_ProcessClient
 }
 
-func (h *harness) open(t *testing.T) *stream {
+func (h *harness) open(t testing.TB) *stream {
 	t.Helper()
 	s, err := h.client.Process(t.Context())
 	if err != nil {
@@ -172,4 +207,18 @@ func mutations(m *extprocv3.HeaderMutation) (set map[string]string, removed map[
 		removed[r] = true
 	}
 	return set, removed
+}
+
+// poll waits for cond with a deadline.
+func poll(t testing.TB, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met before the deadline")
+		}
+		<-tick.C
+	}
 }

@@ -2,7 +2,11 @@ package extproc
 
 import (
 	"context"
+	"errors"
 	"net/http"
+
+	"github.com/tollgate/tollgate/extproc/apierror"
+	"github.com/tollgate/tollgate/extproc/catalog"
 
 	"github.com/tollgate/tollgate/extproc/billing"
 	"github.com/tollgate/tollgate/extproc/ledger"
@@ -35,7 +39,7 @@ func (x *exchange) settle(res openai.Result, streamed bool) {
 	if x.settled {
 		return
 	}
-	x.settled = true
+	x.settled, x.held = true, false // settlement replaces the hold
 	now := x.s.now()
 	cost := billing.Compute(x.route.Model.Prices(), res.Usage.Billing(), int64(x.principal.MarkupBps))
 	bu := res.Usage.Billing()
@@ -71,6 +75,74 @@ func (x *exchange) settle(res openai.Result, streamed bool) {
 		defer cancel()
 		if _, err := x.s.ledger.Settle(ctx, u); err != nil {
 			log.Error("settle", "err", err, "org_id", u.OrgID, "cost_micros", u.CostMicros)
+		}
+	}()
+}
+
+// hold reserves an upper bound of the request's cost before it goes upstream, so that no number
+// of concurrent requests can spend credit the organisation does not have (DESIGN.md section 6).
+// Failing to reach the ledger fails the request: admitting it unheld could overspend.
+func (x *exchange) hold(ctx context.Context) *apierror.Error {
+	amount := holdMicros(x.route.Model, x.chat, int64(x.principal.MarkupBps))
+	ctx, cancel := context.WithTimeout(ctx, x.s.cfg.HoldTimeout)
+	defer cancel()
+	err := x.s.ledger.PlaceHold(ctx, ledger.Hold{
+		RequestID:    x.requestID,
+		OrgID:        x.principal.OrgID,
+		KeyID:        x.principal.KeyID,
+		AmountMicros: amount,
+		ExpiresAt:    x.s.now().Add(x.s.cfg.HoldTTL),
+	})
+	switch {
+	case errors.Is(err, ledger.ErrInsufficientCredit):
+		return apierror.New(http.StatusPaymentRequired, apierror.CodeInsufficientQuota,
+			"Your organization's credit cannot cover this request (up to %s USD); add credit or lower max_tokens", billing.FormatMicros(amount))
+	case err != nil:
+		x.log().Error("place hold", "err", err)
+		return apierror.New(http.StatusServiceUnavailable, apierror.CodeServiceUnavailable, "The gateway cannot reserve credit right now; retry shortly")
+	}
+	x.held = true
+	return nil
+}
+
+// holdMicros bounds a chat request's cost: the prompt cannot have more tokens than its UTF-8
+// bytes (plus framing, counted by PromptBytes), each priced at the dearest input rate, and the
+// output cannot exceed max_tokens (or the model's max_output_tokens), priced at the dearest
+// output rate.
+func holdMicros(m *catalog.Model, chat *openai.ChatRequest, markupBps int64) int64 {
+	p := m.Prices()
+	maxOut := m.MaxOutputTokens
+	if chat.MaxTokens != nil && *chat.MaxTokens < maxOut {
+		maxOut = *chat.MaxTokens
+	}
+	dearest := func(items ...string) int64 {
+		var v int64
+		for _, it := range items {
+			v = max(v, p[it])
+		}
+		return v
+	}
+	bound := billing.Prices{
+		billing.ItemPrompt:     dearest(billing.ItemPrompt, billing.ItemInputCacheRead, billing.ItemInputCacheWrite, billing.ItemInputCacheWrite5Min, billing.ItemInputCacheWrite1H),
+		billing.ItemCompletion: dearest(billing.ItemCompletion, billing.ItemInternalReasoning),
+		billing.ItemRequest:    p[billing.ItemRequest],
+	}
+	return billing.Compute(bound, billing.Usage{InputTokens: chat.PromptBytes(), OutputTokens: maxOut, Requests: 1}, markupBps).TotalMicros
+}
+
+// release returns a hold for a request that will not be charged (it failed before the provider
+// produced anything billable). Like settlement it runs detached from the stream.
+func (x *exchange) release() {
+	x.held = false
+	log := x.log()
+	id := x.requestID
+	x.s.settling.Add(1)
+	go func() {
+		defer x.s.settling.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), x.s.cfg.SettleTimeout)
+		defer cancel()
+		if err := x.s.ledger.ReleaseHold(ctx, id); err != nil {
+			log.Error("release hold", "err", err)
 		}
 	}()
 }

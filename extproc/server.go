@@ -23,8 +23,10 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, key string) (ledger.Principal, error)
 }
 
-// Ledger records what requests cost.
+// Ledger reserves credit before a request goes upstream and records what it cost.
 type Ledger interface {
+	PlaceHold(ctx context.Context, h ledger.Hold) error
+	ReleaseHold(ctx context.Context, requestID string) error
 	Settle(ctx context.Context, u ledger.Usage) (charged bool, err error)
 }
 
@@ -35,6 +37,11 @@ type Config struct {
 	MaxBodyBytes int
 	// SettleTimeout bounds one settlement's database work. Default 10s.
 	SettleTimeout time.Duration
+	// HoldTimeout bounds placing a credit hold on the request path. Default 2s.
+	HoldTimeout time.Duration
+	// HoldTTL is how long a hold outlives a process that died before settling it; it must exceed
+	// the longest request (Envoy's route timeout). Default 15m.
+	HoldTTL time.Duration
 }
 
 // DefaultMaxBodyBytes is the default request body limit.
@@ -46,6 +53,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SettleTimeout <= 0 {
 		c.SettleTimeout = 10 * time.Second
+	}
+	if c.HoldTimeout <= 0 {
+		c.HoldTimeout = 2 * time.Second
+	}
+	if c.HoldTTL <= 0 {
+		c.HoldTTL = 15 * time.Minute
 	}
 	return c
 }

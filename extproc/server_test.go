@@ -393,3 +393,48 @@ func TestMalformedStreamEndsWithError(t *testing.T) {
 	}
 	h.ledger.waitSettled(t)
 }
+
+func TestInsufficientCredit(t *testing.T) {
+	h := newHarness(t)
+	h.ledger.balance = 100 // µUSD: less than any request's upper bound
+	s := h.open(t)
+	s.requestHeaders(false, chatHeaders()...)
+	e := immediate(t, s.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`), 402, "insufficient_quota")
+	if e.Error.Type != "reject_no_credit" {
+		t.Errorf("type = %q, want seed 003's reject_no_credit", e.Error.Type)
+	}
+	if h.ledger.openHolds() != 0 {
+		t.Error("a refused request must hold nothing")
+	}
+}
+
+func TestHoldLifecycle(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(s *stream)
+	}{
+		{name: "upstream error releases", run: func(s *stream) {
+			s.responseHeaders(false, ":status", "500", "content-type", "application/json")
+			s.responseBody([]byte(`{"error":{"message":"x"}}`), true)
+		}},
+		{name: "client gone before the response releases", run: func(s *stream) {
+			_ = s.s.CloseSend()
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			s := h.open(t)
+			s.requestHeaders(false, chatHeaders()...)
+			s.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`)
+			if h.ledger.openHolds() != 1 {
+				t.Fatalf("an admitted request holds credit: %d holds", h.ledger.openHolds())
+			}
+			tt.run(s)
+			poll(t, func() bool { return h.ledger.openHolds() == 0 })
+			if len(h.ledger.usages) != 0 {
+				t.Errorf("nothing is charged: %v", h.ledger.usages)
+			}
+		})
+	}
+}

@@ -63,7 +63,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 
-	envoyYAML, err := renderBootstrap(cat, *listen, *extprocAddr)
+	envoyYAML, err := renderBootstrap(cat, *listen, *extprocAddr, bootstrap.DefaultAdminPort)
 	if err != nil {
 		return err
 	}

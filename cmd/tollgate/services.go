@@ -51,6 +51,7 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	cfgPath := fs.String("config", envOr("TOLLGATE_CONFIG", defaultConfig), "catalog file (env TOLLGATE_CONFIG)")
 	listen := fs.String("listen", "0.0.0.0:8080", "gateway listen address")
 	extprocAddr := fs.String("extproc", "127.0.0.1:50051", "extproc address as Envoy reaches it")
+	adminPort := fs.Uint("admin-port", bootstrap.DefaultAdminPort, "Envoy admin port on 127.0.0.1")
 	out := fs.String("o", "", "write to this file instead of stdout")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -59,7 +60,7 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	yaml, err := renderBootstrap(cat, *listen, *extprocAddr)
+	yaml, err := renderBootstrap(cat, *listen, *extprocAddr, uint32(*adminPort))
 	if err != nil {
 		return err
 	}
@@ -70,11 +71,12 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	return err
 }
 
-func renderBootstrap(cat *catalog.Catalog, listen, extprocAddr string) ([]byte, error) {
+func renderBootstrap(cat *catalog.Catalog, listen, extprocAddr string, adminPort uint32) ([]byte, error) {
 	params, err := bootstrap.FromCatalog(cat, listen, extprocAddr)
 	if err != nil {
 		return nil, err
 	}
+	params.AdminPort = adminPort
 	b, err := bootstrap.Render(params)
 	if err != nil {
 		return nil, err

@@ -173,4 +173,3 @@ func TestUSD(t *testing.T) {
 		}
 	}
 }
-

@@ -381,3 +381,6 @@ type ListedModel struct {
 	ID    string
 	Model *Model
 }
+
+// SetPrices replaces the model's parsed prices; for building models in tests.
+func (m *Model) SetPrices(p billing.Prices) { m.prices = p }

@@ -39,6 +39,8 @@ func bodyOfSize(t *testing.T, n int) string {
 // limit on the way admits it), one byte over is refused with 413 in OpenAI's shape.
 func TestBodyLimit(t *testing.T) {
 	s := startStack(t)
+	// A 32 MiB prompt is an upper bound of 32 Mi tokens: the hold needs more than the default $5.
+	s.tollgate(t, "credits", "add", "--org", s.OrgID, "--usd", "100")
 	const limit = 32 << 20
 	tests := []struct {
 		name       string

@@ -76,13 +76,13 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// catalogTemplate is the e2e catalog; MOCK is replaced by the mock provider's address and DEAD
+// catalogTemplate is the e2e catalog; {{MOCK}} is replaced by the mock provider's address and DEAD
 // by an address nothing listens on.
 const catalogTemplate = `
 providers:
-  - {name: mock, kind: openai, base_url: "http://MOCK", api_key_env: MOCK_API_KEY}
-  - {name: mock-eu, kind: openai-compatible, base_url: "http://MOCK", region: eu, api_key_env: MOCK_API_KEY}
-  - {name: dead, kind: openai, base_url: "http://DEAD", api_key_env: MOCK_API_KEY}
+  - {name: mock, kind: openai, base_url: "http://{{MOCK}}", api_key_env: MOCK_API_KEY}
+  - {name: mock-eu, kind: openai-compatible, base_url: "http://{{MOCK}}", region: eu, api_key_env: MOCK_API_KEY}
+  - {name: dead, kind: openai, base_url: "http://{{DEAD}}", api_key_env: MOCK_API_KEY}
 models:
   - id: mock-gpt
     aliases: [gpt-4o-mini]
@@ -142,13 +142,14 @@ func startStack(t *testing.T) *stack {
 	s.APIKey = s.tollgate(t, "key", "create", "--org", s.OrgID, "--name", "e2e")
 
 	mockAddr, extprocAddr, gatewayAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	cat := strings.NewReplacer("MOCK", mockAddr, "DEAD", freeAddr(t)).Replace(catalogTemplate)
+	cat := strings.NewReplacer("{{MOCK}}", mockAddr, "{{DEAD}}", freeAddr(t)).Replace(catalogTemplate)
 	catPath := filepath.Join(s.dir, "catalog.yaml")
 	if err := os.WriteFile(catPath, []byte(cat), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	envoyPath := filepath.Join(s.dir, "envoy.yaml")
-	s.tollgate(t, "envoy-config", "--config", catPath, "--listen", gatewayAddr, "--extproc", extprocAddr, "-o", envoyPath)
+	_, adminPort, _ := net.SplitHostPort(freeAddr(t))
+	s.tollgate(t, "envoy-config", "--config", catPath, "--listen", gatewayAddr, "--extproc", extprocAddr, "--admin-port", adminPort, "-o", envoyPath)
 
 	s.daemon(t, "mockprovider", "--addr", mockAddr, "--api-key", mockKey)
 	s.daemon(t, "extproc", "--addr", extprocAddr, "--config", catPath)

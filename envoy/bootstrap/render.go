@@ -1,0 +1,320 @@
+package bootstrap
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// Extension names, as Envoy's docs spell them.
+const (
+	hcmFilterName          = "envoy.filters.network.http_connection_manager"
+	extProcFilterName      = "envoy.filters.http.ext_proc"
+	routerFilterName       = "envoy.filters.http.router"
+	tlsTransportName       = "envoy.transport_sockets.tls"
+	httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+	transportSocketMatchNS = "envoy.transport_socket_match"
+)
+
+// Render builds the bootstrap for p (DESIGN.md section 2): admin on 127.0.0.1:9901; one
+// listener whose HTTP connection manager (codec AUTO, so HTTP/1.1 and h2c both work) runs
+// ext_proc, p.ExtraHTTPFilters, then the router; one route that reads the cluster from
+// x-tollgate-cluster; the extproc cluster (HTTP/2) and one STRICT_DNS cluster per model
+// cluster. It reports every invalid parameter at once.
+func Render(p Params) (*bootstrapv3.Bootstrap, error) {
+	p = p.withDefaults()
+	if err := p.validate(); err != nil {
+		return nil, fmt.Errorf("render bootstrap: %w", err)
+	}
+	hcm, err := httpConnectionManager(p)
+	if err != nil {
+		return nil, fmt.Errorf("render bootstrap: %w", err)
+	}
+	hcmAny, err := anypb.New(hcm)
+	if err != nil {
+		return nil, fmt.Errorf("render bootstrap: http connection manager: %w", err)
+	}
+
+	extproc, err := GRPCCluster(ExtProcClusterName, p.ExtProc)
+	if err != nil {
+		return nil, fmt.Errorf("render bootstrap: %w", err)
+	}
+	clusters := []*clusterv3.Cluster{extproc}
+	for _, c := range p.Clusters {
+		mc, err := modelCluster(c, p.UpstreamCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("render bootstrap: cluster %q: %w", c.Name, err)
+		}
+		clusters = append(clusters, mc)
+	}
+	for _, c := range p.ExtraClusters {
+		clusters = append(clusters, proto.Clone(c).(*clusterv3.Cluster))
+	}
+
+	return &bootstrapv3.Bootstrap{
+		Admin: &bootstrapv3.Admin{Address: socketAddress(AdminAddress, p.AdminPort)},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
+			Listeners: []*listenerv3.Listener{{
+				Name:    ListenerName,
+				Address: socketAddress(p.ListenAddress, p.ListenPort),
+				// Envoy's buffer limit for a request (and a buffered response) is the
+				// listener's per-connection limit: over it, ext_proc's BUFFERED mode gets 413
+				// (source/common/http/filter_manager.cc requestDataTooLarge).
+				PerConnectionBufferLimitBytes: wrapperspb.UInt32(p.MaxRequestBytes),
+				FilterChains: []*listenerv3.FilterChain{{
+					Filters: []*listenerv3.Filter{{
+						Name:       hcmFilterName,
+						ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},
+					}},
+				}},
+			}},
+			Clusters: clusters,
+		},
+	}, nil
+}
+
+func httpConnectionManager(p Params) (*hcmv3.HttpConnectionManager, error) {
+	extProc, err := anypb.New(ExtProcFilter(p.MessageTimeout, p.MaxRequestBytes))
+	if err != nil {
+		return nil, fmt.Errorf("ext_proc filter: %w", err)
+	}
+	router, err := anypb.New(&routerv3.Router{})
+	if err != nil {
+		return nil, fmt.Errorf("router filter: %w", err)
+	}
+	filters := []*hcmv3.HttpFilter{{
+		Name:       extProcFilterName,
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: extProc},
+	}}
+	for _, f := range p.ExtraHTTPFilters {
+		filters = append(filters, proto.Clone(f).(*hcmv3.HttpFilter))
+	}
+	filters = append(filters, &hcmv3.HttpFilter{
+		Name:       routerFilterName,
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
+	})
+
+	route := &routev3.Route{
+		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_ClusterHeader{ClusterHeader: ClusterHeader},
+			Timeout:          durationpb.New(p.UpstreamTimeout),
+			// extproc cannot set :authority under ext_proc's default mutation rules, so the
+			// upstream Host comes from the chosen endpoint's hostname.
+			HostRewriteSpecifier: &routev3.RouteAction_AutoHostRewrite{AutoHostRewrite: wrapperspb.Bool(true)},
+		}},
+	}
+	for name, cfg := range p.RouteTypedPerFilterConfig {
+		if route.TypedPerFilterConfig == nil {
+			route.TypedPerFilterConfig = map[string]*anypb.Any{}
+		}
+		route.TypedPerFilterConfig[name] = proto.Clone(cfg).(*anypb.Any)
+	}
+
+	return &hcmv3.HttpConnectionManager{
+		CodecType:         hcmv3.HttpConnectionManager_AUTO,
+		StatPrefix:        StatPrefix,
+		StreamIdleTimeout: durationpb.New(p.UpstreamTimeout),
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
+			Name: RouteConfigName,
+			VirtualHosts: []*routev3.VirtualHost{{
+				Name:    "tollgate",
+				Domains: []string{"*"},
+				Routes:  []*routev3.Route{route},
+			}},
+		}},
+		HttpFilters: filters,
+	}, nil
+}
+
+// ExtProcFilter is the ext_proc filter of DESIGN.md section 2: headers SEND, bodies BUFFERED
+// (extproc switches the response to STREAMED for SSE through mode_override), fail closed,
+// and dynamic metadata accepted in namespace tollgate only.
+func ExtProcFilter(messageTimeout time.Duration, maxRequestBytes uint32) *extprocv3.ExternalProcessor {
+	return &extprocv3.ExternalProcessor{
+		GrpcService: &corev3.GrpcService{
+			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
+				ClusterName:             ExtProcClusterName,
+				MaxReceiveMessageLength: wrapperspb.UInt32(GRPCMaxMessageBytes(maxRequestBytes)),
+			}},
+		},
+		FailureModeAllow: false,
+		ProcessingMode: &extprocv3.ProcessingMode{
+			RequestHeaderMode:  extprocv3.ProcessingMode_SEND,
+			RequestBodyMode:    extprocv3.ProcessingMode_BUFFERED,
+			ResponseHeaderMode: extprocv3.ProcessingMode_SEND,
+			ResponseBodyMode:   extprocv3.ProcessingMode_BUFFERED,
+		},
+		MessageTimeout:    durationpb.New(messageTimeout),
+		AllowModeOverride: true,
+		MetadataOptions: &extprocv3.MetadataOptions{
+			ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{MetadataNamespace}},
+		},
+	}
+}
+
+// GRPCCluster is a cluster for a gRPC service spoken to over cleartext HTTP/2: STATIC when
+// u.Host is an IP address, STRICT_DNS otherwise (e.g. a docker-compose service name).
+func GRPCCluster(name string, u Upstream) (*clusterv3.Cluster, error) {
+	opts, err := anypb.New(&upstreamhttpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{
+			ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
+					Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+				},
+			},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: http protocol options: %w", name, err)
+	}
+	discovery := clusterv3.Cluster_STRICT_DNS
+	if net.ParseIP(u.Host) != nil {
+		discovery = clusterv3.Cluster_STATIC
+	}
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: discovery},
+		ConnectTimeout:       durationpb.New(DefaultExtProcConnectTimeout),
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{
+			ClusterName: name,
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{
+				LbEndpoints: []*endpointv3.LbEndpoint{{
+					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+						Address: socketAddress(u.Host, u.Port),
+					}},
+				}},
+			}},
+		},
+		TypedExtensionProtocolOptions: map[string]*anypb.Any{httpProtocolOptionsKey: opts},
+	}, nil
+}
+
+// modelCluster is one STRICT_DNS cluster whose priority levels are c.Priorities. TLS
+// endpoints pick their own TLS transport socket (SNI = their host) through
+// transport_socket_matches, so one cluster can mix providers on different hosts and plain
+// HTTP endpoints (local mocks) keep the cluster's default raw socket.
+func modelCluster(c Cluster, caFile string) (*clusterv3.Cluster, error) {
+	cl := &clusterv3.Cluster{
+		Name:                 c.Name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS},
+		ConnectTimeout:       durationpb.New(DefaultConnectTimeout),
+		LoadAssignment:       &endpointv3.ClusterLoadAssignment{ClusterName: c.Name},
+	}
+	tlsHosts := map[string]bool{}
+	for prio, level := range c.Priorities {
+		loc := &endpointv3.LocalityLbEndpoints{Priority: uint32(prio)}
+		for _, e := range level {
+			lbe, err := lbEndpoint(e)
+			if err != nil {
+				return nil, err
+			}
+			loc.LbEndpoints = append(loc.LbEndpoints, lbe)
+			if e.TLS && !tlsHosts[e.Host] {
+				tlsHosts[e.Host] = true
+				m, err := tlsMatch(e.Host, caFile)
+				if err != nil {
+					return nil, err
+				}
+				cl.TransportSocketMatches = append(cl.TransportSocketMatches, m)
+			}
+		}
+		cl.LoadAssignment.Endpoints = append(cl.LoadAssignment.Endpoints, loc)
+	}
+	return cl, nil
+}
+
+func lbEndpoint(e Endpoint) (*endpointv3.LbEndpoint, error) {
+	fields := map[string]any{
+		MetadataNamespace: map[string]any{BackendMetadataKey: e.Backend},
+	}
+	if e.TLS {
+		fields[transportSocketMatchNS] = map[string]any{TransportSocketMatchKey: e.Host}
+	}
+	md := &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{}}
+	for ns, v := range fields {
+		s, err := structpb.NewStruct(v.(map[string]any))
+		if err != nil {
+			return nil, fmt.Errorf("endpoint %s metadata: %w", e.Host, err)
+		}
+		md.FilterMetadata[ns] = s
+	}
+	lbe := &endpointv3.LbEndpoint{
+		HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+			Address:  socketAddress(e.Host, e.Port),
+			Hostname: hostname(e),
+		}},
+		Metadata: md,
+	}
+	if e.Weight > 0 {
+		lbe.LoadBalancingWeight = wrapperspb.UInt32(e.Weight)
+	}
+	return lbe, nil
+}
+
+// hostname is what auto_host_rewrite puts in the upstream Host header: the host, with the
+// port only when it is not the scheme's default (RFC 9110 section 7.2).
+func hostname(e Endpoint) string {
+	if (e.TLS && e.Port == 443) || (!e.TLS && e.Port == 80) {
+		return e.Host
+	}
+	return net.JoinHostPort(e.Host, strconv.FormatUint(uint64(e.Port), 10))
+}
+
+func tlsMatch(host, caFile string) (*clusterv3.Cluster_TransportSocketMatch, error) {
+	tlsCtx, err := anypb.New(&tlsv3.UpstreamTlsContext{
+		Sni: host,
+		CommonTlsContext: &tlsv3.CommonTlsContext{
+			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{
+				ValidationContext: &tlsv3.CertificateValidationContext{
+					TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: caFile}},
+					MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
+						SanType: tlsv3.SubjectAltNameMatcher_DNS,
+						Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: host}},
+					}},
+				},
+			},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tls context for %s: %w", host, err)
+	}
+	match, err := structpb.NewStruct(map[string]any{TransportSocketMatchKey: host})
+	if err != nil {
+		return nil, fmt.Errorf("tls match for %s: %w", host, err)
+	}
+	return &clusterv3.Cluster_TransportSocketMatch{
+		Name:  "tls_" + host,
+		Match: match,
+		TransportSocket: &corev3.TransportSocket{
+			Name:       tlsTransportName,
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: tlsCtx},
+		},
+	}, nil
+}
+
+func socketAddress(host string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address:       host,
+		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+	}}}
+}

@@ -1,0 +1,81 @@
+package extproc
+
+import (
+	"github.com/tollgate/tollgate/extproc/ledger"
+
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// cpuTime is this process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU adds the process CPU per operation. The gRPC client playing Envoy shares the process
+// with the server, so this is an upper bound on the server's own cost.
+func reportCPU(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64((cpuTime()-start).Microseconds())/float64(b.N), "cpu-µs/op")
+}
+
+// benchRequest is a chat request of about 2 KB.
+var benchRequest = `{"model":"gpt","temperature":0.5,"messages":[{"role":"system","content":"` + strings.Repeat("You are helpful. ", 50) +
+	`"},{"role":"user","content":"` + strings.Repeat("Tell me about Envoy. ", 50) + `"}]}`
+
+const benchResponse = `{"id":"c","object":"chat.completion","created":1767225600,"model":"gpt-5.4-2026-03-01","choices":[{"index":0,"message":{"role":"assistant","content":"Envoy is a proxy."},"finish_reason":"stop"}],"usage":{"prompt_tokens":420,"completion_tokens":5,"total_tokens":425}}`
+
+func drain(h *harness) {
+	h.ledger.settled = make(chan ledger.Usage, 1024)
+	go func() {
+		for range h.ledger.settled {
+		}
+	}()
+}
+
+// BenchmarkBufferedRequest drives one non-streaming chat completion per iteration over a real
+// socket with the messages Envoy sends: request headers, request body, response headers,
+// response body (auth and ledger are in-memory fakes).
+func BenchmarkBufferedRequest(b *testing.B) {
+	h := newHarness(b)
+	drain(h)
+	b.ReportAllocs()
+	start := cpuTime()
+	for b.Loop() {
+		s := h.open(b)
+		s.requestHeaders(false, chatHeaders()...)
+		s.requestBody(benchRequest)
+		s.responseHeaders(false, ":status", "200", "content-type", "application/json")
+		s.responseBody([]byte(benchResponse), true)
+		_ = s.s.CloseSend()
+	}
+	reportCPU(b, start)
+}
+
+// BenchmarkStreamedChunk measures one streamed chunk: a 500-chunk stream per iteration, reported
+// per chunk.
+func BenchmarkStreamedChunk(b *testing.B) {
+	h := newHarness(b)
+	drain(h)
+	chunk := []byte("data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1767225600,\"model\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" word\"},\"finish_reason\":null}],\"usage\":null}\n\n")
+	const chunks = 500
+	b.ReportAllocs()
+	start := cpuTime()
+	var n int
+	for b.Loop() {
+		s := h.open(b)
+		s.requestHeaders(false, chatHeaders()...)
+		s.requestBody(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+		s.responseHeaders(false, ":status", "200", "content-type", "text/event-stream")
+		for range chunks {
+			s.responseBody(chunk, false)
+		}
+		s.responseBody([]byte("data: [DONE]\n\n"), true)
+		_ = s.s.CloseSend()
+		n += chunks
+	}
+	b.ReportMetric(float64((cpuTime()-start).Nanoseconds())/float64(n)/1000, "cpu-µs/chunk")
+}

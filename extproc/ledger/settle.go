@@ -1,0 +1,141 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Usage is the record of one completed request (DESIGN.md section 6, usage records).
+type Usage struct {
+	RequestID, OrgID string
+	KeyID            string // may be empty
+
+	Endpoint       string // e.g. "/v1/chat/completions"
+	RequestedModel string // as the client named it
+	Model          string // canonical catalog model
+	Provider       string
+	Region         string
+
+	Status       int // HTTP status returned to the client
+	FinishReason string
+	Streamed     bool
+
+	PromptTokens, CompletionTokens, CachedReadTokens, CacheWriteTokens, ReasoningTokens int64
+
+	CostMicros int64            // total after markup: what is charged, >= 0
+	CostItems  map[string]int64 // billing item -> micro-USD before markup
+
+	// Stored in whole milliseconds (truncated). A zero TimeToFirstToken is stored as unknown.
+	Latency, TimeToFirstToken time.Duration
+
+	CreatedAt time.Time // when the request happened; zero means now. Stored to the microsecond.
+}
+
+// Settle records one completed request: a usage_records row, a 'usage' ledger entry of
+// -CostMicros, the matching balance decrement and the release of the request's hold, if it has
+// one, all in one statement (one transaction, one round trip).
+//
+// It is idempotent by RequestID: charged reports whether this call wrote the charge, and a
+// repeated call (a retry, a spool replay, a concurrent duplicate) is a no-op returning false and
+// nil. Any error therefore leaves it safe to retry; ErrNotFound (unknown org or key) is
+// permanent. The balance may go below zero if the cost exceeds the hold: usage is never
+// refused after the fact.
+//
+// Settle is detached from ctx's cancellation, so a client that disconnects cannot lose its
+// charge; it is bounded by DefaultTimeout.
+func (s *Store) Settle(ctx context.Context, u Usage) (charged bool, err error) {
+	switch {
+	case u.RequestID == "":
+		return false, errors.New("settle: empty request id")
+	case u.CostMicros < 0:
+		return false, fmt.Errorf("settle %s: negative cost %d µUSD", u.RequestID, u.CostMicros)
+	case !validUUID(u.OrgID) || u.KeyID != "" && !validUUID(u.KeyID):
+		return false, fmt.Errorf("settle %s: %w", u.RequestID, ErrNotFound)
+	}
+	items := u.CostItems
+	if items == nil {
+		items = map[string]int64{} // jsonb '{}', not SQL NULL
+	}
+	var ttftMs, createdAt any
+	if u.TimeToFirstToken != 0 {
+		ttftMs = u.TimeToFirstToken.Milliseconds()
+	}
+	if !u.CreatedAt.IsZero() {
+		createdAt = u.CreatedAt
+	}
+
+	ctx, cancel := detached(ctx)
+	defer cancel()
+	// ON CONFLICT DO NOTHING on the usage record is the idempotency gate: a duplicate waits for
+	// the first writer's commit, then inserts nothing, and every later step reads its input from
+	// the rows the insert returned, so it does nothing either. The partial unique index on
+	// ledger_entries(request_id) backs this up.
+	err = s.pool.QueryRow(ctx, `
+		WITH rec AS (
+			INSERT INTO usage_records (
+				request_id, org_id, key_id, endpoint, requested_model, model, provider, region,
+				status, finish_reason, streamed,
+				prompt_tokens, completion_tokens, cached_read_tokens, cache_write_tokens, reasoning_tokens,
+				cost_micros, cost_items, latency_ms, ttft_ms, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+				coalesce($21, now()))
+			ON CONFLICT (request_id) DO NOTHING
+			RETURNING request_id, org_id, cost_micros
+		), charge AS (
+			INSERT INTO ledger_entries (org_id, kind, amount_micros, request_id)
+			SELECT org_id, 'usage', -cost_micros, request_id FROM rec
+		), released AS (
+			DELETE FROM holds h USING rec
+			WHERE h.request_id = rec.request_id AND h.org_id = rec.org_id
+			RETURNING h.amount_micros
+		)
+		UPDATE org_balances b
+		SET balance_micros = b.balance_micros - rec.cost_micros,
+		    held_micros = b.held_micros - coalesce((SELECT amount_micros FROM released), 0)
+		FROM rec WHERE b.org_id = rec.org_id
+		RETURNING true`,
+		u.RequestID, u.OrgID, nullable(u.KeyID), u.Endpoint, u.RequestedModel, u.Model, u.Provider, u.Region,
+		u.Status, u.FinishReason, u.Streamed,
+		u.PromptTokens, u.CompletionTokens, u.CachedReadTokens, u.CacheWriteTokens, u.ReasoningTokens,
+		u.CostMicros, items, u.Latency.Milliseconds(), ttftMs, createdAt).Scan(&charged)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return false, nil // already settled
+	case pgCode(err) == codeForeignKeyViolation:
+		return false, fmt.Errorf("settle %s: %w", u.RequestID, ErrNotFound)
+	case err != nil:
+		return false, fmt.Errorf("settle %s: %w", u.RequestID, err)
+	}
+	return charged, nil
+}
+
+// UsageByRequest returns the usage record of requestID, or ErrNotFound.
+func (s *Store) UsageByRequest(ctx context.Context, requestID string) (Usage, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
+	var u Usage
+	var latencyMs, ttftMs int64
+	err := s.pool.QueryRow(ctx, `
+		SELECT request_id, org_id::text, coalesce(key_id::text, ''), endpoint, requested_model, model,
+		       provider, region, status, finish_reason, streamed,
+		       prompt_tokens, completion_tokens, cached_read_tokens, cache_write_tokens, reasoning_tokens,
+		       cost_micros, cost_items, latency_ms, coalesce(ttft_ms, 0), created_at
+		FROM usage_records WHERE request_id = $1`, requestID).Scan(
+		&u.RequestID, &u.OrgID, &u.KeyID, &u.Endpoint, &u.RequestedModel, &u.Model,
+		&u.Provider, &u.Region, &u.Status, &u.FinishReason, &u.Streamed,
+		&u.PromptTokens, &u.CompletionTokens, &u.CachedReadTokens, &u.CacheWriteTokens, &u.ReasoningTokens,
+		&u.CostMicros, &u.CostItems, &latencyMs, &ttftMs, &u.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Usage{}, fmt.Errorf("usage %s: %w", requestID, ErrNotFound)
+	}
+	if err != nil {
+		return Usage{}, fmt.Errorf("usage %s: %w", requestID, err)
+	}
+	u.Latency = time.Duration(latencyMs) * time.Millisecond
+	u.TimeToFirstToken = time.Duration(ttftMs) * time.Millisecond
+	return u, nil
+}
