@@ -28,7 +28,13 @@ type ChatRequest struct {
 	Stream              bool
 	IncludeUsage        bool // stream_options.include_usage as the client asked
 	Temperature         *float64
+	TopP                *float64
+	TopK                *int64 // not OpenAI's; kept for providers that take it
+	Stop                []string
 	MaxTokens           *int64 // max_completion_tokens, else max_tokens
+	Tools               []Tool
+	ToolChoice          json.RawMessage // "none" | "auto" | "required" | {"type":"function","function":{"name"}}
+	ResponseFormat      *ResponseFormat
 	usedMaxTokensParam  string
 	Extra               map[string]json.RawMessage
 	promptBytesEstimate int64
@@ -102,6 +108,39 @@ func ParseChatRequest(body []byte) (*ChatRequest, error) {
 	if t := r.Temperature; t != nil && (*t < 0 || *t > MaxTemperature) {
 		return nil, apierror.InvalidParam("temperature", "Parameter temperature must be between 0 and 2")
 	}
+	if err := take(fields, "top_p", &r.TopP); err != nil {
+		return nil, err
+	}
+	if err := take(fields, "top_k", &r.TopK); err != nil {
+		return nil, err
+	}
+	if raw, ok := fields["stop"]; ok && !isNull(raw) {
+		var one string
+		if json.Unmarshal(raw, &one) == nil {
+			r.Stop = []string{one}
+		} else if err := json.Unmarshal(raw, &r.Stop); err != nil {
+			return nil, apierror.InvalidParam("stop", "Parameter stop must be a string or an array of strings")
+		}
+	}
+	delete(fields, "stop")
+	if err := take(fields, "tools", &r.Tools); err != nil {
+		return nil, err
+	}
+	for i, t := range r.Tools {
+		if t.Type != "function" || t.Function.Name == "" {
+			return nil, apierror.InvalidParam(fmt.Sprintf("tools[%d]", i), "Parameter tools[%d] must be a function with a name", i)
+		}
+	}
+	if raw, ok := fields["tool_choice"]; ok && !isNull(raw) {
+		r.ToolChoice = raw
+	}
+	delete(fields, "tool_choice")
+	if err := take(fields, "response_format", &r.ResponseFormat); err != nil {
+		return nil, err
+	}
+	if f := r.ResponseFormat; f != nil && f.Type != "text" && f.Type != "json_object" && !(f.Type == "json_schema" && f.JSONSchema != nil) {
+		return nil, apierror.InvalidParam("response_format", "Parameter response_format must be text, json_object, or json_schema with a json_schema")
+	}
 	for _, p := range []string{"max_completion_tokens", "max_tokens"} {
 		var v *int64
 		if err := take(fields, p, &v); err != nil {
@@ -120,6 +159,7 @@ func ParseChatRequest(body []byte) (*ChatRequest, error) {
 	if err := r.parseMessages(fields); err != nil {
 		return nil, err
 	}
+	r.EstimatePromptBytes()
 	return r, nil
 }
 
@@ -169,7 +209,6 @@ func (r *ChatRequest) parseMessages(fields map[string]json.RawMessage) error {
 		if chars > MaxMessageChars {
 			return apierror.InvalidParam(param+".content", "Parameter %s.content is longer than %d characters", param, MaxMessageChars)
 		}
-		r.promptBytesEstimate += int64(len(m.Content)) + int64(len(m.ToolCalls)) + perMessageOverhead
 	}
 	last := r.Messages[len(r.Messages)-1].Role
 	if last != "user" && last != "tool" {
@@ -256,5 +295,57 @@ func jsonProblem(err error) string {
 		return fmt.Sprintf("expected %s, got %s", e.Type, e.Value)
 	default:
 		return "malformed JSON"
+	}
+}
+
+// Text returns the message's content when it is a plain string (arrays of text parts were
+// flattened into one when the request was parsed).
+func (m *Message) Text() (string, bool) {
+	var s string
+	if len(m.Content) == 0 || m.Content[0] != '"' || json.Unmarshal(m.Content, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// Parts returns the message's content as parts: a string becomes one text part.
+func (m *Message) Parts() []ContentPart {
+	if s, ok := m.Text(); ok {
+		return []ContentPart{{Type: "text", Text: s}}
+	}
+	var parts []ContentPart
+	_ = json.Unmarshal(m.Content, &parts)
+	return parts
+}
+
+// TextContent encodes s as a message content.
+func TextContent(s string) json.RawMessage {
+	b, _ := json.Marshal(s)
+	return b
+}
+
+// PartsContent encodes parts as a message content.
+func PartsContent(parts []ContentPart) json.RawMessage {
+	b, _ := json.Marshal(parts)
+	return b
+}
+
+// SetMaxTokens sets the output limit, sent to OpenAI-kind providers as max_completion_tokens.
+func (r *ChatRequest) SetMaxTokens(n int64) {
+	r.MaxTokens, r.usedMaxTokensParam = &n, "max_completion_tokens"
+}
+
+// NewChatRequest returns an empty pivot request for another protocol's converter to fill.
+func NewChatRequest() *ChatRequest { return &ChatRequest{Extra: map[string]json.RawMessage{}} }
+
+// EstimatePromptBytes recomputes PromptBytes for a request built by a converter.
+func (r *ChatRequest) EstimatePromptBytes() {
+	r.promptBytesEstimate = 0
+	for i := range r.Messages {
+		m := &r.Messages[i]
+		r.promptBytesEstimate += int64(len(m.Content)) + int64(len(m.ToolCalls)) + perMessageOverhead
+	}
+	for _, t := range r.Tools {
+		r.promptBytesEstimate += int64(len(t.Function.Name)+len(t.Function.Description)+len(t.Function.Parameters)) + perMessageOverhead
 	}
 }

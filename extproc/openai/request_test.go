@@ -81,7 +81,7 @@ func TestParseChatRequestAccepts(t *testing.T) {
 	if got := string(r.Messages[2].Content); got != `"ab"` {
 		t.Errorf("text parts flattened to %s, want \"ab\"", got)
 	}
-	if _, ok := r.Extra["top_p"]; !ok {
+	if _, ok := r.Extra["user"]; !ok || *r.TopP != 0.9 {
 		t.Error("uninterpreted fields must be kept for the provider")
 	}
 

@@ -28,6 +28,24 @@ func UpstreamBody(r *ChatRequest, upstreamModel string) ([]byte, error) {
 	if r.MaxTokens != nil {
 		out[r.usedMaxTokensParam] = *r.MaxTokens
 	}
+	if r.TopP != nil {
+		out["top_p"] = *r.TopP
+	}
+	if r.TopK != nil {
+		out["top_k"] = *r.TopK
+	}
+	if len(r.Stop) > 0 {
+		out["stop"] = r.Stop
+	}
+	if len(r.Tools) > 0 {
+		out["tools"] = r.Tools
+	}
+	if len(r.ToolChoice) > 0 {
+		out["tool_choice"] = r.ToolChoice
+	}
+	if r.ResponseFormat != nil {
+		out["response_format"] = r.ResponseFormat
+	}
 	body, err := json.Marshal(out)
 	if err != nil {
 		return nil, fmt.Errorf("encode openai request: %w", err)
