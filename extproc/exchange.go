@@ -20,7 +20,6 @@ import (
 	"github.com/tollgate/tollgate/extproc/auth"
 	"github.com/tollgate/tollgate/extproc/catalog"
 	"github.com/tollgate/tollgate/extproc/ledger"
-	"github.com/tollgate/tollgate/extproc/openai"
 )
 
 // metadataNamespace is the dynamic-metadata namespace Envoy's ext_proc filter is configured to
@@ -37,16 +36,17 @@ type exchange struct {
 	principal ledger.Principal
 
 	// Set once the request is admitted and sent upstream.
-	chat    *openai.ChatRequest
-	route   catalog.Route
-	backend *catalog.Backend
+	req      *clientRequest
+	route    catalog.Route
+	backend  *catalog.Backend
+	provider protocol
 	// held is set while the request holds credit that neither settlement nor release has
 	// returned.
 	held bool
 
 	status    int
 	streaming bool
-	rewriter  *openai.StreamRewriter
+	proc      streamProcessor
 	// streamFailed is set once the provider's stream proved malformed and the client's was ended.
 	streamFailed bool
 	firstByte    time.Time
@@ -127,35 +127,32 @@ func (x *exchange) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ex
 	if len(body) > x.s.cfg.MaxBodyBytes {
 		return x.reject(apierror.New(http.StatusRequestEntityTooLarge, apierror.CodeRequestTooLarge, "Request body is larger than %d bytes", x.s.cfg.MaxBodyBytes))
 	}
-	chat, err := openai.ParseChatRequest(body)
-	if err != nil {
-		return x.reject(apierror.As(err))
+	req, perr := parseClient(x.ep, body)
+	if perr != nil {
+		return x.reject(perr)
 	}
 	if err := x.checkOrg(); err != nil {
 		return x.reject(err)
 	}
-	route, rerr := x.resolve(chat.Model, catalog.EndpointChatCompletions)
+	route, rerr := x.resolve(req.model, catalogEndpoint(req.proto))
 	if rerr != nil {
 		return x.reject(rerr)
 	}
 	backend := route.Backends[0]
 	provider := backend.ProviderRef()
-	if provider.Kind != catalog.KindOpenAI && provider.Kind != catalog.KindOpenAICompatible {
-		return x.reject(apierror.New(http.StatusBadGateway, apierror.CodeNoProviderAvailable, "Model %s has no backend this gateway can reach yet", route.Model.ID))
-	}
-	upstream, err := openai.UpstreamBody(chat, backend.UpstreamModel)
+	path, upstream, err := upstreamRequest(req, backend, route.Model)
 	if err != nil {
-		x.log().Error("build upstream request", "err", err)
-		return x.reject(apierror.As(err))
+		x.log().Error("build upstream request", "err", err, "provider", provider.Name)
+		return x.reject(apierror.New(http.StatusBadGateway, apierror.CodeNoProviderAvailable, "Model %s has no backend this gateway can reach", route.Model.ID))
 	}
-	x.chat, x.route, x.backend = chat, route, backend
+	x.req, x.route, x.backend, x.provider = req, route, backend, providerProtocol(provider.Kind)
 	if err := x.hold(ctx); err != nil {
-		x.chat = nil
+		x.req = nil
 		return x.reject(err)
 	}
 
 	var m mutation
-	m.Set(":path", provider.PathPrefix()+"/v1/chat/completions")
+	m.Set(":path", path)
 	m.Set(headerCluster, route.Cluster)
 	m.Set(headerOrg, x.principal.OrgID)
 	m.Set(headerKey, x.principal.KeyID)
@@ -177,27 +174,6 @@ func (x *exchange) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ex
 			"model":      route.Model.ID,
 			"provider":   provider.Name,
 		}),
-	}
-}
-
-// setUpstreamCredential replaces the caller's credentials with the provider's. The client's key
-// must never reach a provider, whichever header it came in.
-func setUpstreamCredential(m *mutation, p *catalog.Provider) {
-	m.Remove("x-api-key", "x-goog-api-key")
-	name := p.AuthHeader
-	if name == "" {
-		name = "authorization"
-	}
-	if name != "authorization" {
-		m.Remove("authorization")
-	}
-	switch {
-	case p.APIKey() == "":
-		m.Remove(name)
-	case name == "authorization":
-		m.Set(name, "Bearer "+p.APIKey())
-	default:
-		m.Set(name, p.APIKey())
 	}
 }
 
@@ -255,7 +231,7 @@ func (x *exchange) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Proces
 	m.Set(headerRequestID, x.requestID)
 	// Headers that identify the operator's upstream account, or set its cookies, stay here.
 	m.Remove("openai-organization", "openai-project", "anthropic-organization-id", "set-cookie")
-	if x.chat != nil && x.route.Model.Lifecycle == catalog.LifecycleDeprecated {
+	if x.req != nil && x.route.Model.Lifecycle == catalog.LifecycleDeprecated {
 		m.Set("deprecation", "true")
 		if x.route.Model.Sunset != "" {
 			m.Set("sunset", x.route.Model.Sunset)
@@ -263,13 +239,13 @@ func (x *exchange) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Proces
 	}
 	resp := &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{}}
 
-	ok := x.status >= 200 && x.status < 300 && x.chat != nil
+	ok := x.status >= 200 && x.status < 300 && x.req != nil
 	switch {
-	case ok && x.chat.Stream && strings.HasPrefix(header(hm, "content-type"), "text/event-stream"):
+	case ok && x.req.stream && strings.HasPrefix(header(hm, "content-type"), "text/event-stream"):
 		// Envoy decides whether to drop content-length when it sends these headers, with the mode
 		// then in force (BUFFERED), so switching to STREAMED must remove it here.
 		x.streaming = true
-		x.rewriter = openai.NewStreamRewriter(x.route.Model.ID, x.chat.IncludeUsage)
+		x.proc = newStreamProcessor(x.req, x.provider, x.route.Model.ID)
 		m.Remove("content-length")
 		resp.Response.HeaderMutation = m.proto()
 		// mode_override always copies both body modes (research/envoy.md 1.4); the request body
@@ -308,14 +284,14 @@ func (x *exchange) onResponseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRe
 	var m mutation
 	var out []byte
 	var inTokens, outTokens int64
-	if x.status >= 200 && x.status < 300 && x.chat != nil {
-		rewritten, res, err := openai.RewriteResponse(body, x.route.Model.ID)
+	if x.status >= 200 && x.status < 300 && x.req != nil {
+		translated, usage, finish, err := translateResponse(x.req, x.provider, body, x.route.Model.ID)
 		if err == nil {
-			out = rewritten
+			out = translated
 			m.SetContentLength(len(out))
 			x.firstByte = x.s.now()
-			x.settle(res, false)
-			inTokens, outTokens = res.Usage.PromptTokens, res.Usage.CompletionTokens
+			x.settle(usage, finish, false)
+			inTokens, outTokens = promptTokens(usage), completionTokens(usage)
 		} else {
 			x.log().Warn("provider sent a malformed response", "err", err, "provider", x.backend.Provider)
 			e := apierror.New(http.StatusBadGateway, apierror.CodeProviderError, "The upstream provider sent a malformed response")
@@ -327,7 +303,7 @@ func (x *exchange) onResponseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRe
 		e := x.errorFor(body)
 		out = x.errorBody(e)
 		x.errorHeaders(&m, e, len(out))
-		if x.chat != nil {
+		if x.req != nil {
 			x.log().Info("upstream error", "status", x.status, "code", e.Code, "provider", x.backend.Provider)
 		}
 		if x.held {
@@ -348,12 +324,17 @@ func (x *exchange) onStreamChunk(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 	var out []byte
 	if !x.streamFailed {
 		var err error
-		out, err = x.rewriter.Feed(b.GetBody(), eos)
+		out, err = x.proc.Feed(b.GetBody(), eos)
 		if err != nil {
-			// A broken frame cannot be resynchronised: end the client's stream with an error
-			// event now, drop whatever the provider sends after it, and charge what was delivered.
-			x.log().Warn("provider stream is malformed", "err", err, "provider", x.backend.Provider)
-			out = appendStreamError(out, apierror.New(http.StatusBadGateway, apierror.CodeProviderError, "The upstream provider sent a malformed stream"))
+			// A broken or failed provider stream cannot be resumed: end the client's stream with
+			// an error event in its protocol, drop whatever the provider sends after it, and
+			// charge what was delivered.
+			e, isAPI := err.(*apierror.Error)
+			if !isAPI {
+				x.log().Warn("provider stream is malformed", "err", err, "provider", x.backend.Provider)
+				e = apierror.New(http.StatusBadGateway, apierror.CodeProviderError, "The upstream provider sent a malformed stream")
+			}
+			out = streamError(x.req.proto, out, e)
 			x.streamFailed = true
 		}
 	}
@@ -367,7 +348,7 @@ func (x *exchange) onStreamChunk(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 	}
 	if eos || x.streamFailed {
 		if u := x.settleStream(); eos {
-			resp.DynamicMetadata = x.tokenMetadata(u.PromptTokens, u.CompletionTokens)
+			resp.DynamicMetadata = x.tokenMetadata(promptTokens(u), completionTokens(u))
 		}
 	}
 	return resp
@@ -376,15 +357,16 @@ func (x *exchange) onStreamChunk(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 // errorFor turns an error response (from the provider, or Envoy's own local reply) into the
 // gateway's error.
 func (x *exchange) errorFor(body []byte) *apierror.Error {
-	if x.chat == nil {
+	if x.req == nil {
 		// No request reached a provider: this is Envoy's local reply (413 while buffering, 503
 		// when no cluster or upstream could be reached, 504 on timeout).
 		return apierror.FromStatus(x.status)
 	}
-	return openai.ProviderError(x.status, body)
+	return providerError(x.provider, x.status, body)
 }
 
-func (x *exchange) errorBody(e *apierror.Error) []byte { return openai.ErrorBody(e) }
+// errorBody renders e in the client's protocol (OpenAI's until the body told which).
+func (x *exchange) errorBody(e *apierror.Error) []byte { return errorBody(x.ep.proto, e) }
 
 func (x *exchange) errorHeaders(m *mutation, e *apierror.Error, n int) {
 	m.Set(":status", strconv.Itoa(e.Status))
@@ -393,12 +375,6 @@ func (x *exchange) errorHeaders(m *mutation, e *apierror.Error, n int) {
 	for k, v := range e.Headers {
 		m.Set(k, v)
 	}
-}
-
-func appendStreamError(dst []byte, e *apierror.Error) []byte {
-	dst = append(dst, "data: "...)
-	dst = append(dst, openai.ErrorBody(e)...)
-	return append(dst, "\n\ndata: [DONE]\n\n"...)
 }
 
 // reject ends the exchange with an ImmediateResponse in the client's protocol shape.

@@ -14,50 +14,55 @@ import (
 )
 
 // settleStream settles a streamed request with what its stream reported. When the provider's
-// usage chunk never arrived (the client left, or the stream broke), usage is estimated from what
-// was delivered: the prompt at its upper bound in bytes, and one token per content chunk sent.
-func (x *exchange) settleStream() openai.Usage {
-	res := x.rewriter.Result
-	if !res.HasUsage {
-		res.Usage = openai.Usage{
-			PromptTokens:     x.chat.PromptBytes(),
-			CompletionTokens: int64(x.rewriter.Chunks),
-		}
-		res.Usage.TotalTokens = res.Usage.PromptTokens + res.Usage.CompletionTokens
-		if res.FinishReason == "" {
-			res.FinishReason = "incomplete"
+// usage never arrived (the client left, or the stream broke), usage is estimated from what was
+// delivered: the prompt at its upper bound in bytes, and one token per content chunk sent.
+func (x *exchange) settleStream() billing.Usage {
+	u, ok := x.proc.Usage()
+	finish := x.proc.FinishReason()
+	if !ok {
+		u = billing.Usage{InputTokens: x.req.pivot.PromptBytes(), OutputTokens: int64(x.proc.Delivered())}
+		if finish == "" {
+			finish = "incomplete"
 		}
 	}
-	x.settle(res, true)
-	return res.Usage
+	x.settle(u, finish, true)
+	return u
 }
+
+// promptTokens and completionTokens total billing's disjoint counts the way providers report
+// them: cached input is prompt input, reasoning is output.
+func promptTokens(u billing.Usage) int64 {
+	return u.InputTokens + u.CacheReadTokens + u.CacheWriteTokens + u.CacheWrite1HTokens
+}
+
+func completionTokens(u billing.Usage) int64 { return u.OutputTokens + u.ReasoningTokens }
 
 // settle records the request's usage and charge once. The write runs in the background, detached
 // from the stream's context so a departing client cannot cancel its own charge; Server.Drain
 // waits for it on shutdown.
-func (x *exchange) settle(res openai.Result, streamed bool) {
+func (x *exchange) settle(bu billing.Usage, finish string, streamed bool) {
 	if x.settled {
 		return
 	}
 	x.settled, x.held = true, false // settlement replaces the hold
 	now := x.s.now()
-	cost := billing.Compute(x.route.Model.Prices(), res.Usage.Billing(), int64(x.principal.MarkupBps))
-	bu := res.Usage.Billing()
+	cost := billing.Compute(x.route.Model.Prices(), bu, int64(x.principal.MarkupBps))
 	u := ledger.Usage{
 		RequestID:        x.requestID,
 		OrgID:            x.principal.OrgID,
 		KeyID:            x.principal.KeyID,
-		Endpoint:         "chat_completions",
-		RequestedModel:   x.chat.Model,
+		Endpoint:         catalogEndpoint(x.req.proto),
+		RequestedModel:   x.req.model,
 		Model:            x.route.Model.ID,
 		Provider:         x.backend.Provider,
 		Region:           x.route.Region,
 		Status:           http.StatusOK,
-		FinishReason:     res.FinishReason,
+		FinishReason:     finish,
 		Streamed:         streamed,
-		PromptTokens:     bu.InputTokens + bu.CacheReadTokens,
-		CompletionTokens: bu.OutputTokens + bu.ReasoningTokens,
+		PromptTokens:     promptTokens(bu),
+		CompletionTokens: completionTokens(bu),
 		CachedReadTokens: bu.CacheReadTokens,
+		CacheWriteTokens: bu.CacheWriteTokens + bu.CacheWrite1HTokens,
 		ReasoningTokens:  bu.ReasoningTokens,
 		CostMicros:       cost.TotalMicros,
 		CostItems:        cost.ItemsMicros(),
@@ -83,7 +88,7 @@ func (x *exchange) settle(res openai.Result, streamed bool) {
 // of concurrent requests can spend credit the organisation does not have (DESIGN.md section 6).
 // Failing to reach the ledger fails the request: admitting it unheld could overspend.
 func (x *exchange) hold(ctx context.Context) *apierror.Error {
-	amount := holdMicros(x.route.Model, x.chat, int64(x.principal.MarkupBps))
+	amount := holdMicros(x.route.Model, x.req.pivot, int64(x.principal.MarkupBps))
 	ctx, cancel := context.WithTimeout(ctx, x.s.cfg.HoldTimeout)
 	defer cancel()
 	err := x.s.ledger.PlaceHold(ctx, ledger.Hold{

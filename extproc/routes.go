@@ -15,6 +15,8 @@ const (
 type endpoint struct {
 	kind   routeKind
 	method string
+	// proto is the client's protocol, which every answer (errors included) must speak.
+	proto protocol
 	// modelID is the model named in the path, for routeModel.
 	modelID string
 }
@@ -28,7 +30,7 @@ func classify(path string) endpoint {
 	}
 	switch path {
 	case "/v1/chat/completions":
-		return endpoint{kind: routeChat, method: "POST"}
+		return endpoint{kind: routeChat, method: "POST", proto: protoOpenAI}
 	case "/v1/models":
 		return endpoint{kind: routeModels, method: "GET"}
 	}

@@ -1,0 +1,23 @@
+// Package anthropic holds Anthropic's Messages API wire format (POST /v1/messages) and its
+// translation in both directions.
+//
+// Client side: an Anthropic SDK calls the gateway. ParseRequest validates the body; for an
+// Anthropic-kind provider UpstreamBody forwards it with the provider's model name, and
+// RewriteResponse / StreamRewriter pass the answer back with the canonical model and read its
+// usage. For any other provider, Request.ToOpenAI converts it into the gateway's pivot (the
+// openai package's chat-completion shapes), and ResponseFromOpenAI / StreamEncoder render the
+// pivot answer in Anthropic's shape. ErrorBody and StreamErrorEvent render gateway errors.
+//
+// Provider side: a request that arrived in another protocol, already in the pivot, goes to an
+// Anthropic-kind provider. FromOpenAI builds the Messages body; ToOpenAI and StreamDecoder turn
+// the answer back into the pivot together with billing usage; ProviderError turns Anthropic's
+// error responses into gateway errors.
+//
+// Anthropic has no response_format. A json_schema request without tools is sent as one forced
+// tool, StructuredOutputTool, whose input is the answer; the response side recognises that tool
+// by name, without request state, and turns its input back into text content (see provider.go).
+//
+// Reference: https://docs.claude.com/en/api/messages (request and response),
+// https://docs.claude.com/en/docs/build-with-claude/streaming (event grammar),
+// https://docs.claude.com/en/api/errors (error types).
+package anthropic

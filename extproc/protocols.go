@@ -1,0 +1,135 @@
+package extproc
+
+import (
+	"github.com/tollgate/tollgate/extproc/apierror"
+	"github.com/tollgate/tollgate/extproc/billing"
+	"github.com/tollgate/tollgate/extproc/catalog"
+	"github.com/tollgate/tollgate/extproc/openai"
+)
+
+// protocol is a wire protocol: the client's, or a provider kind's.
+type protocol int
+
+const (
+	protoOpenAI protocol = iota
+	protoAnthropic
+	protoGemini
+)
+
+func (p protocol) String() string {
+	switch p {
+	case protoAnthropic:
+		return "anthropic"
+	case protoGemini:
+		return "gemini"
+	}
+	return "openai"
+}
+
+// providerProtocol is the protocol a provider kind speaks.
+func providerProtocol(kind string) protocol {
+	switch kind {
+	case catalog.KindAnthropic:
+		return protoAnthropic
+	case catalog.KindGemini:
+		return protoGemini
+	}
+	return protoOpenAI
+}
+
+// clientRequest is a client's request, parsed and validated. Every request is also held in the
+// pivot (OpenAI chat) form, which bounds the credit hold and feeds cross-protocol translation;
+// native keeps the client's own form for a same-protocol provider.
+type clientRequest struct {
+	proto        protocol
+	model        string // as requested: id, alias, maybe eu/-prefixed
+	stream       bool
+	includeUsage bool // OpenAI's stream_options.include_usage; other protocols always report usage
+	pivot        *openai.ChatRequest
+	native       any
+}
+
+// streamProcessor turns a provider's stream into the client's, one Envoy body chunk at a time. A
+// returned error ends the client's stream (the caller appends the client's error event).
+type streamProcessor interface {
+	Feed(chunk []byte, endOfStream bool) ([]byte, error)
+	// Usage is the provider-reported usage, once known.
+	Usage() (billing.Usage, bool)
+	FinishReason() string
+	// Delivered counts content-bearing chunks passed to the client, to estimate an abandoned
+	// stream's output.
+	Delivered() int
+}
+
+// openaiPassthrough adapts the OpenAI same-protocol rewriter.
+type openaiPassthrough struct{ *openai.StreamRewriter }
+
+func (p openaiPassthrough) Usage() (billing.Usage, bool) {
+	return p.Result.Usage.Billing(), p.Result.HasUsage
+}
+func (p openaiPassthrough) FinishReason() string { return p.Result.FinishReason }
+func (p openaiPassthrough) Delivered() int       { return p.Chunks }
+
+// chunkDecoder reads a provider's stream into pivot chunks.
+type chunkDecoder interface {
+	Feed(chunk []byte, endOfStream bool) ([]openai.ChatCompletionChunk, error)
+	Usage() (openai.Usage, billing.Usage, bool)
+	FinishReason() string
+}
+
+// chunkEncoder writes pivot chunks as the client's stream.
+type chunkEncoder interface {
+	Encode(dst []byte, chunks []openai.ChatCompletionChunk) []byte
+	Finish(dst []byte, u *openai.Usage) []byte
+}
+
+// bridge translates a stream between protocols through pivot chunks.
+type bridge struct {
+	dec       chunkDecoder
+	enc       chunkEncoder
+	delivered int
+}
+
+func (b *bridge) Feed(chunk []byte, endOfStream bool) ([]byte, error) {
+	chunks, err := b.dec.Feed(chunk, endOfStream)
+	for _, c := range chunks {
+		if len(c.Choices) > 0 {
+			b.delivered++
+		}
+	}
+	out := b.enc.Encode(nil, chunks)
+	if err != nil {
+		return out, err
+	}
+	if endOfStream {
+		var u *openai.Usage
+		if ou, _, ok := b.dec.Usage(); ok {
+			u = &ou
+		}
+		out = b.enc.Finish(out, u)
+	}
+	return out, nil
+}
+
+func (b *bridge) Usage() (billing.Usage, bool) {
+	_, u, ok := b.dec.Usage()
+	return u, ok
+}
+func (b *bridge) FinishReason() string { return b.dec.FinishReason() }
+func (b *bridge) Delivered() int       { return b.delivered }
+
+// errorBody renders e in the client's protocol.
+func errorBody(p protocol, e *apierror.Error) []byte {
+	switch p {
+	default:
+		return openai.ErrorBody(e)
+	}
+}
+
+// streamError appends e as the client's stream error event, ending its stream.
+func streamError(p protocol, dst []byte, e *apierror.Error) []byte {
+	switch p {
+	default:
+		return openai.StreamError(dst, e)
+	}
+}
