@@ -1,6 +1,9 @@
-// Package mockprovider is a deterministic OpenAI-compatible model provider for local runs and
-// tests: it answers chat completions with text derived from the prompt, real usage numbers and a
-// real SSE stream, so the whole gateway can be tried without a provider account.
+// Package mockprovider is a deterministic model provider for local runs and tests. It speaks
+// OpenAI's chat completions, Anthropic's Messages API and Gemini's generateContent, each with
+// real usage numbers and real SSE streams, so the whole gateway can be tried without a provider
+// account. It answers with text derived from the prompt; when tools are offered and the user
+// spoke last it calls the first tool (arguments {"city":"Paris"}), and after a tool result it
+// reports that result.
 //
 // Some upstream model names script failures, for tests of the gateway's error paths:
 //
@@ -71,6 +74,8 @@ func Handler(cfg Config, log *slog.Logger) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(c.response())
 	})
+	mux.HandleFunc("POST /v1/messages", handleAnthropic(cfg))
+	mux.HandleFunc("POST /v1beta/models/{call}", handleGemini(cfg))
 	mux.HandleFunc("GET /v1/models", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"object":"list","data":[{"id":"mock-1","object":"model","created":1767225600,"owned_by":"tollgate"}]}`)
@@ -84,6 +89,11 @@ type chatRequest struct {
 		Role    string          `json:"role"`
 		Content json.RawMessage `json:"content"`
 	} `json:"messages"`
+	Tools []struct {
+		Function struct {
+			Name string `json:"name"`
+		} `json:"function"`
+	} `json:"tools"`
 	Stream        bool `json:"stream"`
 	StreamOptions *struct {
 		IncludeUsage bool `json:"include_usage"`
@@ -92,40 +102,81 @@ type chatRequest struct {
 	MaxCompletionTokens *int `json:"max_completion_tokens"`
 }
 
-// completion is one deterministic answer.
+// completion is one deterministic answer: words of text, or a call of the first tool offered.
 type completion struct {
 	id, model    string
 	created      int64
 	words        []string
 	finish       string
 	promptTokens int
+	tool         *toolCall
 }
 
-// complete answers req: the reply names the last user message, and its words are the
-// completion's tokens, cut at max tokens when one is given.
+// toolCall is the mock's call of a tool: always the first one offered, always for Paris.
+type toolCall struct {
+	id, name, args string
+}
+
+// mockToolArgs are the arguments of every tool call the mock makes.
+const mockToolArgs = `{"city":"Paris"}`
+
+// reply decides the answer to a conversation: if tools are offered and the user spoke last, call
+// the first tool; after a tool result, report it; otherwise echo the last user text.
+func reply(id, model string, created int64, lastUser, toolResult string, tools []string, prompt int, limit *int) completion {
+	c := completion{id: id, model: model, created: created, finish: "stop", promptTokens: prompt}
+	switch {
+	case toolResult != "":
+		c.words = strings.Fields("The tool said: " + toolResult)
+	case len(tools) > 0:
+		c.tool = &toolCall{id: "call_mock1", name: tools[0], args: mockToolArgs}
+		c.finish = "tool_calls"
+		c.words = nil
+		return c
+	default:
+		if len(lastUser) > 60 {
+			lastUser = lastUser[:60]
+		}
+		c.words = strings.Fields("Hello from the Tollgate mock provider. You said: " + lastUser)
+	}
+	if limit != nil && *limit < len(c.words) {
+		c.words, c.finish = c.words[:max(*limit, 0)], "length"
+	}
+	return c
+}
+
+// outputTokens counts the completion's tokens: its words, or the tool call's arguments.
+func (c completion) outputTokens() int {
+	if c.tool != nil {
+		return (len(c.tool.args) + 3) / 4
+	}
+	return len(c.words)
+}
+
+// complete answers an OpenAI chat request.
 func complete(req *chatRequest, created int64) completion {
-	var last string
+	var lastUser, toolResult string
 	prompt := 0
 	for _, m := range req.Messages {
 		text := contentText(m.Content)
 		prompt += 3 + (len(text)+3)/4
-		if m.Role == "user" {
-			last = text
+		switch m.Role {
+		case "user":
+			lastUser, toolResult = text, ""
+		case "tool":
+			toolResult = text
 		}
 	}
-	if len(last) > 60 {
-		last = last[:60]
+	var tools []string
+	if toolResult == "" && (len(req.Messages) == 0 || req.Messages[len(req.Messages)-1].Role == "user") {
+		for _, t := range req.Tools {
+			tools = append(tools, t.Function.Name)
+		}
 	}
-	words := strings.Fields("Hello from the Tollgate mock provider. You said: " + last)
-	c := completion{id: fmt.Sprintf("chatcmpl-mock%d", prompt), model: req.Model, created: created, words: words, finish: "stop", promptTokens: prompt}
 	limit := req.MaxCompletionTokens
 	if limit == nil {
 		limit = req.MaxTokens
 	}
-	if limit != nil && *limit < len(words) {
-		c.words, c.finish = words[:max(*limit, 0)], "length"
-	}
-	return c
+	return reply(fmt.Sprintf("chatcmpl-mock%d", prompt), req.Model, created, lastUser, toolResult, tools, prompt, limit)
 }
 
 func contentText(raw json.RawMessage) string {
@@ -147,19 +198,25 @@ func contentText(raw json.RawMessage) string {
 func (c completion) usage() map[string]any {
 	return map[string]any{
 		"prompt_tokens":             c.promptTokens,
-		"completion_tokens":         len(c.words),
-		"total_tokens":              c.promptTokens + len(c.words),
+		"completion_tokens":         c.outputTokens(),
+		"total_tokens":              c.promptTokens + c.outputTokens(),
 		"prompt_tokens_details":     map[string]int{"cached_tokens": 0},
 		"completion_tokens_details": map[string]int{"reasoning_tokens": 0},
 	}
 }
 
 func (c completion) response() map[string]any {
+	msg := map[string]any{"role": "assistant", "content": strings.Join(c.words, " "), "refusal": nil}
+	if c.tool != nil {
+		msg["content"] = nil
+		msg["tool_calls"] = []map[string]any{{"id": c.tool.id, "type": "function",
+			"function": map[string]any{"name": c.tool.name, "arguments": c.tool.args}}}
+	}
 	return map[string]any{
 		"id": c.id, "object": "chat.completion", "created": c.created, "model": c.model,
 		"choices": []map[string]any{{
 			"index":         0,
-			"message":       map[string]any{"role": "assistant", "content": strings.Join(c.words, " "), "refusal": nil},
+			"message":       msg,
 			"logprobs":      nil,
 			"finish_reason": c.finish,
 		}},
@@ -194,6 +251,15 @@ func stream(w http.ResponseWriter, req *chatRequest, c completion) {
 		return ch
 	}
 	send(chunk(map[string]any{"role": "assistant", "content": ""}, nil))
+	if c.tool != nil {
+		// The name first, then the arguments in two fragments, as OpenAI streams calls.
+		half := len(c.tool.args) / 2
+		send(chunk(map[string]any{"tool_calls": []map[string]any{{"index": 0, "id": c.tool.id, "type": "function",
+			"function": map[string]any{"name": c.tool.name, "arguments": ""}}}}, nil))
+		for _, frag := range []string{c.tool.args[:half], c.tool.args[half:]} {
+			send(chunk(map[string]any{"tool_calls": []map[string]any{{"index": 0, "function": map[string]any{"arguments": frag}}}}, nil))
+		}
+	}
 	for i, word := range c.words {
 		if i == 2 {
 			switch req.Model {
