@@ -3,6 +3,10 @@ package main
 import (
 	"context"
 	"io"
+	"strconv"
+	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tollgate/tollgate/extproc/catalog"
 	"github.com/tollgate/tollgate/ratelimit"
@@ -16,18 +20,79 @@ func runRatelimit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.BoolVar(&cfg.FailOpen, "fail-open", envOr("TOLLGATE_RATELIMIT_FAIL_OPEN", "true") == "true", "admit requests while Redis is unreachable (env TOLLGATE_RATELIMIT_FAIL_OPEN)")
 	fs.DurationVar(&cfg.RedisTimeout, "redis-timeout", ratelimit.DefaultRedisTimeout, "deadline of one Redis call; keep it under Envoy's RLS timeout")
 	cfgPath := fs.String("config", envOr("TOLLGATE_CONFIG", defaultConfig), "catalog file with default limits (env TOLLGATE_CONFIG)")
+	dbURL := fs.String("database-url", envOr("DATABASE_URL", defaultDatabaseURL), "Postgres URL with the limit overrides (env DATABASE_URL)")
+	reload := fs.Duration("reload", 5*time.Second, "how often overrides are re-read from Postgres")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	log := newLogger(stderr)
 	cat, err := catalog.Load(*cfgPath, func(string) string { return "" })
 	if err != nil {
 		return err
 	}
-	limits, err := ratelimit.NewStaticLimits(limitTable(cat))
+	table := limitTable(cat)
+	limits, err := ratelimit.NewStaticLimits(table)
 	if err != nil {
 		return err
 	}
-	return ratelimit.Run(ctx, cfg, limits, newLogger(stderr))
+	_, pool, err := openLedger(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return ratelimit.NewOverrides(pool).Watch(ctx, limits, table.Defaults, *reload, log)
+	})
+	g.Go(func() error { return ratelimit.Run(ctx, cfg, limits, log) })
+	return g.Wait()
+}
+
+func runLimits(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "set" {
+		return usagef("usage: limits set --org ORG [--key KEY_ID] [--model M] [--rpm N] [--tpm N] [--tpd N]")
+	}
+	fs := newFlags("limits set", stderr)
+	dbURL := fs.String("database-url", envOr("DATABASE_URL", defaultDatabaseURL), "Postgres URL (env DATABASE_URL)")
+	var scope ratelimit.Scope
+	fs.StringVar(&scope.Org, "org", "", "organisation id (required)")
+	fs.StringVar(&scope.Key, "key", "", "key id: limit this key only")
+	fs.StringVar(&scope.Model, "model", "", "canonical model id: limit this model only")
+	var rpm, tpm, tpd optionalUint
+	fs.Var(&rpm, "rpm", "requests per minute (0: back to the default)")
+	fs.Var(&tpm, "tpm", "tokens per minute (0: back to the default)")
+	fs.Var(&tpd, "tpd", "tokens per day (0: back to the default)")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	if scope.Org == "" || (rpm.v == nil && tpm.v == nil && tpd.v == nil) {
+		return usagef("--org and at least one of --rpm, --tpm, --tpd are required")
+	}
+	_, pool, err := openLedger(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return ratelimit.NewOverrides(pool).Set(ctx, scope, rpm.v, tpm.v, tpd.v)
+}
+
+// optionalUint is a flag that remembers whether it was given.
+type optionalUint struct{ v *uint64 }
+
+func (o *optionalUint) String() string {
+	if o.v == nil {
+		return ""
+	}
+	return strconv.FormatUint(*o.v, 10)
+}
+
+func (o *optionalUint) Set(s string) error {
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return err
+	}
+	o.v = &n
+	return nil
 }
 
 // limitTable turns the catalog's per-model default quotas into the rate-limit service's table.
