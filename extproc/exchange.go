@@ -16,6 +16,7 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/tollgate/tollgate/extproc/anthropic"
 	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/auth"
 	"github.com/tollgate/tollgate/extproc/catalog"
@@ -160,6 +161,10 @@ func (x *exchange) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ex
 	m.Set("content-type", "application/json")
 	m.SetContentLength(len(upstream))
 	setUpstreamCredential(&m, provider)
+	if x.provider == protoAnthropic && req.proto != protoAnthropic {
+		// Anthropic requires a version header; its own clients send one, which passes through.
+		m.Set("anthropic-version", anthropic.Version)
+	}
 
 	return &extprocv3.ProcessingResponse{
 		Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{

@@ -1,9 +1,11 @@
 package extproc
 
 import (
+	"github.com/tollgate/tollgate/extproc/anthropic"
 	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/billing"
 	"github.com/tollgate/tollgate/extproc/catalog"
+	"github.com/tollgate/tollgate/extproc/gemini"
 	"github.com/tollgate/tollgate/extproc/openai"
 )
 
@@ -70,6 +72,29 @@ func (p openaiPassthrough) Usage() (billing.Usage, bool) {
 func (p openaiPassthrough) FinishReason() string { return p.Result.FinishReason }
 func (p openaiPassthrough) Delivered() int       { return p.Chunks }
 
+// passthrough adapts a same-protocol stream rewriter that reports usage in both forms.
+type passthrough struct {
+	feed      func([]byte, bool) ([]byte, error)
+	usage     func() (openai.Usage, billing.Usage, bool)
+	finish    func() string
+	delivered int
+}
+
+func (p *passthrough) Feed(chunk []byte, eos bool) ([]byte, error) {
+	out, err := p.feed(chunk, eos)
+	if len(out) > 0 {
+		p.delivered++
+	}
+	return out, err
+}
+
+func (p *passthrough) Usage() (billing.Usage, bool) {
+	_, u, ok := p.usage()
+	return u, ok
+}
+func (p *passthrough) FinishReason() string { return p.finish() }
+func (p *passthrough) Delivered() int       { return p.delivered }
+
 // chunkDecoder reads a provider's stream into pivot chunks.
 type chunkDecoder interface {
 	Feed(chunk []byte, endOfStream bool) ([]openai.ChatCompletionChunk, error)
@@ -121,6 +146,10 @@ func (b *bridge) Delivered() int       { return b.delivered }
 // errorBody renders e in the client's protocol.
 func errorBody(p protocol, e *apierror.Error) []byte {
 	switch p {
+	case protoAnthropic:
+		return anthropic.ErrorBody(e)
+	case protoGemini:
+		return gemini.ErrorBody(e)
 	default:
 		return openai.ErrorBody(e)
 	}
@@ -129,6 +158,10 @@ func errorBody(p protocol, e *apierror.Error) []byte {
 // streamError appends e as the client's stream error event, ending its stream.
 func streamError(p protocol, dst []byte, e *apierror.Error) []byte {
 	switch p {
+	case protoAnthropic:
+		return anthropic.StreamErrorEvent(dst, e)
+	case protoGemini:
+		return gemini.StreamErrorFrame(dst, e)
 	default:
 		return openai.StreamError(dst, e)
 	}

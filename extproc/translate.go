@@ -1,12 +1,13 @@
 package extproc
 
 import (
-	"fmt"
 	"net/http"
 
+	"github.com/tollgate/tollgate/extproc/anthropic"
 	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/billing"
 	"github.com/tollgate/tollgate/extproc/catalog"
+	"github.com/tollgate/tollgate/extproc/gemini"
 	"github.com/tollgate/tollgate/extproc/openai"
 )
 
@@ -23,6 +24,26 @@ func parseClient(ep endpoint, body []byte) (*clientRequest, *apierror.Error) {
 		}
 		return &clientRequest{proto: protoOpenAI, model: chat.Model, stream: chat.Stream,
 			includeUsage: chat.IncludeUsage, pivot: chat, native: chat}, nil
+	case routeMessages:
+		r, err := anthropic.ParseRequest(body)
+		if err != nil {
+			return nil, apierror.As(err)
+		}
+		pivot, err := r.ToOpenAI()
+		if err != nil {
+			return nil, apierror.As(err)
+		}
+		return &clientRequest{proto: protoAnthropic, model: r.Model, stream: r.Stream, pivot: pivot, native: r}, nil
+	case routeGenerate:
+		r, err := gemini.ParseRequest(body, ep.modelID, ep.stream)
+		if err != nil {
+			return nil, apierror.As(err)
+		}
+		pivot, err := r.ToOpenAI()
+		if err != nil {
+			return nil, apierror.As(err)
+		}
+		return &clientRequest{proto: protoGemini, model: r.Model, stream: r.Stream, pivot: pivot, native: r}, nil
 	}
 	return nil, apierror.New(http.StatusNotFound, apierror.CodeNotFound, "No such endpoint")
 }
@@ -43,11 +64,24 @@ func catalogEndpoint(p protocol) string {
 func upstreamRequest(req *clientRequest, b *catalog.Backend, m *catalog.Model) (path string, body []byte, err error) {
 	p := b.ProviderRef()
 	switch providerProtocol(p.Kind) {
-	case protoOpenAI:
+	case protoAnthropic:
+		if native, ok := req.native.(*anthropic.Request); ok {
+			body, err = anthropic.UpstreamBody(native, b.UpstreamModel)
+		} else {
+			body, err = anthropic.FromOpenAI(req.pivot, b.UpstreamModel, m.MaxOutputTokens)
+		}
+		return p.PathPrefix() + anthropic.Path, body, err
+	case protoGemini:
+		if native, ok := req.native.(*gemini.Request); ok {
+			body, err = gemini.UpstreamBody(native)
+		} else {
+			body, err = gemini.FromOpenAI(req.pivot)
+		}
+		return p.PathPrefix() + gemini.Path(b.UpstreamModel, req.stream), body, err
+	default:
 		body, err = openai.UpstreamBody(req.pivot, b.UpstreamModel)
 		return p.PathPrefix() + "/v1/chat/completions", body, err
 	}
-	return "", nil, fmt.Errorf("provider kind %s is not supported yet", p.Kind)
 }
 
 // setUpstreamCredential replaces the caller's credentials with the provider's. The client's key
@@ -57,6 +91,10 @@ func setUpstreamCredential(m *mutation, p *catalog.Provider) {
 	switch {
 	case p.AuthHeader != "":
 		name, value = p.AuthHeader, p.APIKey()
+	case p.Kind == catalog.KindAnthropic:
+		name, value = "x-api-key", p.APIKey()
+	case p.Kind == catalog.KindGemini:
+		name, value = "x-goog-api-key", p.APIKey()
 	}
 	for _, h := range []string{"authorization", "x-api-key", "x-goog-api-key"} {
 		if h != name {
@@ -75,17 +113,23 @@ func setUpstreamCredential(m *mutation, p *catalog.Provider) {
 func translateResponse(req *clientRequest, provider protocol, body []byte, model string) (out []byte, u billing.Usage, finish string, err error) {
 	if req.proto == provider {
 		switch provider {
-		case protoOpenAI:
+		case protoAnthropic:
+			return anthropic.RewriteResponse(body, model)
+		case protoGemini:
+			return gemini.RewriteResponse(body, model)
+		default:
 			out, res, err := openai.RewriteResponse(body, model)
 			return out, res.Usage.Billing(), res.FinishReason, err
 		}
 	}
 	var c *openai.ChatCompletion
 	switch provider {
-	case protoOpenAI:
-		c, u, err = openai.DecodeCompletion(body, model)
+	case protoAnthropic:
+		c, u, err = anthropic.ToOpenAI(body, model)
+	case protoGemini:
+		c, u, err = gemini.ToOpenAI(body, model)
 	default:
-		err = fmt.Errorf("provider protocol %s is not supported yet", provider)
+		c, u, err = openai.DecodeCompletion(body, model)
 	}
 	if err != nil {
 		return nil, u, "", err
@@ -94,6 +138,10 @@ func translateResponse(req *clientRequest, provider protocol, body []byte, model
 		finish = c.Choices[0].FinishReason
 	}
 	switch req.proto {
+	case protoAnthropic:
+		out = anthropic.ResponseFromOpenAI(c, model)
+	case protoGemini:
+		out = gemini.ResponseFromOpenAI(c, model)
 	default:
 		out = openai.EncodeCompletion(c, model)
 	}
@@ -104,16 +152,30 @@ func translateResponse(req *clientRequest, provider protocol, body []byte, model
 func newStreamProcessor(req *clientRequest, provider protocol, model string) streamProcessor {
 	if req.proto == provider {
 		switch provider {
-		case protoOpenAI:
+		case protoAnthropic:
+			r := anthropic.NewStreamRewriter(model)
+			return &passthrough{feed: r.Feed, usage: r.Usage, finish: r.StopReason}
+		case protoGemini:
+			r := gemini.NewStreamRewriter(model)
+			return &passthrough{feed: r.Feed, usage: r.Usage, finish: r.FinishReason}
+		default:
 			return openaiPassthrough{openai.NewStreamRewriter(model, req.includeUsage)}
 		}
 	}
 	b := &bridge{}
 	switch provider {
+	case protoAnthropic:
+		b.dec = anthropic.NewStreamDecoder(model)
+	case protoGemini:
+		b.dec = gemini.NewStreamDecoder(model)
 	default:
 		b.dec = openai.NewStreamDecoder(model)
 	}
 	switch req.proto {
+	case protoAnthropic:
+		b.enc = anthropic.NewStreamEncoder(model)
+	case protoGemini:
+		b.enc = gemini.NewStreamEncoder(model)
 	default:
 		b.enc = openai.NewStreamEncoder(model, req.includeUsage)
 	}
@@ -124,6 +186,10 @@ func newStreamProcessor(req *clientRequest, provider protocol, model string) str
 // gateway's error.
 func providerError(provider protocol, status int, body []byte) *apierror.Error {
 	switch provider {
+	case protoAnthropic:
+		return anthropic.ProviderError(status, body)
+	case protoGemini:
+		return gemini.ProviderError(status, body)
 	default:
 		return openai.ProviderError(status, body)
 	}

@@ -48,13 +48,8 @@ type Usage struct {
 // Settle is detached from ctx's cancellation, so a client that disconnects cannot lose its
 // charge; it is bounded by DefaultTimeout.
 func (s *Store) Settle(ctx context.Context, u Usage) (charged bool, err error) {
-	switch {
-	case u.RequestID == "":
-		return false, errors.New("settle: empty request id")
-	case u.CostMicros < 0:
-		return false, fmt.Errorf("settle %s: negative cost %d µUSD", u.RequestID, u.CostMicros)
-	case !validUUID(u.OrgID) || u.KeyID != "" && !validUUID(u.KeyID):
-		return false, fmt.Errorf("settle %s: %w", u.RequestID, ErrNotFound)
+	if err := validateUsage(u); err != nil {
+		return false, fmt.Errorf("settle %s: %w", u.RequestID, err)
 	}
 	items := u.CostItems
 	if items == nil {

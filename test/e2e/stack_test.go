@@ -83,15 +83,30 @@ providers:
   - {name: mock, kind: openai, base_url: "http://{{MOCK}}", api_key_env: MOCK_API_KEY}
   - {name: mock-eu, kind: openai-compatible, base_url: "http://{{MOCK}}", region: eu, api_key_env: MOCK_API_KEY}
   - {name: dead, kind: openai, base_url: "http://{{DEAD}}", api_key_env: MOCK_API_KEY}
+  - {name: mock-anthropic, kind: anthropic, base_url: "http://{{MOCK}}", api_key_env: MOCK_API_KEY}
+  - {name: mock-gemini, kind: gemini, base_url: "http://{{MOCK}}", api_key_env: MOCK_API_KEY}
 models:
   - id: mock-gpt
     aliases: [gpt-4o-mini]
     owned_by: tollgate
+    endpoints: [chat_completions, messages, gemini]
     max_output_tokens: 4096
     backends:
       - {provider: mock, upstream_model: mock-1}
       - {provider: mock-eu, upstream_model: mock-1}
     pricing: {prompt: "0.15", completion: "0.60"}
+  - id: mock-claude
+    owned_by: anthropic
+    endpoints: [chat_completions, messages, gemini]
+    max_output_tokens: 4096
+    backends: [{provider: mock-anthropic, upstream_model: claude-mock}]
+    pricing: {prompt: "3.00", completion: "15.00", input_cache_read: "0.30"}
+  - id: mock-gemini
+    owned_by: google
+    endpoints: [chat_completions, messages, gemini]
+    max_output_tokens: 4096
+    backends: [{provider: mock-gemini, upstream_model: gemini-mock}]
+    pricing: {prompt: "1.25", completion: "10.00"}
   - {id: mock-503, owned_by: tollgate, max_output_tokens: 100, backends: [{provider: mock, upstream_model: mock-error-503}]}
   - {id: mock-429, owned_by: tollgate, max_output_tokens: 100, backends: [{provider: mock, upstream_model: mock-error-429}]}
   - {id: mock-malformed, owned_by: tollgate, max_output_tokens: 100, backends: [{provider: mock, upstream_model: mock-malformed}]}

@@ -72,7 +72,7 @@ const messages = [
 }
 
 // The same API under seed 000's /v1/gateway base path, with an eu/ model id.
-{
+if (!process.env.TOLLGATE_SKIP_EU) {
   const gw = new OpenAI({ apiKey, baseURL: `${base}/v1/gateway`, maxRetries: 0 });
   const { data, request_id } = await gw.chat.completions
     .create({ model: `eu/${model}`, messages: [{ role: 'user', content: 'EU please' }] })
@@ -89,7 +89,9 @@ const messages = [
     ids.push(m.id);
   }
   assert.ok(ids.includes(model), `models.list() includes ${model}: ${ids}`);
-  assert.ok(ids.includes(`eu/${model}`), `models.list() includes eu/${model}: ${ids}`);
+  if (!process.env.TOLLGATE_SKIP_EU) {
+    assert.ok(ids.includes(`eu/${model}`), `models.list() includes eu/${model}: ${ids}`);
+  }
   const one = await client.models.retrieve(model);
   assert.equal(one.id, model);
   summary.models = ids;

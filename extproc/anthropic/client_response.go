@@ -1,0 +1,149 @@
+package anthropic
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+
+	"github.com/tollgate/tollgate/extproc/openai"
+)
+
+// Client-bound content blocks. Unlike ContentBlock they always carry their required fields,
+// even when empty, as Anthropic's own responses do.
+type (
+	textOut struct {
+		Type string `json:"type"` // "text"
+		Text string `json:"text"`
+	}
+	thinkingOut struct {
+		Type      string `json:"type"` // "thinking"
+		Thinking  string `json:"thinking"`
+		Signature string `json:"signature"`
+	}
+	toolUseOut struct {
+		Type  string          `json:"type"` // "tool_use"
+		ID    string          `json:"id"`
+		Name  string          `json:"name"`
+		Input json.RawMessage `json:"input"`
+	}
+)
+
+// ResponseFromOpenAI renders a pivot response as an Anthropic Message for the client, naming
+// model (the canonical id). Reasoning becomes a thinking block (with an empty signature: there
+// is none to give, and only an Anthropic model would check it), then text, then one tool_use
+// block per tool call.
+//
+// The pivot does not say whether a "stop" was a stop sequence, so stop_sequence is always null
+// and "stop" is reported as end_turn.
+func ResponseFromOpenAI(c *openai.ChatCompletion, model string) []byte {
+	msg := struct {
+		ID           string   `json:"id"`
+		Type         string   `json:"type"`
+		Role         string   `json:"role"`
+		Model        string   `json:"model"`
+		Content      []any    `json:"content"`
+		StopReason   string   `json:"stop_reason"`
+		StopSequence *string  `json:"stop_sequence"`
+		Usage        outUsage `json:"usage"`
+	}{ID: messageID(c.ID), Type: "message", Role: "assistant", Model: model, Content: []any{}}
+
+	finish, refused := "", false
+	if len(c.Choices) > 0 {
+		ch := c.Choices[0]
+		m := ch.Message
+		finish = ch.FinishReason
+		if m.ReasoningContent != "" {
+			msg.Content = append(msg.Content, thinkingOut{Type: blockThinking, Thinking: m.ReasoningContent})
+		}
+		if m.Content != nil && *m.Content != "" {
+			msg.Content = append(msg.Content, textOut{Type: blockText, Text: *m.Content})
+		}
+		if m.Refusal != nil && *m.Refusal != "" {
+			msg.Content = append(msg.Content, textOut{Type: blockText, Text: *m.Refusal})
+			refused = true
+		}
+		for _, tc := range m.ToolCalls {
+			msg.Content = append(msg.Content, toolUseOut{
+				Type: blockToolUse, ID: toolUseID(tc.ID), Name: tc.Function.Name,
+				Input: toolInput(tc.Function.Arguments),
+			})
+		}
+	}
+	msg.StopReason = stopReasonFromFinish(finish, refused)
+	msg.Usage = usageFromOpenAI(c.Usage)
+	b, _ := json.Marshal(msg) // every field is a plain value or valid JSON
+	return b
+}
+
+// stopReasonFromFinish maps a pivot finish reason onto Anthropic's stop_reason.
+func stopReasonFromFinish(finish string, refused bool) string {
+	switch finish {
+	case openai.FinishLength:
+		return StopMaxTokens
+	case openai.FinishToolCalls, "function_call":
+		return StopToolUse
+	case openai.FinishContentFilter:
+		return StopRefusal
+	}
+	if refused {
+		return StopRefusal
+	}
+	return StopEndTurn
+}
+
+// usageFromOpenAI turns OpenAI's overlapping counts into Anthropic's disjoint ones:
+// prompt_tokens includes cached tokens, Anthropic's input_tokens does not. OpenAI-kind
+// providers report no cache writes.
+func usageFromOpenAI(u *openai.Usage) outUsage {
+	if u == nil {
+		return outUsage{}
+	}
+	var cached int64
+	if u.PromptTokensDetails != nil {
+		cached = min(u.PromptTokensDetails.CachedTokens, u.PromptTokens)
+	}
+	return outUsage{
+		InputTokens:          u.PromptTokens - cached,
+		CacheReadInputTokens: cached,
+		OutputTokens:         u.CompletionTokens,
+	}
+}
+
+// toolInput parses a tool call's arguments as the tool_use input object. Anthropic's input is
+// always an object, so anything else (truncated JSON from a length stop, a bare value) is {}.
+func toolInput(arguments string) json.RawMessage {
+	raw := json.RawMessage(strings.TrimSpace(arguments))
+	if !isObject(raw) {
+		return json.RawMessage("{}")
+	}
+	return json.RawMessage(compactJSON(raw))
+}
+
+// messageID gives the response a msg_ id, derived from the provider's id when there is one so
+// that logs can be correlated.
+func messageID(id string) string {
+	switch {
+	case strings.HasPrefix(id, "msg_"):
+		return id
+	case id != "":
+		return "msg_" + id
+	default:
+		return "msg_" + randomID()
+	}
+}
+
+// toolUseID keeps the provider's call id (the client echoes it back in tool_result, and the
+// provider expects its own id then); one without an id gets a fresh toolu_ id.
+func toolUseID(id string) string {
+	if id != "" {
+		return id
+	}
+	return "toolu_" + randomID()
+}
+
+func randomID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}

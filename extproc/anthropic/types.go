@@ -1,0 +1,148 @@
+package anthropic
+
+import "encoding/json"
+
+// Endpoint constants for an Anthropic-kind provider. Authentication (x-api-key) and the
+// anthropic-version header are set by the caller, which owns the operator's credentials.
+const (
+	Path    = "/v1/messages"
+	Version = "2023-06-01"
+)
+
+// Stop reasons of the Messages API.
+const (
+	StopEndTurn      = "end_turn"
+	StopMaxTokens    = "max_tokens"
+	StopSequence     = "stop_sequence"
+	StopToolUse      = "tool_use"
+	StopPauseTurn    = "pause_turn"
+	StopRefusal      = "refusal"
+	StopContextLimit = "model_context_window_exceeded"
+)
+
+// Content block types the gateway interprets. Others are forwarded untouched on the
+// same-protocol path and refused when a conversion has no equivalent.
+const (
+	blockText             = "text"
+	blockImage            = "image"
+	blockDocument         = "document"
+	blockToolUse          = "tool_use"
+	blockToolResult       = "tool_result"
+	blockThinking         = "thinking"
+	blockRedactedThinking = "redacted_thinking"
+)
+
+// Message is one entry of the request's messages array.
+type Message struct {
+	Role    string          `json:"role"`
+	Content json.RawMessage `json:"content"`
+	// Blocks is Content decoded; a string content is one text block.
+	Blocks []ContentBlock `json:"-"`
+	// IsString records that Content was a plain string.
+	IsString bool `json:"-"`
+}
+
+// ContentBlock is one content block, in a request or a response. The Messages API
+// discriminates blocks by Type; the fields a type does not use stay empty. Pointers mark fields
+// whose presence matters (an empty "text" is not a missing one).
+type ContentBlock struct {
+	Type string `json:"type"`
+
+	Text *string `json:"text,omitempty"` // text
+
+	Source *Source `json:"source,omitempty"` // image, document
+
+	ID    string          `json:"id,omitempty"`    // tool_use
+	Name  string          `json:"name,omitempty"`  // tool_use
+	Input json.RawMessage `json:"input,omitempty"` // tool_use: a JSON object
+
+	ToolUseID string          `json:"tool_use_id,omitempty"` // tool_result
+	Content   json.RawMessage `json:"content,omitempty"`     // tool_result: string or blocks
+	IsError   bool            `json:"is_error,omitempty"`    // tool_result
+
+	Thinking  *string `json:"thinking,omitempty"`  // thinking
+	Signature *string `json:"signature,omitempty"` // thinking
+	Data      string  `json:"data,omitempty"`      // redacted_thinking
+
+	CacheControl json.RawMessage `json:"cache_control,omitempty"`
+}
+
+// Source is an image or document source: base64 data with a media type, a URL, plain text
+// (documents), or a Files API id.
+type Source struct {
+	Type      string `json:"type"` // "base64" | "url" | "text" | "file"
+	MediaType string `json:"media_type,omitempty"`
+	Data      string `json:"data,omitempty"`
+	URL       string `json:"url,omitempty"`
+	FileID    string `json:"file_id,omitempty"`
+}
+
+// Tool is a tool definition. Custom tools (Type "" or "custom") carry an input schema; server
+// and Anthropic-defined tools ("web_search_20250305", "bash_20250124", …) carry only a Type and
+// Name and run on Anthropic's side, so they cannot be served by another provider.
+type Tool struct {
+	Type         string          `json:"type,omitempty"`
+	Name         string          `json:"name"`
+	Description  string          `json:"description,omitempty"`
+	InputSchema  json.RawMessage `json:"input_schema,omitempty"`
+	CacheControl json.RawMessage `json:"cache_control,omitempty"`
+}
+
+func (t Tool) custom() bool { return t.Type == "" || t.Type == "custom" }
+
+// ToolChoice is tool_choice: auto, any, tool (with Name) or none.
+type ToolChoice struct {
+	Type                   string `json:"type"`
+	Name                   string `json:"name,omitempty"`
+	DisableParallelToolUse bool   `json:"disable_parallel_tool_use,omitempty"`
+}
+
+// Thinking is the extended-thinking configuration.
+type Thinking struct {
+	Type         string `json:"type"` // "enabled" | "disabled" | "adaptive"
+	BudgetTokens int64  `json:"budget_tokens,omitempty"`
+}
+
+// Metadata is the request's metadata object.
+type Metadata struct {
+	UserID string `json:"user_id,omitempty"`
+}
+
+// Usage is Anthropic's usage object. Unlike OpenAI's, its counts are disjoint: input_tokens
+// excludes the tokens read from or written to the prompt cache. Fields are pointers because in
+// a stream's message_delta a missing or null field means "unchanged".
+type Usage struct {
+	InputTokens              *int64         `json:"input_tokens,omitempty"`
+	CacheCreationInputTokens *int64         `json:"cache_creation_input_tokens,omitempty"`
+	CacheReadInputTokens     *int64         `json:"cache_read_input_tokens,omitempty"`
+	CacheCreation            *CacheCreation `json:"cache_creation,omitempty"`
+	OutputTokens             *int64         `json:"output_tokens,omitempty"`
+}
+
+// CacheCreation splits cache writes by time to live.
+type CacheCreation struct {
+	Ephemeral5mInputTokens *int64 `json:"ephemeral_5m_input_tokens,omitempty"`
+	Ephemeral1hInputTokens *int64 `json:"ephemeral_1h_input_tokens,omitempty"`
+}
+
+// wireMessage is a Message object: the non-streaming response, and message_start's payload.
+type wireMessage struct {
+	ID           string         `json:"id"`
+	Type         string         `json:"type"` // "message"
+	Role         string         `json:"role"`
+	Model        string         `json:"model"`
+	Content      []ContentBlock `json:"content"`
+	StopReason   *string        `json:"stop_reason"`
+	StopSequence *string        `json:"stop_sequence"`
+	Usage        Usage          `json:"usage"`
+}
+
+// outUsage is the usage object the gateway writes to Anthropic clients: every count present.
+type outUsage struct {
+	InputTokens              int64 `json:"input_tokens"`
+	CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
+	CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
+	OutputTokens             int64 `json:"output_tokens"`
+}
+
+func ptr[T any](v T) *T { return &v }

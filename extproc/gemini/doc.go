@@ -1,0 +1,18 @@
+// Package gemini holds Google's Gemini API wire format (generateContent and
+// streamGenerateContent?alt=sse, https://ai.google.dev/api/generate-content) on both sides of the
+// gateway.
+//
+// Client side: a Gemini SDK calls /v1beta/models/{model}:generateContent (or /v1/…). ParsePath
+// reads the model and streaming flag from the path, ParseRequest validates the body, and the
+// request either goes to a Gemini provider as it came (UpstreamBody, Path) or into the pivot
+// (Request.ToOpenAI) for a provider of another kind. The answer is rendered back with
+// ResponseFromOpenAI or StreamEncoder; errors with ErrorBody and StreamErrorFrame.
+//
+// Provider side: a request that arrived in another protocol, already in the pivot, is sent to
+// Gemini with FromOpenAI; the answer comes back through ToOpenAI or StreamDecoder, and provider
+// errors through ProviderError. Same-protocol answers are passed through RewriteResponse and
+// StreamRewriter, which put the canonical model id in modelVersion and read the usage.
+//
+// Requests may spell fields in camelCase or in proto snake_case (the API accepts both); this
+// package always emits camelCase. Nothing here is safe for concurrent use unless stated.
+package gemini

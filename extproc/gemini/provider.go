@@ -1,0 +1,439 @@
+package gemini
+
+import (
+	"encoding/json"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/tollgate/tollgate/extproc/apierror"
+	"github.com/tollgate/tollgate/extproc/billing"
+	"github.com/tollgate/tollgate/extproc/openai"
+)
+
+// skipSignature is the documented stand-in thoughtSignature for function calls that Gemini did
+// not produce in this conversation (https://ai.google.dev/gemini-api/docs/thought-signatures,
+// "history from another model"): Gemini 3 refuses a turn whose function calls carry none, and
+// the pivot does not keep Gemini's own signatures.
+const skipSignature = "skip_thought_signature_validator"
+
+// FromOpenAI builds the body sent to a Gemini provider for a pivot request (the model and
+// streaming flag travel in the path: see Path).
+//
+// System and developer messages become systemInstruction; assistant turns become model turns
+// with functionCall parts; "tool" messages become functionResponse parts of a user turn, named
+// after the call their tool_call_id answers (response: the content if it is a JSON object, else
+// {"result": content}); consecutive turns of one role are merged, as Gemini wants alternating
+// turns and all parallel responses in one. Images: data: URLs become inlineData, http(s) URLs
+// fileData. response_format json_schema becomes responseMimeType application/json with
+// responseJsonSchema, and tool parameters go in parametersJsonSchema: both take JSON Schema as
+// is, where responseSchema and parameters would need a lossy conversion to Gemini's OpenAPI
+// subset.
+func FromOpenAI(r *openai.ChatRequest) ([]byte, error) {
+	req := Request{}
+	names := map[string]string{} // tool_call_id → function name
+	var system []Part
+	for i := range r.Messages {
+		m := &r.Messages[i]
+		param := fmt.Sprintf("messages[%d]", i)
+		var role string
+		var parts []Part
+		var err error
+		switch m.Role {
+		case "system", "developer":
+			for _, p := range m.Parts() {
+				if p.Type == "text" {
+					system = append(system, Part{Text: ptr(p.Text)})
+				}
+			}
+			continue
+		case "assistant":
+			role = RoleModel
+			parts, err = assistantParts(param, m, names)
+		case "tool":
+			role = RoleUser
+			parts, err = toolParts(param, m, names)
+		default:
+			role = RoleUser
+			parts, err = userParts(param, m)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(parts) == 0 {
+			continue
+		}
+		if n := len(req.Contents); n > 0 && req.Contents[n-1].Role == role {
+			req.Contents[n-1].Parts = append(req.Contents[n-1].Parts, parts...)
+			continue
+		}
+		req.Contents = append(req.Contents, Content{Role: role, Parts: parts})
+	}
+	if len(system) > 0 {
+		req.SystemInstruction = &Content{Parts: system}
+	}
+	req.GenerationConfig = generationConfig(r)
+	if err := geminiTools(&req, r); err != nil {
+		return nil, err
+	}
+	b, err := UpstreamBody(&req)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func assistantParts(param string, m *openai.Message, names map[string]string) ([]Part, error) {
+	var parts []Part
+	if text, ok := m.Text(); ok && text != "" {
+		parts = append(parts, Part{Text: ptr(text)})
+	} else if !ok {
+		for _, p := range m.Parts() {
+			if p.Type == "text" && p.Text != "" {
+				parts = append(parts, Part{Text: ptr(p.Text)})
+			}
+		}
+	}
+	if len(m.ToolCalls) == 0 {
+		return parts, nil
+	}
+	var calls []openai.ToolCall
+	if err := json.Unmarshal(m.ToolCalls, &calls); err != nil {
+		return nil, apierror.InvalidParam(param+".tool_calls", "Parameter %s.tool_calls is not valid: %s", param, jsonProblem(err))
+	}
+	for i, tc := range calls {
+		names[tc.ID] = tc.Function.Name
+		p := functionCallPart(tc.ID, tc.Function.Name, tc.Function.Arguments)
+		if i == 0 {
+			p.ThoughtSignature = skipSignature // only the first call of a step carries one
+		}
+		parts = append(parts, p)
+	}
+	return parts, nil
+}
+
+func toolParts(param string, m *openai.Message, names map[string]string) ([]Part, error) {
+	name, ok := names[m.ToolCallID]
+	if !ok {
+		return nil, apierror.InvalidParam(param+".tool_call_id", "Parameter %s.tool_call_id does not match an earlier tool call", param)
+	}
+	text, isText := m.Text()
+	if !isText {
+		var b strings.Builder
+		for _, p := range m.Parts() {
+			b.WriteString(p.Text)
+		}
+		text = b.String()
+	}
+	response := json.RawMessage(nil)
+	var obj map[string]json.RawMessage
+	if json.Unmarshal([]byte(text), &obj) == nil && obj != nil {
+		response = json.RawMessage(compactOr(json.RawMessage(text), "{}"))
+	} else {
+		response, _ = json.Marshal(map[string]string{"result": text})
+	}
+	return []Part{{FunctionResponse: &FunctionResponse{ID: m.ToolCallID, Name: name, Response: response}}}, nil
+}
+
+func userParts(param string, m *openai.Message) ([]Part, error) {
+	var parts []Part
+	for j, p := range m.Parts() {
+		switch p.Type {
+		case "text":
+			parts = append(parts, Part{Text: ptr(p.Text)})
+		case "image_url":
+			if p.ImageURL == nil {
+				continue
+			}
+			part, err := imagePart(p.ImageURL.URL)
+			if err != nil {
+				pp := fmt.Sprintf("%s.content[%d].image_url", param, j)
+				return nil, apierror.InvalidParam(pp, "Parameter %s: %s", pp, err)
+			}
+			parts = append(parts, part)
+		}
+	}
+	return parts, nil
+}
+
+// imagePart turns an image URL into inline data (data: URLs) or a file reference (http(s)).
+func imagePart(url string) (Part, error) {
+	if rest, ok := strings.CutPrefix(url, "data:"); ok {
+		meta, data, found := strings.Cut(rest, ",")
+		mime, isBase64 := strings.CutSuffix(meta, ";base64")
+		if !found || !isBase64 || mime == "" {
+			return Part{}, fmt.Errorf("only base64 data URLs with a media type are supported")
+		}
+		return Part{InlineData: &Blob{MimeType: mime, Data: data}}, nil
+	}
+	if strings.HasPrefix(url, "https://") || strings.HasPrefix(url, "http://") {
+		return Part{FileData: &FileData{MimeType: guessImageType(url), FileURI: url}}, nil
+	}
+	return Part{}, fmt.Errorf("the URL must be a data: or http(s) URL")
+}
+
+// guessImageType reads the media type from the URL's extension; Gemini requires one with
+// fileData. Unknown extensions are assumed JPEG, the commonest photo format.
+func guessImageType(url string) string {
+	u, _, _ := strings.Cut(url, "?")
+	switch strings.ToLower(path.Ext(u)) {
+	case ".png":
+		return "image/png"
+	case ".webp":
+		return "image/webp"
+	case ".gif":
+		return "image/gif"
+	case ".heic":
+		return "image/heic"
+	case ".heif":
+		return "image/heif"
+	default:
+		return "image/jpeg"
+	}
+}
+
+func generationConfig(r *openai.ChatRequest) *GenerationConfig {
+	g := &GenerationConfig{
+		Temperature:     r.Temperature, // OpenAI's 0–2 is Gemini's 0–2
+		TopP:            r.TopP,
+		MaxOutputTokens: r.MaxTokens,
+		StopSequences:   r.Stop,
+	}
+	if r.TopK != nil {
+		k := float64(*r.TopK)
+		g.TopK = &k
+	}
+	if f := r.ResponseFormat; f != nil {
+		switch f.Type {
+		case "json_object":
+			g.ResponseMimeType = "application/json"
+		case "json_schema":
+			g.ResponseMimeType = "application/json"
+			if f.JSONSchema != nil {
+				g.ResponseJSONSchema = f.JSONSchema.Schema
+			}
+		}
+	}
+	_ = json.Unmarshal(r.Extra["seed"], &g.Seed)
+	_ = json.Unmarshal(r.Extra["presence_penalty"], &g.PresencePenalty)
+	_ = json.Unmarshal(r.Extra["frequency_penalty"], &g.FrequencyPenalty)
+	if g.Temperature == nil && g.TopP == nil && g.TopK == nil && g.MaxOutputTokens == nil && len(g.StopSequences) == 0 &&
+		g.ResponseMimeType == "" && g.Seed == nil && g.PresencePenalty == nil && g.FrequencyPenalty == nil {
+		return nil
+	}
+	return g
+}
+
+func geminiTools(req *Request, r *openai.ChatRequest) error {
+	if len(r.Tools) > 0 {
+		decls := make([]FunctionDeclaration, len(r.Tools))
+		for i, t := range r.Tools {
+			decls[i] = FunctionDeclaration{Name: t.Function.Name, Description: t.Function.Description, ParametersJSONSchema: t.Function.Parameters}
+		}
+		req.Tools = []Tool{{FunctionDeclarations: decls}}
+	}
+	if len(r.ToolChoice) == 0 {
+		return nil
+	}
+	fc := &FunctionCallingConfig{}
+	var mode string
+	if json.Unmarshal(r.ToolChoice, &mode) == nil {
+		switch mode {
+		case "none":
+			fc.Mode = ModeNone
+		case "auto":
+			fc.Mode = ModeAuto
+		case "required":
+			fc.Mode = ModeAny
+		default:
+			return apierror.InvalidParam("tool_choice", "Parameter tool_choice %q is not one of none, auto, required", mode)
+		}
+	} else {
+		var named struct {
+			Function struct {
+				Name string `json:"name"`
+			} `json:"function"`
+		}
+		if json.Unmarshal(r.ToolChoice, &named) != nil || named.Function.Name == "" {
+			return apierror.InvalidParam("tool_choice", "Parameter tool_choice must name a function")
+		}
+		fc.Mode, fc.AllowedFunctionNames = ModeAny, []string{named.Function.Name}
+	}
+	req.ToolConfig = &ToolConfig{FunctionCallingConfig: fc}
+	return nil
+}
+
+// ToOpenAI converts a Gemini provider's generateContent response into the pivot, naming model,
+// and reports its usage. Thought parts become ReasoningContent; functionCall parts become
+// tool_calls (ids from the parts, else generated: see callID). A body in Google's error shape
+// is returned as the provider's error; a malformed body is an error.
+func ToOpenAI(body []byte, model string) (*openai.ChatCompletion, billing.Usage, error) {
+	var resp struct {
+		GenerateContentResponse
+		Error *googleError `json:"error"`
+	}
+	if err := json.Unmarshal(body, &resp); err != nil {
+		return nil, billing.Usage{}, fmt.Errorf("decode gemini response: %w", err)
+	}
+	if resp.Error != nil {
+		return nil, billing.Usage{}, streamError(body, resp.Error)
+	}
+	r := &resp.GenerateContentResponse
+	msg := openai.ResponseMessage{Role: "assistant"}
+	finish := blockFinish(r.PromptFeedback)
+	if len(r.Candidates) > 0 {
+		cand := &r.Candidates[0]
+		var text, thought strings.Builder
+		if cand.Content != nil {
+			for _, p := range cand.Content.Parts {
+				switch {
+				case p.FunctionCall != nil:
+					msg.ToolCalls = append(msg.ToolCalls, openai.ToolCall{
+						ID:       callID(p.FunctionCall.ID, r.ResponseID, len(msg.ToolCalls)),
+						Type:     "function",
+						Function: openai.FunctionCall{Name: p.FunctionCall.Name, Arguments: compactOr(p.FunctionCall.Args, "{}")},
+					})
+				case p.Text != nil && p.Thought:
+					thought.WriteString(*p.Text)
+				case p.Text != nil:
+					text.WriteString(*p.Text)
+				}
+			}
+		}
+		msg.ReasoningContent = thought.String()
+		if text.Len() > 0 || len(msg.ToolCalls) == 0 {
+			msg.Content = ptr(text.String())
+		}
+		finish = pivotFinish(cand.FinishReason, len(msg.ToolCalls) > 0)
+	} else {
+		msg.Content = ptr("")
+	}
+	c := &openai.ChatCompletion{
+		ID:      completionID(r.ResponseID),
+		Object:  "chat.completion",
+		Created: time.Now().Unix(),
+		Model:   model,
+		Choices: []openai.Choice{{Message: msg, FinishReason: finish, Logprobs: json.RawMessage("null")}},
+	}
+	var bu billing.Usage
+	if r.UsageMetadata != nil {
+		u, b := usages(*r.UsageMetadata)
+		c.Usage, bu = &u, b
+	}
+	return c, bu, nil
+}
+
+// callID names a function call for the pivot. Gemini's own id wins; otherwise the id is built
+// from the response id, so calls of different turns never share an id (the pivot matches tool
+// results to calls by id, across the whole conversation).
+func callID(id, responseID string, n int) string {
+	if id != "" {
+		return id
+	}
+	clean := strings.Map(func(r rune) rune {
+		if r == '-' || r == '_' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') {
+			return r
+		}
+		return -1
+	}, responseID)
+	if clean == "" {
+		return fmt.Sprintf("call_%d", n)
+	}
+	return fmt.Sprintf("call_%s_%d", clean, n)
+}
+
+func completionID(responseID string) string {
+	if responseID == "" {
+		return "chatcmpl-gemini"
+	}
+	return "chatcmpl-" + responseID
+}
+
+// RewriteResponse passes a Gemini provider's response to a Gemini client: the canonical model
+// replaces modelVersion, everything else is kept. It returns the usage and the pivot's finish
+// reason (stop, length, tool_calls, content_filter), the form the gateway records for every
+// protocol.
+func RewriteResponse(body []byte, model string) ([]byte, billing.Usage, string, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
+		return nil, billing.Usage{}, "", fmt.Errorf("decode gemini response: %w", errOrNull(err))
+	}
+	info, err := inspect(fields)
+	if err != nil {
+		return nil, billing.Usage{}, "", err
+	}
+	fields["modelVersion"], _ = json.Marshal(model)
+	out, err := json.Marshal(fields)
+	if err != nil {
+		return nil, billing.Usage{}, "", fmt.Errorf("encode gemini response: %w", err)
+	}
+	var bu billing.Usage
+	if info.usage != nil {
+		_, bu = usages(*info.usage)
+	}
+	return out, bu, info.finish(false), nil
+}
+
+// frameInfo is what the gateway reads from a response or stream frame.
+type frameInfo struct {
+	usage   *UsageMetadata
+	reason  string // candidates[0].finishReason, Gemini's
+	blocked bool   // promptFeedback.blockReason: the prompt got no answer
+	calls   bool   // the frame holds a functionCall part
+}
+
+// finish is the pivot's finish reason; calledTools says whether the answer (all frames of a
+// stream) called a function.
+func (f frameInfo) finish(calledTools bool) string {
+	if f.reason != "" {
+		return pivotFinish(f.reason, calledTools || f.calls)
+	}
+	if f.blocked {
+		return openai.FinishContentFilter
+	}
+	return ""
+}
+
+func inspect(fields map[string]json.RawMessage) (frameInfo, error) {
+	var r struct {
+		Candidates []struct {
+			Content *struct {
+				Parts []struct {
+					FunctionCall json.RawMessage `json:"functionCall"`
+				} `json:"parts"`
+			} `json:"content"`
+			FinishReason string `json:"finishReason"`
+		} `json:"candidates"`
+		PromptFeedback *PromptFeedback `json:"promptFeedback"`
+		UsageMetadata  *UsageMetadata  `json:"usageMetadata"`
+	}
+	// Decoding only the fields read here keeps unknown ones out of the way.
+	sub := map[string]json.RawMessage{}
+	for _, k := range []string{"candidates", "promptFeedback", "usageMetadata"} {
+		if v, ok := fields[k]; ok {
+			sub[k] = v
+		}
+	}
+	b, _ := json.Marshal(sub)
+	if err := json.Unmarshal(b, &r); err != nil {
+		return frameInfo{}, fmt.Errorf("decode gemini response: %w", err)
+	}
+	info := frameInfo{usage: r.UsageMetadata, blocked: blockFinish(r.PromptFeedback) != ""}
+	if len(r.Candidates) > 0 {
+		info.reason = r.Candidates[0].FinishReason
+		if c := r.Candidates[0].Content; c != nil {
+			for _, p := range c.Parts {
+				info.calls = info.calls || (len(p.FunctionCall) > 0 && !isNull(p.FunctionCall))
+			}
+		}
+	}
+	return info, nil
+}
+
+func errOrNull(err error) error {
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("body is null")
+}

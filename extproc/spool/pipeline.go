@@ -1,0 +1,310 @@
+package spool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tollgate/tollgate/extproc/ledger"
+)
+
+// Store is the part of the ledger the pipeline needs. *ledger.Store implements it.
+type Store interface {
+	PlaceHold(ctx context.Context, h ledger.Hold) error
+	SettleBatch(ctx context.Context, usages []ledger.Usage) (charged []bool, err error)
+	ReleaseHolds(ctx context.Context, requestIDs []string) error
+}
+
+// Config configures a Pipeline. Zero fields take the defaults stated.
+type Config struct {
+	// Dir holds the spool; it is created if missing. Required. It must be on a local disk
+	// that honours fsync, and must not be shared between processes (Open locks it).
+	Dir string
+	// MaxBatch caps the records written to Postgres per transaction. Default 256.
+	MaxBatch int
+	// MaxDelay is how long the writer waits after the first pending record for a batch to
+	// fill. Default 5ms.
+	MaxDelay time.Duration
+	// CompactBytes is the spool size past which it is rewritten without applied records
+	// (when less than half of it is unapplied). Default 4 MiB.
+	CompactBytes int64
+	// RetryMin and RetryMax bound the backoff between attempts to write a batch while
+	// Postgres fails. Defaults 50ms and 5s.
+	RetryMin, RetryMax time.Duration
+	// AttemptTimeout bounds one attempt to write a batch. Default 10s.
+	AttemptTimeout time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 256
+	}
+	if c.MaxDelay <= 0 {
+		c.MaxDelay = 5 * time.Millisecond
+	}
+	if c.CompactBytes <= 0 {
+		c.CompactBytes = 4 << 20
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = 50 * time.Millisecond
+	}
+	if c.RetryMax < c.RetryMin {
+		c.RetryMax = max(5*time.Second, c.RetryMin)
+	}
+	if c.AttemptTimeout <= 0 {
+		c.AttemptTimeout = 10 * time.Second
+	}
+	return c
+}
+
+// ErrClosed is returned by Settle and ReleaseHold after Close.
+var ErrClosed = errors.New("settlement spool closed")
+
+// entry is one settle or release record, in memory.
+type entry struct {
+	seq       uint64
+	op        string
+	usage     ledger.Usage // opSettle
+	requestID string       // opRelease
+	line      []byte       // as written to the spool, for compaction
+}
+
+// flushGen is one group commit: every record appended while it is current is made durable by
+// the same write and fsync. done is closed when that has happened (or failed, err).
+type flushGen struct {
+	done chan struct{}
+	err  error
+}
+
+func newGen() *flushGen { return &flushGen{done: make(chan struct{})} }
+
+// Pipeline is the durable settlement path: the extproc's Ledger (PlaceHold, ReleaseHold,
+// Settle) with settlement and release going through the spool. It is safe for concurrent use.
+type Pipeline struct {
+	cfg   Config
+	store Store
+	log   *slog.Logger
+	lock  *os.File
+
+	mu          sync.Mutex
+	buf         []byte   // encoded records not yet written
+	bufRecs     []*entry // the settle and release records in buf
+	cur         *flushGen
+	nextSeq     uint64
+	pending     []*entry // durable, not yet applied, in seq order; the writer takes from the front
+	appliedUpto uint64
+	closed      bool
+
+	// Owned by the flusher goroutine.
+	f    *os.File
+	size int64
+
+	kickFlush, kickWrite, progress chan struct{} // capacity 1: a pending wake-up
+	flushes                        atomic.Int64  // fsyncs of appended records, for tests
+	stopFlush                      chan struct{}
+	stopWrite                      context.CancelFunc
+	flushDone, writeDone           chan struct{}
+}
+
+// Open opens (or creates) the spool in cfg.Dir, queues whatever it holds for replay into
+// store, and starts the pipeline's goroutines; Close stops them. log receives the pipeline's
+// reports (replays, retries, rejected records).
+func Open(cfg Config, store Store, log *slog.Logger) (*Pipeline, error) {
+	cfg = cfg.withDefaults()
+	if cfg.Dir == "" {
+		return nil, errors.New("open spool: no directory")
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open spool: %w", err)
+	}
+	lock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	res, err := readSpool(cfg.Dir)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	if res.torn {
+		log.Warn("spool: ignoring a torn last record (a write cut short by a crash)", "dir", cfg.Dir)
+	}
+	if res.corrupt > 0 {
+		log.Error("spool: skipped damaged records", "dir", cfg.Dir, "count", res.corrupt)
+	}
+	// Start from a compact file: the torn tail, damaged lines and applied records go.
+	lines := make([][]byte, len(res.pending))
+	for i, e := range res.pending {
+		lines[i] = e.line
+	}
+	f, size, err := rewrite(cfg.Dir, lines)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	if n := len(res.pending); n > 0 {
+		log.Info("spool: replaying settlements left by the last run", "dir", cfg.Dir, "records", n)
+	}
+
+	wctx, stopWrite := context.WithCancel(context.Background())
+	p := &Pipeline{
+		cfg: cfg, store: store, log: log, lock: lock,
+		cur: newGen(), nextSeq: res.maxSeq + 1, pending: res.pending,
+		f: f, size: size,
+		kickFlush: make(chan struct{}, 1), kickWrite: make(chan struct{}, 1), progress: make(chan struct{}, 1),
+		stopFlush: make(chan struct{}), stopWrite: stopWrite,
+		flushDone: make(chan struct{}), writeDone: make(chan struct{}),
+	}
+	go p.flushLoop()
+	go p.writeLoop(wctx)
+	wake(p.kickWrite)
+	return p, nil
+}
+
+func readSpool(dir string) (scanResult, error) {
+	f, err := os.Open(filepath.Join(dir, logName))
+	if errors.Is(err, os.ErrNotExist) {
+		return scanResult{}, nil
+	}
+	if err != nil {
+		return scanResult{}, fmt.Errorf("open spool: %w", err)
+	}
+	defer f.Close()
+	return scan(f)
+}
+
+// PlaceHold passes straight through to the store: a hold must be in Postgres before the
+// request is admitted, so it fails closed when Postgres is unreachable.
+func (p *Pipeline) PlaceHold(ctx context.Context, h ledger.Hold) error {
+	return p.store.PlaceHold(ctx, h)
+}
+
+// Settle records u durably in the spool and returns once it is fsynced; the writer then
+// applies it to Postgres, exactly once, however long that takes. charged reports that the
+// settlement was accepted (it will be charged unless its request id was already settled).
+//
+// If ctx ends first, Settle returns ctx's error, but the record may still become durable and
+// be charged: a caller must not retry with a different request id. A zero u.CreatedAt is set
+// to now, so a late replay still dates the request correctly.
+func (p *Pipeline) Settle(ctx context.Context, u ledger.Usage) (charged bool, err error) {
+	if u.CreatedAt.IsZero() {
+		u.CreatedAt = time.Now()
+	}
+	if err := p.append(ctx, &entry{op: opSettle, usage: u}); err != nil {
+		return false, fmt.Errorf("spool settlement %s: %w", u.RequestID, err)
+	}
+	return true, nil
+}
+
+// ReleaseHold records the release of requestID's hold durably and returns once it is
+// fsynced; the writer applies it (releasing a hold that is gone is a no-op).
+func (p *Pipeline) ReleaseHold(ctx context.Context, requestID string) error {
+	if err := p.append(ctx, &entry{op: opRelease, requestID: requestID}); err != nil {
+		return fmt.Errorf("spool hold release %s: %w", requestID, err)
+	}
+	return nil
+}
+
+// append adds e to the current group commit and waits for it to be durable.
+func (p *Pipeline) append(ctx context.Context, e *entry) error {
+	r := record{Op: e.op, RequestID: e.requestID}
+	if e.op == opSettle {
+		r.Usage = toJSON(e.usage)
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	e.seq = p.nextSeq
+	r.Seq = e.seq
+	line, err := encodeLine(r)
+	if err != nil {
+		p.mu.Unlock()
+		return err
+	}
+	p.nextSeq++
+	e.line = line
+	p.buf = append(p.buf, line...)
+	p.bufRecs = append(p.bufRecs, e)
+	g := p.cur
+	p.mu.Unlock()
+	wake(p.kickFlush)
+
+	select {
+	case <-g.done:
+		return g.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Pending reports how many settlements and releases are durable but not yet in Postgres.
+func (p *Pipeline) Pending() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.pending) + len(p.bufRecs)
+}
+
+// Close stops accepting records, waits until everything pending is in Postgres or ctx ends,
+// and stops the pipeline. Whatever is still pending stays in the spool for the next Open; the
+// error then says how much. Callers must stop calling Settle first (the extproc's Drain).
+func (p *Pipeline) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	p.closed = true
+	p.mu.Unlock()
+	wake(p.kickFlush)
+	wake(p.kickWrite)
+
+	var drainErr error
+	for drainErr == nil && p.Pending() > 0 {
+		select {
+		case <-p.progress:
+		case <-ctx.Done():
+			drainErr = ctx.Err()
+		}
+	}
+	p.stopWrite()
+	<-p.writeDone
+	close(p.stopFlush)
+	<-p.flushDone
+
+	left := p.Pending()
+	var errs []error
+	if drainErr != nil {
+		errs = append(errs, fmt.Errorf("close spool: %d records left for the next start: %w", left, drainErr))
+	}
+	if left == 0 {
+		// Everything is applied: leave an empty spool, so the next start has nothing to read.
+		f, _, err := rewrite(p.cfg.Dir, nil)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			p.f.Close()
+			p.f = f
+		}
+	}
+	if err := p.f.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close spool: %w", err))
+	}
+	p.lock.Close()
+	return errors.Join(errs...)
+}
+
+// wake leaves a wake-up in ch unless one is already waiting.
+func wake(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,342 @@
+package spool
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/extproc/ledger"
+)
+
+const testOrg = "0b0e0c5e-0000-4000-8000-000000000001"
+
+func testUsage(id string) ledger.Usage {
+	return ledger.Usage{
+		RequestID: id, OrgID: testOrg, Model: "mock-gpt", Provider: "mock", Status: 200,
+		PromptTokens: 12, CompletionTokens: 34, CostMicros: 56, CostItems: map[string]int64{"prompt": 2, "completion": 49},
+		Latency: 1500 * time.Microsecond, TimeToFirstToken: time.Millisecond,
+		CreatedAt: time.Date(2026, 3, 1, 12, 0, 0, 123456000, time.UTC),
+	}
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func open(t *testing.T, cfg Config, store Store) *Pipeline {
+	t.Helper()
+	p, err := Open(cfg, store, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func closeDrained(t *testing.T, p *Pipeline) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func spoolSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	fi, err := os.Stat(filepath.Join(dir, logName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+func TestRecordRoundTrip(t *testing.T) {
+	u := testUsage("req_1")
+	line, err := encodeLine(record{Seq: 7, Op: opSettle, Usage: toJSON(u)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := decodeLine(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := r.Usage.usage()
+	if r.Seq != 7 || got.RequestID != u.RequestID || got.Latency != u.Latency || got.TimeToFirstToken != u.TimeToFirstToken ||
+		!got.CreatedAt.Equal(u.CreatedAt) || got.CostItems["completion"] != 49 || got.CostMicros != 56 {
+		t.Errorf("round trip: got %+v, want %+v", got, u)
+	}
+	tests := []struct {
+		name string
+		line []byte
+		want error
+	}{
+		{name: "no newline", line: line[:len(line)-1], want: errTorn},
+		{name: "cut short", line: line[:len(line)/2], want: errTorn},
+		{name: "bit flip", line: bytes.Replace(line, []byte(`"cost_micros":56`), []byte(`"cost_micros":57`), 1), want: errCorrupt},
+		{name: "bad crc", line: append([]byte("zzzzzzzz"), line[8:]...), want: errCorrupt},
+		{name: "empty line", line: []byte("\n"), want: errCorrupt},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := decodeLine(tt.line); !errors.Is(err, tt.want) {
+				t.Errorf("err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestTornRecordIgnored writes a spool as a crash would leave it — two complete records, one
+// applied, and a last record cut short — and checks that Open replays only the unapplied
+// complete record.
+func TestTornRecordIgnored(t *testing.T) {
+	for _, tail := range []string{"cut", "garbled"} {
+		t.Run(tail, func(t *testing.T) {
+			dir := t.TempDir()
+			var file []byte
+			for _, r := range []record{
+				{Seq: 1, Op: opSettle, Usage: toJSON(testUsage("req_applied"))},
+				{Seq: 2, Op: opSettle, Usage: toJSON(testUsage("req_pending"))},
+				{Op: opApplied, Upto: 1},
+				{Seq: 3, Op: opSettle, Usage: toJSON(testUsage("req_torn"))},
+			} {
+				line, err := encodeLine(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Seq == 3 {
+					if tail == "cut" {
+						line = line[:len(line)-20]
+					} else {
+						line = append(bytes.Replace(line[:len(line)-1], []byte("req_torn"), []byte("req_xxxx"), 1), '\n')
+					}
+				}
+				file = append(file, line...)
+			}
+			if err := os.WriteFile(filepath.Join(dir, logName), file, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			store := newFakeStore()
+			p := open(t, Config{Dir: dir}, store)
+			closeDrained(t, p)
+			if got := store.settled; len(got) != 1 || got["req_pending"] != 1 {
+				t.Errorf("replayed %v, want only req_pending", got)
+			}
+			if n := spoolSize(t, dir); n != 0 {
+				t.Errorf("spool size after a drained close = %d, want 0", n)
+			}
+		})
+	}
+}
+
+// TestOutageReplayExactlyOnce keeps the store down while settlements arrive, closes the
+// pipeline with them still pending (as a process would stop during an outage), and checks
+// that the next Open applies every one of them exactly once — and the one after, none.
+func TestOutageReplayExactlyOnce(t *testing.T) {
+	dir := t.TempDir()
+	store := newFakeStore()
+	store.down.Store(true)
+	p := open(t, Config{Dir: dir, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond}, store)
+	const n = 100
+	for i := range n {
+		if charged, err := p.Settle(context.Background(), testUsage(fmt.Sprintf("req_%d", i))); err != nil || !charged {
+			t.Fatalf("Settle = %v, %v", charged, err)
+		}
+	}
+	if err := p.ReleaseHold(context.Background(), "req_released"); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Pending(); got != n+1 {
+		t.Errorf("Pending = %d, want %d", got, n+1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	err := p.Close(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "101 records left") {
+		t.Fatalf("Close during an outage = %v, want records left and a deadline", err)
+	}
+	if store.count() != 0 {
+		t.Fatalf("settled %d while the store was down", store.count())
+	}
+
+	store.down.Store(false)
+	p = open(t, Config{Dir: dir}, store)
+	closeDrained(t, p)
+	if got := store.count(); got != n {
+		t.Errorf("settled %d after recovery, want %d", got, n)
+	}
+	if store.released["req_released"] != 1 {
+		t.Errorf("release applied %d times, want 1", store.released["req_released"])
+	}
+
+	// Nothing is left to replay.
+	before := len(store.batches)
+	p = open(t, Config{Dir: dir}, store)
+	closeDrained(t, p)
+	if len(store.batches) != before {
+		t.Errorf("a clean spool replayed %d more batches", len(store.batches)-before)
+	}
+}
+
+// TestRecoveryWhileRunning takes the store down and back up under a running pipeline.
+func TestRecoveryWhileRunning(t *testing.T) {
+	store := newFakeStore()
+	p := open(t, Config{Dir: t.TempDir(), RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond}, store)
+	for i := range 10 {
+		if _, err := p.Settle(context.Background(), testUsage(fmt.Sprintf("before_%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "first settlements applied", func() bool { return store.count() == 10 })
+	store.down.Store(true)
+	for i := range 10 {
+		if _, err := p.Settle(context.Background(), testUsage(fmt.Sprintf("during_%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p.Pending() != 10 || store.count() != 10 {
+		t.Fatalf("pending %d, settled %d during the outage; want 10, 10", p.Pending(), store.count())
+	}
+	store.down.Store(false)
+	waitFor(t, "spooled settlements applied after recovery", func() bool { return store.count() == 20 && p.Pending() == 0 })
+	closeDrained(t, p)
+}
+
+// TestGroupCommit checks that concurrent settlements share fsyncs: 200 at once must not cost
+// 200 fsyncs, and every one of them is applied.
+func TestGroupCommit(t *testing.T) {
+	store := newFakeStore()
+	p := open(t, Config{Dir: t.TempDir()}, store)
+	const n = 200
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			if _, err := p.Settle(context.Background(), testUsage(fmt.Sprintf("req_%d", i))); err != nil {
+				errs <- err
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	fsyncs := p.flushes.Load()
+	t.Logf("%d settlements, %d fsyncs", n, fsyncs)
+	if fsyncs >= n/4 {
+		t.Errorf("%d fsyncs for %d concurrent settlements: group commit is not grouping", fsyncs, n)
+	}
+	closeDrained(t, p)
+	if got := store.count(); got != n {
+		t.Errorf("settled %d, want %d", got, n)
+	}
+	for _, size := range store.batches {
+		if size > 256 {
+			t.Errorf("batch of %d exceeds MaxBatch", size)
+		}
+	}
+}
+
+// TestCompaction checks that a spool past CompactBytes is rewritten without applied records
+// while the pipeline runs, and that nothing unapplied is lost by it.
+func TestCompaction(t *testing.T) {
+	dir := t.TempDir()
+	store := newFakeStore()
+	const compactAt = 8 << 10
+	p := open(t, Config{Dir: dir, CompactBytes: compactAt, RetryMin: time.Millisecond, RetryMax: 2 * time.Millisecond}, store)
+	for i := range 300 { // about 150 KiB of records
+		if _, err := p.Settle(context.Background(), testUsage(fmt.Sprintf("req_%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "all applied", func() bool { return store.count() == 300 })
+	// Each applied mark rides on a later flush; one more settlement flushes the last of them
+	// and gives compaction its chance.
+	if _, err := p.Settle(context.Background(), testUsage("req_last")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "spool compacted", func() bool { return spoolSize(t, dir) < 2*compactAt })
+
+	// While the store is down the spool grows past the threshold but keeps every record.
+	store.down.Store(true)
+	for i := range 100 {
+		if _, err := p.Settle(context.Background(), testUsage(fmt.Sprintf("out_%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if size := spoolSize(t, dir); size < compactAt {
+		t.Errorf("spool of 100 unapplied records is %d bytes: records were dropped", size)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	_ = p.Close(ctx) // leaves them for the next start
+	cancel()
+	store.down.Store(false)
+	p = open(t, Config{Dir: dir}, store)
+	closeDrained(t, p)
+	if got := store.count(); got != 401 {
+		t.Errorf("settled %d, want 401", got)
+	}
+	if n := spoolSize(t, dir); n != 0 {
+		t.Errorf("spool size after a drained close = %d, want 0", n)
+	}
+}
+
+// TestRejectedRecordsSetAside checks that a record the ledger refuses for good does not block
+// the others, and is kept in rejected.jsonl.
+func TestRejectedRecordsSetAside(t *testing.T) {
+	dir := t.TempDir()
+	store := newFakeStore()
+	store.refuse = "0b0e0c5e-0000-4000-8000-00000000dead"
+	p := open(t, Config{Dir: dir, MaxDelay: 50 * time.Millisecond}, store)
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			u := testUsage(fmt.Sprintf("req_%d", i))
+			if i == 7 {
+				u.OrgID = store.refuse
+			}
+			if _, err := p.Settle(context.Background(), u); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	closeDrained(t, p)
+	if got := store.count(); got != 19 {
+		t.Errorf("settled %d, want 19", got)
+	}
+	rejected, err := os.ReadFile(filepath.Join(dir, rejectedName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(rejected, []byte(`"request_id":"req_7"`)) || bytes.Count(rejected, []byte("\n")) != 1 {
+		t.Errorf("rejected.jsonl = %s", rejected)
+	}
+}
+
+func TestSecondOpenRefused(t *testing.T) {
+	dir := t.TempDir()
+	p := open(t, Config{Dir: dir}, newFakeStore())
+	defer closeDrained(t, p)
+	if _, err := Open(Config{Dir: dir}, newFakeStore(), quiet()); err == nil {
+		t.Fatal("a second pipeline opened the same spool")
+	}
+}
+
+func TestSettleAfterClose(t *testing.T) {
+	p := open(t, Config{Dir: t.TempDir()}, newFakeStore())
+	closeDrained(t, p)
+	if _, err := p.Settle(context.Background(), testUsage("late")); !errors.Is(err, ErrClosed) {
+		t.Errorf("Settle after Close = %v, want ErrClosed", err)
+	}
+}
