@@ -91,6 +91,10 @@ func (x *exchange) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeader
 	hm := h.GetHeaders()
 	method, path := header(hm, ":method"), header(hm, ":path")
 	x.ep = classify(path)
+	if (x.ep.kind == routeModels || x.ep.kind == routeModel) && x.ep.proto == protoOpenAI && header(hm, "anthropic-version") != "" {
+		// The Anthropic SDK lists models at OpenAI's path; its version header tells them apart.
+		x.ep.proto = protoAnthropic
+	}
 
 	var m mutation
 	m.Remove(clientInternalHeaders(hm)...)

@@ -83,6 +83,16 @@ for (const model of models) {
   assert.deepEqual(sc.input, { city: 'Paris' });
 }
 
+// The model list, in Anthropic's shape.
+{
+  const ids = [];
+  for await (const m of client.models.list()) {
+    assert.equal(m.type, 'model');
+    ids.push(m.id);
+  }
+  for (const model of models) assert.ok(ids.includes(model), `models.list() includes ${model}: ${ids}`);
+}
+
 // A bad key, and an unknown model, in Anthropic's error classes.
 {
   const bad = new Anthropic({ apiKey: 'tg_wrong', baseURL: process.env.TOLLGATE_BASE_URL, maxRetries: 0 });

@@ -52,6 +52,13 @@ for (const model of models) {
   assert.deepEqual(r.functionCalls[0].args, { city: 'Paris' });
 }
 
+// The model list, in the Gemini API's shape.
+{
+  const names = [];
+  for await (const m of await ai.models.list()) names.push(m.name);
+  for (const model of models) assert.ok(names.includes(`models/${model}`), `models.list() includes ${model}: ${names}`);
+}
+
 // A bad key.
 {
   const bad = new GoogleGenAI({ apiKey: 'tg_wrong', httpOptions: { baseUrl: process.env.TOLLGATE_BASE_URL, apiVersion: 'v1beta' } });
