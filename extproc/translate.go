@@ -79,7 +79,15 @@ func upstreamRequest(req *clientRequest, b *catalog.Backend, m *catalog.Model) (
 		}
 		return p.PathPrefix() + gemini.Path(b.UpstreamModel, req.stream), body, err
 	default:
-		body, err = openai.UpstreamBody(req.pivot, b.UpstreamModel)
+		pivot := req.pivot
+		if req.proto != protoOpenAI && p.Kind == catalog.KindOpenAI && pivot.TopK != nil {
+			// OpenAI refuses top_k, which Anthropic and Gemini clients may send; compatible
+			// hosts (vLLM and the like) take it. The pivot is shared, so drop it on a copy.
+			c := *pivot
+			c.TopK = nil
+			pivot = &c
+		}
+		body, err = openai.UpstreamBody(pivot, b.UpstreamModel)
 		return p.PathPrefix() + "/v1/chat/completions", body, err
 	}
 }
