@@ -1,0 +1,196 @@
+package standin
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// cluster is a cluster's runtime: its endpoints by priority and their transports.
+type cluster struct {
+	name   string
+	http2  bool
+	levels [][]*endpoint
+	next   atomic.Uint64 // round-robin position
+}
+
+type endpoint struct {
+	cfg       endpointConfig
+	addr      string // host:port
+	transport *http.Transport
+}
+
+func newCluster(c *clusterConfig) *cluster {
+	cl := &cluster{name: c.name, http2: c.http2}
+	for _, level := range c.levels {
+		var eps []*endpoint
+		for _, e := range level {
+			eps = append(eps, &endpoint{
+				cfg:       e,
+				addr:      net.JoinHostPort(e.host, strconv.FormatUint(uint64(e.port), 10)),
+				transport: newTransport(e, c.connectTimeout, c.http2),
+			})
+		}
+		cl.levels = append(cl.levels, eps)
+	}
+	return cl
+}
+
+// pick chooses an endpoint. Without health checking every host is healthy, so Envoy sends
+// all traffic to priority 0 (priority load follows health,
+// source/common/upstream/load_balancer_impl.cc); within the level, weighted round robin.
+func (c *cluster) pick() *endpoint {
+	if len(c.levels) == 0 || len(c.levels[0]) == 0 {
+		return nil
+	}
+	level := c.levels[0]
+	var total uint64
+	for _, e := range level {
+		total += uint64(max(e.cfg.weight, 1))
+	}
+	n := c.next.Add(1) % total
+	for _, e := range level {
+		w := uint64(max(e.cfg.weight, 1))
+		if n < w {
+			return e
+		}
+		n -= w
+	}
+	return level[0]
+}
+
+func (c *cluster) closeIdle() {
+	for _, level := range c.levels {
+		for _, e := range level {
+			e.transport.CloseIdleConnections()
+		}
+	}
+}
+
+// connectError is a failure to establish the upstream connection (TCP or TLS): the router
+// reports it as a reset before headers with a transport failure reason.
+type connectError struct {
+	reason string // Envoy's reset reason
+	err    error
+}
+
+func (e *connectError) Error() string { return e.reason + ": " + e.err.Error() }
+func (e *connectError) Unwrap() error { return e.err }
+
+// newTransport is an endpoint's connection pool: HTTP/1.1, or HTTP/2 (h2c, or h2 over TLS)
+// when the cluster has http2_protocol_options. It never uses proxies from the environment
+// and never adds Accept-Encoding, as Envoy does not.
+func newTransport(e endpointConfig, connectTimeout time.Duration, http2 bool) *http.Transport {
+	dialer := &net.Dialer{Timeout: connectTimeout}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
+				return nil, &connectError{"connection timeout", err}
+			}
+			return nil, &connectError{"remote connection failure", err}
+		}
+		return conn, nil
+	}
+	t := &http.Transport{
+		Proxy:               nil,
+		DialContext:         dial,
+		DisableCompression:  true,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     time.Hour, // Envoy's upstream idle_timeout default
+	}
+	var protos http.Protocols
+	switch {
+	case e.tls != nil:
+		tc := e.tls.clientConfig(http2)
+		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			raw, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			conn := tls.Client(raw, tc)
+			hctx, cancel := context.WithTimeout(ctx, connectTimeout)
+			defer cancel()
+			if err := conn.HandshakeContext(hctx); err != nil {
+				raw.Close()
+				return nil, &connectError{"remote connection failure", fmt.Errorf("TLS_error: %w", err)}
+			}
+			return conn, nil
+		}
+		if http2 {
+			protos.SetHTTP2(true)
+			t.ForceAttemptHTTP2 = true
+		} else {
+			protos.SetHTTP1(true)
+		}
+	case http2:
+		protos.SetUnencryptedHTTP2(true)
+	default:
+		protos.SetHTTP1(true)
+	}
+	t.Protocols = &protos
+	return t
+}
+
+// clientConfig verifies the way Envoy's UpstreamTlsContext does: the chain against
+// trusted_ca if there is a validation context (nothing is verified without one), then the
+// DNS SAN matchers (a wildcard SAN covers one label), with SNI from sni.
+//
+// Envoy: source/common/tls/cert_validator/default_validator.cc.
+func (t *tlsConfig) clientConfig(http2 bool) *tls.Config {
+	alpn := []string{"http/1.1"}
+	if http2 {
+		alpn = []string{"h2"}
+	}
+	return &tls.Config{
+		ServerName:         t.sni,
+		NextProtos:         alpn,
+		InsecureSkipVerify: true, // verification below, Envoy's way
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if t.roots == nil || len(cs.PeerCertificates) == 0 {
+				return nil
+			}
+			inter := x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			leaf := cs.PeerCertificates[0]
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: t.roots, Intermediates: inter}); err != nil {
+				return err
+			}
+			if len(t.sans) == 0 {
+				return nil
+			}
+			for _, want := range t.sans {
+				for _, have := range leaf.DNSNames {
+					if dnsNameMatch(want, strings.ToLower(have)) {
+						return nil
+					}
+				}
+			}
+			return fmt.Errorf("certificate SANs %v match none of %v", leaf.DNSNames, t.sans)
+		},
+	}
+}
+
+// dnsNameMatch matches a name against a certificate DNS SAN, which may be a wildcard for
+// the first label.
+func dnsNameMatch(name, san string) bool {
+	if name == san {
+		return true
+	}
+	if rest, ok := strings.CutPrefix(san, "*."); ok {
+		_, after, found := strings.Cut(name, ".")
+		return found && after == rest
+	}
+	return false
+}

@@ -1,0 +1,154 @@
+package standin
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+func parseCluster(c *clusterv3.Cluster) (*clusterConfig, error) {
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	cc := &clusterConfig{
+		name:           c.GetName(),
+		discovery:      c.GetType(),
+		connectTimeout: defaultConnectTimeout,
+	}
+	switch cc.discovery {
+	case clusterv3.Cluster_STATIC, clusterv3.Cluster_STRICT_DNS, clusterv3.Cluster_LOGICAL_DNS:
+	default:
+		fail("type %s: not implemented by the stand-in", cc.discovery)
+	}
+	if d := c.GetConnectTimeout(); d != nil {
+		cc.connectTimeout = d.AsDuration()
+	}
+	for k, v := range c.GetTypedExtensionProtocolOptions() {
+		if k != httpProtocolOptionsKey {
+			fail("typed_extension_protocol_options[%s]: not implemented by the stand-in", k)
+			continue
+		}
+		opts := &upstreamhttpv3.HttpProtocolOptions{}
+		if err := v.UnmarshalTo(opts); err != nil {
+			fail("typed_extension_protocol_options[%s]: %w", k, err)
+			continue
+		}
+		cc.http2 = opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil
+	}
+
+	var defaultTLS *tlsConfig
+	if ts := c.GetTransportSocket(); ts != nil {
+		t, err := parseTransportSocket(ts)
+		if err != nil {
+			fail("transport_socket: %w", err)
+		}
+		defaultTLS = t
+	}
+	type match struct {
+		criteria *structpb.Struct
+		tls      *tlsConfig
+	}
+	var matches []match
+	for i, m := range c.GetTransportSocketMatches() {
+		t, err := parseTransportSocket(m.GetTransportSocket())
+		if err != nil {
+			fail("transport_socket_matches[%d]: %w", i, err)
+		}
+		matches = append(matches, match{m.GetMatch(), t})
+	}
+
+	byPriority := map[uint32][]endpointConfig{}
+	var maxPrio uint32
+	for _, loc := range c.GetLoadAssignment().GetEndpoints() {
+		for _, lbe := range loc.GetLbEndpoints() {
+			ep := lbe.GetEndpoint()
+			sa := ep.GetAddress().GetSocketAddress()
+			e := endpointConfig{
+				host:     sa.GetAddress(),
+				port:     sa.GetPortValue(),
+				hostname: ep.GetHostname(),
+				weight:   1,
+				metadata: lbe.GetMetadata(),
+				tls:      defaultTLS,
+			}
+			if w := lbe.GetLoadBalancingWeight(); w != nil {
+				e.weight = w.GetValue()
+			}
+			if cc.discovery == clusterv3.Cluster_STATIC && net.ParseIP(e.host) == nil {
+				fail("STATIC cluster endpoint %q: must be an IP address", e.host)
+			}
+			// Envoy: source/common/upstream/transport_socket_match_impl.cc: the first match
+			// whose criteria are all in the endpoint's envoy.transport_socket_match metadata.
+			epMatch := lbe.GetMetadata().GetFilterMetadata()[transportSocketMatchNS].GetFields()
+			for _, m := range matches {
+				if structSubset(m.criteria.GetFields(), epMatch) {
+					e.tls = m.tls
+					break
+				}
+			}
+			byPriority[loc.GetPriority()] = append(byPriority[loc.GetPriority()], e)
+			maxPrio = max(maxPrio, loc.GetPriority())
+		}
+	}
+	for p := uint32(0); p <= maxPrio && len(byPriority) > 0; p++ {
+		level, ok := byPriority[p]
+		if !ok {
+			fail("load_assignment: priority %d has no endpoints (priorities must be contiguous from 0)", p)
+		}
+		cc.levels = append(cc.levels, level)
+	}
+	return cc, errors.Join(errs...)
+}
+
+func structSubset(criteria, fields map[string]*structpb.Value) bool {
+	for k, v := range criteria {
+		f, ok := fields[k]
+		if !ok || f.GetStringValue() != v.GetStringValue() || f.GetNumberValue() != v.GetNumberValue() || f.GetBoolValue() != v.GetBoolValue() {
+			return false
+		}
+	}
+	return true
+}
+
+func parseTransportSocket(ts *corev3.TransportSocket) (*tlsConfig, error) {
+	ctx := &tlsv3.UpstreamTlsContext{}
+	if err := ts.GetTypedConfig().UnmarshalTo(ctx); err != nil {
+		return nil, fmt.Errorf("only envoy.transport_sockets.tls with UpstreamTlsContext is implemented by the stand-in: %w", err)
+	}
+	t := &tlsConfig{sni: ctx.GetSni()}
+	vc := ctx.GetCommonTlsContext().GetValidationContext()
+	if ca := vc.GetTrustedCa(); ca != nil {
+		var pem []byte
+		switch s := ca.GetSpecifier().(type) {
+		case *corev3.DataSource_Filename:
+			b, err := os.ReadFile(s.Filename)
+			if err != nil {
+				return nil, fmt.Errorf("trusted_ca: %w", err)
+			}
+			pem = b
+		case *corev3.DataSource_InlineString:
+			pem = []byte(s.InlineString)
+		case *corev3.DataSource_InlineBytes:
+			pem = s.InlineBytes
+		}
+		t.roots = x509.NewCertPool()
+		if !t.roots.AppendCertsFromPEM(pem) {
+			return nil, errors.New("trusted_ca: no PEM certificates found")
+		}
+	}
+	for i, m := range vc.GetMatchTypedSubjectAltNames() {
+		if m.GetSanType() != tlsv3.SubjectAltNameMatcher_DNS {
+			return nil, fmt.Errorf("match_typed_subject_alt_names[%d]: san_type %s not implemented by the stand-in", i, m.GetSanType())
+		}
+		t.sans = append(t.sans, strings.ToLower(m.GetMatcher().GetExact()))
+	}
+	return t, nil
+}

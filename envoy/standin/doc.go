@@ -1,0 +1,61 @@
+// Package standin is the development stand-in for Envoy: a small HTTP proxy that reads the
+// same bootstrap as Envoy (envoy/bootstrap) and implements, faithfully, the subset of Envoy
+// that Tollgate's configuration uses, so that every test run exercises the whole path
+// (client → proxy → extproc → provider) on machines where Envoy cannot be installed. It is a
+// test and development tool, never a production proxy, and says so when it starts (Banner).
+//
+// # Refusing what it does not implement
+//
+// New walks the whole bootstrap, typed_configs included, against a table of implemented
+// fields (allow.go) and then checks enum values and references (config.go). Anything else
+// (another HTTP filter such as ratelimit, a field like retry_policy, a body mode like
+// FULL_DUPLEX_STREAMED) is an error that names its path. A mode a processor switches on at
+// run time through mode_override that the stand-in does not implement fails that request
+// with a 500 and an error log, rather than behaving differently from Envoy.
+//
+// # One request
+//
+// Each request is a stream (stream.go) run by its handler goroutine, mirroring Envoy's
+// filter manager with the filter chain [ext_proc, router]:
+//
+//  1. The connection manager builds the request header map (pseudo-headers, then headers,
+//     then x-forwarded-proto) and the route is resolved and cached, as ext_proc's
+//     decodeHeaders does; cluster_header is read at that moment.
+//  2. Decode path (decode.go): request_headers goes to the processor unless SKIP; the
+//     body follows per request_body_mode: NONE streams it to the upstream, BUFFERED reads
+//     it (one byte over the buffer limit is a 413 local reply) and sends one request_body
+//     message while the headers stay held. Replies apply header mutations (mutation.go:
+//     Envoy's default rules, append honoured, append_action ignored, raw_value only),
+//     body mutations with Envoy's content-length check, clear_route_cache (only with a
+//     header mutation in the same reply), CONTINUE_AND_REPLACE, mode_override and
+//     dynamic metadata for the receiving namespaces (reply.go).
+//  3. Router (router.go): the route is re-matched if a reply cleared the cache; a missing
+//     route is 404, a missing or unknown cluster 503; the endpoint is picked (priority 0,
+//     weighted round robin); auto_host_rewrite sets Host to the endpoint's hostname; the
+//     route timeout runs from the end of the request to the end of the upstream response.
+//     Connect failures and resets before headers are 503 with Envoy's body, a timeout
+//     before headers 504.
+//  4. Encode path (encode.go): response_headers (with :status) goes to the processor
+//     unless SKIP; then NONE passes the body through, BUFFERED collects it and sends one
+//     response_body message while holding the headers, STREAMED sends every chunk at once
+//     (pipelined), applies replies first in first out and flushes each to the client.
+//     Upstream bodies are cut at random byte boundaries from a seeded PRNG (split.go), and
+//     a body of unknown length ends with an empty end_of_stream chunk.
+//  5. Local replies (localreply.go) follow Envoy's rule: before any response they run
+//     through the encode path (so the processor sees a router 503 as response_headers
+//     with :status 503), except ext_proc's own errors and immediate responses, which mark
+//     processing complete first; once the response is held they go straight to the client;
+//     once headers are sent the stream is reset.
+//
+// The ext_proc gRPC stream (extproc.go) is opened lazily, one per request, read by one
+// goroutine, and closed (half-close then cancel, as Envoy does without graceful close) when
+// the request ends. Message timeouts (504), gRPC errors and spurious replies (500,
+// status_on_error) and failure_mode_allow follow ext_proc.cc. A client that disconnects
+// cancels the upstream request and the ext_proc stream.
+//
+// Where behaviour depends on Envoy's event loop (for example a processor message arriving
+// while the router waits for upstream headers) the stand-in handles it at its next wait
+// rather than at once; where Envoy would buffer data while waiting for a reply, the
+// stand-in simply does not read yet. Trailers are not forwarded. Requests are treated as
+// plain HTTP, never as gRPC.
+package standin

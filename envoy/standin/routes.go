@@ -1,0 +1,143 @@
+package standin
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+)
+
+// routeTable is an inline RouteConfiguration.
+type routeTable struct {
+	vhosts []vhost
+}
+
+type vhost struct {
+	name    string
+	domains []string
+	routes  []*route
+}
+
+type route struct {
+	name            string
+	prefix, path    string
+	cluster         string
+	clusterHeader   string
+	notFoundCode    int
+	timeout         time.Duration // 0: disabled
+	autoHostRewrite bool
+}
+
+// routeMatch is a resolved route: Envoy resolves cluster_header when it matches the route,
+// and caches both until the route cache is cleared.
+type routeMatch struct {
+	route   *route
+	cluster string
+}
+
+func parseRoutes(rc *routev3.RouteConfiguration, clusters map[string]*clusterConfig) (*routeTable, error) {
+	var errs []error
+	t := &routeTable{}
+	for vi, vh := range rc.GetVirtualHosts() {
+		v := vhost{name: vh.GetName(), domains: vh.GetDomains()}
+		for ri, r := range vh.GetRoutes() {
+			where := fmt.Sprintf("virtual_hosts[%d].routes[%d]", vi, ri)
+			a := r.GetRoute()
+			if a == nil {
+				errs = append(errs, fmt.Errorf("%s: only route actions are implemented by the stand-in", where))
+				continue
+			}
+			rt := &route{
+				name:            r.GetName(),
+				prefix:          r.GetMatch().GetPrefix(),
+				path:            r.GetMatch().GetPath(),
+				cluster:         a.GetCluster(),
+				clusterHeader:   strings.ToLower(a.GetClusterHeader()),
+				timeout:         defaultRouteTimeout,
+				autoHostRewrite: a.GetAutoHostRewrite().GetValue(),
+			}
+			if _, ok := r.GetMatch().GetPathSpecifier().(*routev3.RouteMatch_Prefix); !ok && rt.path == "" {
+				if _, ok := r.GetMatch().GetPathSpecifier().(*routev3.RouteMatch_Path); !ok {
+					errs = append(errs, fmt.Errorf("%s.match: prefix or path is required", where))
+				}
+			}
+			if rt.cluster == "" && rt.clusterHeader == "" {
+				errs = append(errs, fmt.Errorf("%s.route: cluster or cluster_header is required", where))
+			}
+			if rt.cluster != "" && clusters[rt.cluster] == nil {
+				errs = append(errs, fmt.Errorf("%s.route.cluster %q: no such cluster", where, rt.cluster))
+			}
+			switch a.GetClusterNotFoundResponseCode() {
+			case routev3.RouteAction_SERVICE_UNAVAILABLE:
+				rt.notFoundCode = 503
+			case routev3.RouteAction_NOT_FOUND:
+				rt.notFoundCode = 404
+			case routev3.RouteAction_INTERNAL_SERVER_ERROR:
+				rt.notFoundCode = 500
+			}
+			if d := a.GetTimeout(); d != nil {
+				rt.timeout = d.AsDuration()
+			}
+			v.routes = append(v.routes, rt)
+		}
+		t.vhosts = append(t.vhosts, v)
+	}
+	return t, errors.Join(errs...)
+}
+
+// match picks the virtual host for :authority (exact, then *suffix, then prefix*, then *)
+// and its first route matching :path, resolving cluster_header from h.
+//
+// Envoy: source/common/router/config_impl.cc RouteMatcher::findVirtualHost and
+// RouteEntryImplBase::pickClusterViaClusterHeader (first value of the header).
+func (t *routeTable) match(h *headerMap) *routeMatch {
+	authority, _ := h.get(":authority")
+	path, _ := h.get(":path")
+	v := t.findVirtualHost(strings.ToLower(authority))
+	if v == nil {
+		return nil
+	}
+	pathOnly, _, _ := strings.Cut(path, "?")
+	for _, r := range v.routes {
+		if (r.path != "" && pathOnly == r.path) || (r.path == "" && strings.HasPrefix(path, r.prefix)) {
+			m := &routeMatch{route: r, cluster: r.cluster}
+			if r.clusterHeader != "" {
+				m.cluster, _ = h.get(r.clusterHeader)
+			}
+			return m
+		}
+	}
+	return nil
+}
+
+func (t *routeTable) findVirtualHost(authority string) *vhost {
+	var suffix, prefix, star *vhost
+	suffixLen, prefixLen := 0, 0
+	for i := range t.vhosts {
+		v := &t.vhosts[i]
+		for _, d := range v.domains {
+			d = strings.ToLower(d)
+			switch {
+			case d == authority:
+				return v
+			case d == "*":
+				if star == nil {
+					star = v
+				}
+			case strings.HasPrefix(d, "*") && strings.HasSuffix(authority, d[1:]) && len(d) > suffixLen:
+				suffix, suffixLen = v, len(d)
+			case strings.HasSuffix(d, "*") && strings.HasPrefix(authority, d[:len(d)-1]) && len(d) > prefixLen:
+				prefix, prefixLen = v, len(d)
+			}
+		}
+	}
+	switch {
+	case suffix != nil:
+		return suffix
+	case prefix != nil:
+		return prefix
+	}
+	return star
+}
