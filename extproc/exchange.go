@@ -48,6 +48,9 @@ type exchange struct {
 	status    int
 	streaming bool
 	proc      streamProcessor
+	// gatewayLimited is set when the response is the ratelimit filter's 429: the gateway's own
+	// quota, not a provider's.
+	gatewayLimited bool
 	// streamFailed is set once the provider's stream proved malformed and the client's was ended.
 	streamFailed bool
 	firstByte    time.Time
@@ -240,6 +243,8 @@ func (x *exchange) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Proces
 	m.Set(headerRequestID, x.requestID)
 	// Headers that identify the operator's upstream account, or set its cookies, stay here.
 	m.Remove("openai-organization", "openai-project", "anthropic-organization-id", "set-cookie")
+	x.gatewayLimited = header(hm, "x-envoy-ratelimited") == "true"
+	preferLastRateLimitHeaders(hm, &m)
 	if x.req != nil && x.route.Model.Lifecycle == catalog.LifecycleDeprecated {
 		m.Set("deprecation", "true")
 		if x.route.Model.Sunset != "" {
@@ -366,6 +371,9 @@ func (x *exchange) onStreamChunk(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 // errorFor turns an error response (from the provider, or Envoy's own local reply) into the
 // gateway's error.
 func (x *exchange) errorFor(body []byte) *apierror.Error {
+	if x.gatewayLimited {
+		return quotaError(body)
+	}
 	if x.req == nil {
 		// No request reached a provider: this is Envoy's local reply (413 while buffering, 503
 		// when no cluster or upstream could be reached, 504 on timeout).

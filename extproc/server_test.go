@@ -438,3 +438,28 @@ func TestHoldLifecycle(t *testing.T) {
 		})
 	}
 }
+
+// TestGatewayQuota429: the ratelimit filter's local reply reaches the processor through the
+// encode path; it is re-rendered with the service's message, the hold is released, and the
+// quota headers keep one value each.
+func TestGatewayQuota429(t *testing.T) {
+	h := newHarness(t)
+	s := h.open(t)
+	s.requestHeaders(false, chatHeaders()...)
+	s.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`)
+	rh := s.responseHeaders(false, ":status", "429", "content-type", "application/json", "x-envoy-ratelimited", "true",
+		"retry-after", "12", "x-ratelimit-remaining-requests", "99", "x-ratelimit-remaining-requests", "0")
+	set, _ := mutations(rh.GetResponseHeaders().GetResponse().GetHeaderMutation())
+	if set["x-ratelimit-remaining-requests"] != "0" {
+		t.Errorf("the gateway's (last) quota header must win: %v", set)
+	}
+	rb := s.responseBody([]byte(`{"error":{"message":"Rate limit exceeded: rpm for key k","type":"rate_limit","param":null,"code":"rate_limit"}}`), true)
+	var e openAIError
+	if err := json.Unmarshal(rb.GetResponseBody().GetResponse().GetBodyMutation().GetBody(), &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Error.Code != "rate_limit" || !strings.HasPrefix(e.Error.Message, "Rate limit exceeded: rpm") {
+		t.Errorf("error = %+v", e.Error)
+	}
+	poll(t, func() bool { return h.ledger.openHolds() == 0 })
+}

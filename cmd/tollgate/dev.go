@@ -16,7 +16,6 @@ import (
 	"github.com/tollgate/tollgate/envoy/bootstrap"
 	"github.com/tollgate/tollgate/envoy/standin"
 	"github.com/tollgate/tollgate/extproc"
-	"github.com/tollgate/tollgate/extproc/auth"
 	"github.com/tollgate/tollgate/extproc/catalog"
 	"github.com/tollgate/tollgate/extproc/ledger"
 	"github.com/tollgate/tollgate/mockprovider"
@@ -35,6 +34,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	listen := fs.String("listen", "127.0.0.1:8080", "gateway listen address")
 	extprocAddr := fs.String("extproc-addr", "127.0.0.1:50051", "extproc listen address")
 	mockAddr := fs.String("mock-addr", "127.0.0.1:8081", "mock provider listen address (must match the catalog)")
+	managementAddr := fs.String("management-addr", "127.0.0.1:8090", "management API listen address")
 	stateDir := fs.String("state-dir", ".run", "where the dev run keeps its demo key and rendered envoy.yaml")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -76,17 +76,18 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("mock provider: %w", err)
 	}
-	epLis, err := net.Listen("tcp", *extprocAddr)
-	if err != nil {
-		return fmt.Errorf("extproc: %w", err)
-	}
-	srv := extproc.NewServer(extproc.Config{}, cat, auth.New(store, 0), store, log)
-
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return serveHTTP(ctx, mockLis, mockprovider.Handler(mockprovider.Config{APIKey: os.Getenv("MOCK_API_KEY")}, log))
 	})
-	g.Go(func() error { return srv.Serve(ctx, epLis) })
+	g.Go(func() error {
+		return serveExtproc(ctx, extprocOptions{
+			Addr:           *extprocAddr,
+			ManagementAddr: *managementAddr,
+			SpoolDir:       filepath.Join(*stateDir, "spool"),
+			MaxBodyBytes:   extproc.DefaultMaxBodyBytes,
+		}, cat, store, log)
+	})
 	g.Go(func() error {
 		if envoy, err := exec.LookPath("envoy"); err == nil {
 			cmd := exec.CommandContext(ctx, envoy, "-c", envoyPath)

@@ -12,39 +12,9 @@ import (
 
 	"github.com/tollgate/tollgate/envoy/bootstrap"
 	"github.com/tollgate/tollgate/envoy/standin"
-	"github.com/tollgate/tollgate/extproc"
-	"github.com/tollgate/tollgate/extproc/auth"
 	"github.com/tollgate/tollgate/extproc/catalog"
 	"github.com/tollgate/tollgate/mockprovider"
 )
-
-func runExtproc(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("extproc", stderr)
-	addr := fs.String("addr", envOr("TOLLGATE_EXTPROC_ADDR", ":50051"), "gRPC listen address (env TOLLGATE_EXTPROC_ADDR)")
-	cfgPath := fs.String("config", envOr("TOLLGATE_CONFIG", defaultConfig), "catalog file (env TOLLGATE_CONFIG)")
-	dbURL := fs.String("database-url", envOr("DATABASE_URL", defaultDatabaseURL), "Postgres URL (env DATABASE_URL)")
-	maxBody := fs.Int("max-body-bytes", extproc.DefaultMaxBodyBytes, "largest request body accepted")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	log := newLogger(stderr)
-	cat, err := catalog.Load(*cfgPath, nil)
-	if err != nil {
-		return err
-	}
-	store, pool, err := openLedger(ctx, *dbURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	lis, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	srv := extproc.NewServer(extproc.Config{MaxBodyBytes: *maxBody}, cat, auth.New(store, 0), store, log)
-	log.Info("extproc listening", "addr", lis.Addr().String(), "catalog", *cfgPath, "models", len(cat.Models))
-	return srv.Serve(ctx, lis)
-}
 
 func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("envoy-config", stderr)

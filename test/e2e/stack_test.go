@@ -2,12 +2,8 @@ package e2e
 
 import (
 	"bytes"
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -119,62 +115,7 @@ models:
 const mockKey = "e2e-mock-provider-key"
 
 // startStack starts a complete gateway for one test and stops it when the test ends.
-func startStack(t *testing.T) *stack {
-	t.Helper()
-	s := &stack{bin: tollgateBinary(t), dir: t.TempDir()}
-	ctx := t.Context()
-
-	// A schema of its own, selected through the connection's search_path.
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "e2e_" + hex.EncodeToString(b[:])
-	admin, err := pgxpool.New(ctx, databaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(admin.Close)
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
-	u, err := url.Parse(databaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	s.dbURL = u.String()
-	if s.DB, err = pgxpool.New(ctx, s.dbURL); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.DB.Close)
-
-	// The operator's commands, as a script would run them.
-	s.tollgate(t, "migrate")
-	s.OrgID = s.tollgate(t, "org", "create", "--name", "e2e", "--markup-bps", "1000")
-	s.tollgate(t, "credits", "add", "--org", s.OrgID, "--usd", "5.00")
-	s.APIKey = s.tollgate(t, "key", "create", "--org", s.OrgID, "--name", "e2e")
-
-	mockAddr, extprocAddr, gatewayAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	cat := strings.NewReplacer("{{MOCK}}", mockAddr, "{{DEAD}}", freeAddr(t)).Replace(catalogTemplate)
-	catPath := filepath.Join(s.dir, "catalog.yaml")
-	if err := os.WriteFile(catPath, []byte(cat), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	envoyPath := filepath.Join(s.dir, "envoy.yaml")
-	_, adminPort, _ := net.SplitHostPort(freeAddr(t))
-	s.tollgate(t, "envoy-config", "--config", catPath, "--listen", gatewayAddr, "--extproc", extprocAddr, "--admin-port", adminPort, "-o", envoyPath)
-
-	s.daemon(t, "mockprovider", "--addr", mockAddr, "--api-key", mockKey)
-	s.daemon(t, "extproc", "--addr", extprocAddr, "--config", catPath)
-	s.daemon(t, "standin", "-c", envoyPath, "--split-seed", fmt.Sprint(time.Now().UnixNano()))
-	for _, a := range []string{mockAddr, extprocAddr, gatewayAddr} {
-		waitListening(t, a)
-	}
-	s.BaseURL = "http://" + gatewayAddr
-	return s
-}
+func startStack(t *testing.T) *stack { return startStackWith(t, stackOptions{}) }
 
 func (s *stack) env() []string {
 	return append(os.Environ(), "DATABASE_URL="+s.dbURL, "MOCK_API_KEY="+mockKey, "TOLLGATE_LOG_FORMAT=text")

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tollgate/tollgate/extproc"
+	"github.com/tollgate/tollgate/extproc/auth"
+	"github.com/tollgate/tollgate/extproc/catalog"
+	"github.com/tollgate/tollgate/extproc/ledger"
+	"github.com/tollgate/tollgate/extproc/management"
+	"github.com/tollgate/tollgate/extproc/spool"
+)
+
+// extprocOptions configure the extproc process: the ext_proc gRPC server, its settlement spool,
+// the hold sweeper and the management API.
+type extprocOptions struct {
+	Addr, ManagementAddr, SpoolDir string
+	MaxBodyBytes                   int
+}
+
+func (o *extprocOptions) flags(fs interface {
+	StringVar(*string, string, string, string)
+	IntVar(*int, string, int, string)
+}, addr string) {
+	fs.StringVar(&o.Addr, "addr", envOr("TOLLGATE_EXTPROC_ADDR", addr), "ext_proc gRPC listen address (env TOLLGATE_EXTPROC_ADDR)")
+	fs.StringVar(&o.ManagementAddr, "management-addr", envOr("TOLLGATE_MANAGEMENT_ADDR", ":8090"), "management API listen address; empty disables it (env TOLLGATE_MANAGEMENT_ADDR)")
+	fs.StringVar(&o.SpoolDir, "spool-dir", envOr("TOLLGATE_SPOOL_DIR", "var/spool"), "local settlement spool, one per process (env TOLLGATE_SPOOL_DIR)")
+	fs.IntVar(&o.MaxBodyBytes, "max-body-bytes", extproc.DefaultMaxBodyBytes, "largest request body accepted")
+}
+
+func runExtproc(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("extproc", stderr)
+	var opts extprocOptions
+	opts.flags(fs, ":50051")
+	cfgPath := fs.String("config", envOr("TOLLGATE_CONFIG", defaultConfig), "catalog file (env TOLLGATE_CONFIG)")
+	dbURL := fs.String("database-url", envOr("DATABASE_URL", defaultDatabaseURL), "Postgres URL (env DATABASE_URL)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log := newLogger(stderr)
+	cat, err := catalog.Load(*cfgPath, nil)
+	if err != nil {
+		return err
+	}
+	store, pool, err := openLedger(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return serveExtproc(ctx, opts, cat, store, log)
+}
+
+// serveExtproc runs everything the extproc process owns until ctx ends, then shuts down in order:
+// stop taking streams, drain in-flight settlements into the spool, then drain the spool into
+// Postgres (whatever cannot be written stays spooled for the next start).
+func serveExtproc(ctx context.Context, opts extprocOptions, cat *catalog.Catalog, store *ledger.Store, log *slog.Logger) error {
+	pipe, err := spool.Open(spool.Config{Dir: opts.SpoolDir}, store, log)
+	if err != nil {
+		return fmt.Errorf("open settlement spool: %w", err)
+	}
+	keys := auth.New(store, 0)
+	srv := extproc.NewServer(extproc.Config{MaxBodyBytes: opts.MaxBodyBytes}, cat, keys, pipe, log)
+	lis, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return errors.Join(fmt.Errorf("listen: %w", err), pipe.Close(context.WithoutCancel(ctx)))
+	}
+	var mgmt net.Listener
+	if opts.ManagementAddr != "" {
+		if mgmt, err = net.Listen("tcp", opts.ManagementAddr); err != nil {
+			lis.Close()
+			return errors.Join(fmt.Errorf("listen management: %w", err), pipe.Close(context.WithoutCancel(ctx)))
+		}
+	}
+	log.Info("extproc listening", "addr", lis.Addr().String(), "models", len(cat.Models), "spool", opts.SpoolDir)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(gctx, lis) })
+	g.Go(func() error { return store.SweepHolds(gctx, 0, log) })
+	if mgmt != nil {
+		log.Info("management API listening", "addr", mgmt.Addr().String())
+		g.Go(func() error { return serveHTTP(gctx, mgmt, management.New(store, keys, log)) })
+	}
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), extproc.ShutdownGrace)
+	defer cancel()
+	return errors.Join(err, pipe.Close(closeCtx))
+}

@@ -1,0 +1,102 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// stackOptions varies startStack for tests that need their own database, extra upstreams or
+// extproc flags. The zero value is startStack.
+type stackOptions struct {
+	// dsn is the Postgres server to use (a schema of its own is still created); default
+	// databaseURL().
+	dsn string
+	// providers and models are YAML list items added to the catalog's providers and models.
+	providers, models []string
+	// extprocArgs are added to the extproc's command line.
+	extprocArgs []string
+}
+
+// startStackWith starts a complete gateway for one test, in a Postgres schema of its own, and
+// stops it when the test ends.
+func startStackWith(t *testing.T, o stackOptions) *stack {
+	t.Helper()
+	if o.dsn == "" {
+		o.dsn = databaseURL()
+	}
+	s := &stack{bin: tollgateBinary(t), dir: t.TempDir()}
+	ctx := t.Context()
+
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	schema := "e2e_" + hex.EncodeToString(b[:])
+	admin, err := pgxpool.New(ctx, o.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(admin.Close)
+	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = admin.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
+	})
+	u, err := url.Parse(o.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	s.dbURL = u.String()
+	if s.DB, err = pgxpool.New(ctx, s.dbURL); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.DB.Close)
+
+	s.tollgate(t, "migrate")
+	s.OrgID = s.tollgate(t, "org", "create", "--name", "e2e", "--markup-bps", "1000")
+	s.tollgate(t, "credits", "add", "--org", s.OrgID, "--usd", "5.00")
+	s.APIKey = s.tollgate(t, "key", "create", "--org", s.OrgID, "--name", "e2e")
+
+	mockAddr, extprocAddr, gatewayAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	cat := strings.NewReplacer("{{MOCK}}", mockAddr, "{{DEAD}}", freeAddr(t)).Replace(catalogTemplate)
+	if len(o.providers) > 0 {
+		cat = strings.Replace(cat, "providers:\n", "providers:\n  - "+strings.Join(o.providers, "\n  - ")+"\n", 1)
+	}
+	if len(o.models) > 0 {
+		cat += "  - " + strings.Join(o.models, "\n  - ") + "\n"
+	}
+	catPath := filepath.Join(s.dir, "catalog.yaml")
+	if err := os.WriteFile(catPath, []byte(cat), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	envoyPath := filepath.Join(s.dir, "envoy.yaml")
+	_, adminPort, _ := net.SplitHostPort(freeAddr(t))
+	s.tollgate(t, "envoy-config", "--config", catPath, "--listen", gatewayAddr, "--extproc", extprocAddr, "--admin-port", adminPort, "-o", envoyPath)
+
+	s.daemon(t, "mockprovider", "--addr", mockAddr, "--api-key", mockKey)
+	// Each stack's extproc has its own spool and management port; a later flag in extprocArgs
+	// overrides these.
+	s.daemon(t, append([]string{"extproc", "--addr", extprocAddr, "--config", catPath,
+		"--spool-dir", filepath.Join(s.dir, "spool"), "--management-addr", freeAddr(t)}, o.extprocArgs...)...)
+	s.daemon(t, "standin", "-c", envoyPath, "--split-seed", fmt.Sprint(time.Now().UnixNano()))
+	for _, a := range []string{mockAddr, extprocAddr, gatewayAddr} {
+		waitListening(t, a)
+	}
+	s.BaseURL = "http://" + gatewayAddr
+	return s
+}
