@@ -48,6 +48,8 @@ type exchange struct {
 	status    int
 	streaming bool
 	proc      streamProcessor
+	// passthrough is set for responses relayed unchanged (the management API's).
+	passthrough bool
 	// gatewayLimited is set when the response is the ratelimit filter's 429: the gateway's own
 	// quota, not a provider's.
 	gatewayLimited bool
@@ -121,6 +123,8 @@ func (x *exchange) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeader
 	switch x.ep.kind {
 	case routeModels, routeModel:
 		return x.answerModels()
+	case routeManagement:
+		return x.routeManagement(&m)
 	}
 	if h.GetEndOfStream() {
 		return x.reject(apierror.InvalidParam("", "Request body is required"))
@@ -252,6 +256,19 @@ func (x *exchange) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Proces
 		}
 	}
 	resp := &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{}}
+	if x.ep.kind == routeManagement && !strings.HasPrefix(header(hm, "content-type"), "text/plain") {
+		// The management API's own answer (JSON or CSV) passes unchanged, streamed so that
+		// exports need not fit in a buffer. Envoy's plain-text local replies are rewritten below.
+		x.passthrough = true
+		resp.Response.HeaderMutation = m.proto()
+		return &extprocv3.ProcessingResponse{
+			Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: resp},
+			ModeOverride: &filterv3.ProcessingMode{
+				RequestBodyMode:  filterv3.ProcessingMode_BUFFERED,
+				ResponseBodyMode: filterv3.ProcessingMode_STREAMED,
+			},
+		}
+	}
 
 	ok := x.status >= 200 && x.status < 300 && x.req != nil
 	switch {
@@ -291,6 +308,9 @@ func (x *exchange) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Proces
 }
 
 func (x *exchange) onResponseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if x.passthrough {
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
+	}
 	if x.streaming {
 		return x.onStreamChunk(b)
 	}

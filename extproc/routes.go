@@ -15,6 +15,7 @@ const (
 	routeGenerate
 	routeModels
 	routeModel
+	routeManagement
 )
 
 // endpoint is what a request path asks for.
@@ -39,6 +40,9 @@ func classify(path string) endpoint {
 	path, _, _ = strings.Cut(path, "?")
 	if rest, ok := strings.CutPrefix(path, "/v1/gateway/"); ok {
 		path = "/v1/" + rest
+	}
+	if strings.HasPrefix(path, "/v1/management/") {
+		return endpoint{kind: routeManagement, method: "GET", proto: protoOpenAI}
 	}
 	switch path {
 	case "/v1/chat/completions":

@@ -463,3 +463,23 @@ func TestGatewayQuota429(t *testing.T) {
 	}
 	poll(t, func() bool { return h.ledger.openHolds() == 0 })
 }
+
+func TestManagementRoute(t *testing.T) {
+	h := newHarness(t)
+	immediate(t, h.open(t).requestHeaders(true, ":method", "GET", ":path", "/v1/management/balance", "authorization", "Bearer "+goodKey), 403, "access_denied")
+
+	s := h.open(t)
+	resp := s.requestHeaders(true, ":method", "GET", ":path", "/v1/management/usage.csv?bucket=day", "authorization", "Bearer tg_mgmt", "x-tollgate-org", "someone-else")
+	cr := resp.GetRequestHeaders().GetResponse()
+	set, removed := mutations(cr.GetHeaderMutation())
+	if set["x-tollgate-cluster"] != ManagementCluster || !cr.GetClearRouteCache() || !removed["x-tollgate-org"] {
+		t.Fatalf("management request: set %v removed %v clear %v", set, removed, cr.GetClearRouteCache())
+	}
+	rh := s.responseHeaders(false, ":status", "200", "content-type", "text/csv")
+	if rh.GetModeOverride().GetResponseBodyMode() != filterv3.ProcessingMode_STREAMED {
+		t.Error("management responses stream through unchanged")
+	}
+	if rb := s.responseBody([]byte("a,b\n"), false); rb.GetResponseBody().GetResponse().GetBodyMutation() != nil {
+		t.Error("management bodies pass unchanged")
+	}
+}

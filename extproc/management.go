@@ -1,0 +1,29 @@
+package extproc
+
+import (
+	"net/http"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+
+	"github.com/tollgate/tollgate/extproc/apierror"
+	"github.com/tollgate/tollgate/extproc/ledger"
+)
+
+// ManagementCluster is the Envoy cluster of the management API (extproc's own HTTP server).
+const ManagementCluster = "tollgate_management"
+
+// routeManagement sends /v1/management/* to the management API, for management keys only. The
+// management server authenticates the key again and scopes every answer to its organisation, so
+// nothing here is trusted downstream but the route.
+func (x *exchange) routeManagement(m *mutation) *extprocv3.ProcessingResponse {
+	if x.principal.Kind != ledger.KeyManagement {
+		return x.reject(apierror.New(http.StatusForbidden, apierror.CodeAccessDenied, "The management API needs a management key; this is a standard key"))
+	}
+	m.Set(headerCluster, ManagementCluster)
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
+		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
+			HeaderMutation:  m.proto(),
+			ClearRouteCache: true,
+		}},
+	}}
+}
