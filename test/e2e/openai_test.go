@@ -204,10 +204,10 @@ func assertNothingCharged(t *testing.T, s *stack) {
 	t.Helper()
 	var rows, entries int
 	ctx := context.WithoutCancel(t.Context())
-	if err := s.DB.QueryRow(ctx, `SELECT count(*) FROM usage_records`).Scan(&rows); err != nil {
+	if err := s.DB.QueryRow(ctx, `SELECT count(*) FROM usage_records WHERE org_id = $1`, s.OrgID).Scan(&rows); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DB.QueryRow(ctx, `SELECT count(*) FROM ledger_entries WHERE kind = 'usage'`).Scan(&entries); err != nil {
+	if err := s.DB.QueryRow(ctx, `SELECT count(*) FROM ledger_entries WHERE kind = 'usage' AND org_id = $1`, s.OrgID).Scan(&entries); err != nil {
 		t.Fatal(err)
 	}
 	if rows != 0 || entries != 0 {

@@ -68,12 +68,12 @@ func assertMetered(t *testing.T, s *stack, out []byte, endpoint string) {
 	want := len(sum.Requests)
 	eventually(t, "usage rows", func() (bool, error) {
 		var n int
-		err := s.DB.QueryRow(t.Context(), `SELECT count(*) FROM usage_records WHERE endpoint = $1 AND prompt_tokens > 0 AND completion_tokens > 0 AND cost_micros > 0`, endpoint).Scan(&n)
+		err := s.DB.QueryRow(t.Context(), `SELECT count(*) FROM usage_records WHERE org_id = $2 AND endpoint = $1 AND prompt_tokens > 0 AND completion_tokens > 0 AND cost_micros > 0`, endpoint, s.OrgID).Scan(&n)
 		return n >= want, err
 	})
 	for _, r := range sum.Requests {
 		var n int
-		if err := s.DB.QueryRow(t.Context(), `SELECT count(*) FROM usage_records WHERE endpoint = $1 AND model = $2 AND streamed = $3`, endpoint, r.Model, r.Streamed).Scan(&n); err != nil || n == 0 {
+		if err := s.DB.QueryRow(t.Context(), `SELECT count(*) FROM usage_records WHERE org_id = $4 AND endpoint = $1 AND model = $2 AND streamed = $3`, endpoint, r.Model, r.Streamed, s.OrgID).Scan(&n); err != nil || n == 0 {
 			t.Errorf("no usage row for %s streamed=%v (%v)", r.Model, r.Streamed, err)
 		}
 	}

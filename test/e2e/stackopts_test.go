@@ -32,6 +32,9 @@ type stackOptions struct {
 // stops it when the test ends.
 func startStackWith(t *testing.T, o stackOptions) *stack {
 	t.Helper()
+	if base := os.Getenv("TOLLGATE_E2E_BASE_URL"); base != "" {
+		return externalStack(t, base, o)
+	}
 	if o.dsn == "" {
 		o.dsn = databaseURL()
 	}
@@ -98,5 +101,31 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 		waitListening(t, a)
 	}
 	s.BaseURL = "http://" + gatewayAddr
+	return s
+}
+
+// externalStack uses a gateway that is already running — `docker compose --profile e2e up`
+// with real Envoy — instead of starting one: TOLLGATE_E2E_BASE_URL is its address and
+// TOLLGATE_E2E_DATABASE_URL its Postgres, where the operator commands create this test's
+// organisation and key. Its catalog must be config/e2e.yaml (TestE2ECatalogInSync keeps that file
+// equal to catalogTemplate).
+func externalStack(t *testing.T, base string, o stackOptions) *stack {
+	t.Helper()
+	dsn := os.Getenv("TOLLGATE_E2E_DATABASE_URL")
+	if dsn == "" {
+		t.Fatal("TOLLGATE_E2E_BASE_URL is set: TOLLGATE_E2E_DATABASE_URL must name the stack's Postgres")
+	}
+	if o.dsn != "" || len(o.providers) > 0 || len(o.models) > 0 || len(o.extprocArgs) > 0 {
+		t.Fatal("this test controls the gateway's processes and cannot run against an external stack; run it without TOLLGATE_E2E_BASE_URL")
+	}
+	s := &stack{bin: tollgateBinary(t), dir: t.TempDir(), dbURL: dsn, BaseURL: strings.TrimSuffix(base, "/")}
+	var err error
+	if s.DB, err = pgxpool.New(t.Context(), dsn); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.DB.Close)
+	s.OrgID = s.tollgate(t, "org", "create", "--name", "e2e", "--markup-bps", "1000")
+	s.tollgate(t, "credits", "add", "--org", s.OrgID, "--usd", "5.00")
+	s.APIKey = s.tollgate(t, "key", "create", "--org", s.OrgID, "--name", "e2e")
 	return s
 }
