@@ -65,6 +65,10 @@ func newExchange(s *Server) *exchange {
 	return &exchange{s: s, start: s.now(), requestID: newRequestID()}
 }
 
+// served is the model that serves the request: the requested one, or the fallback whose backend
+// was chosen when the requested model has none in the region.
+func (x *exchange) served() *catalog.Model { return x.backend.ModelRef() }
+
 func newRequestID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
@@ -249,6 +253,9 @@ func (x *exchange) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Proces
 	m.Remove("openai-organization", "openai-project", "anthropic-organization-id", "set-cookie")
 	x.gatewayLimited = header(hm, "x-envoy-ratelimited") == "true"
 	preferLastRateLimitHeaders(hm, &m)
+	if x.req != nil {
+		m.Set("x-tollgate-served-model", x.served().ID)
+	}
 	if x.req != nil && x.route.Model.Lifecycle == catalog.LifecycleDeprecated {
 		m.Set("deprecation", "true")
 		if x.route.Model.Sunset != "" {
@@ -276,7 +283,7 @@ func (x *exchange) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Proces
 		// Envoy decides whether to drop content-length when it sends these headers, with the mode
 		// then in force (BUFFERED), so switching to STREAMED must remove it here.
 		x.streaming = true
-		x.proc = newStreamProcessor(x.req, x.provider, x.route.Model.ID)
+		x.proc = newStreamProcessor(x.req, x.provider, x.served().ID)
 		m.Remove("content-length")
 		resp.Response.HeaderMutation = m.proto()
 		// mode_override always copies both body modes (research/envoy.md 1.4); the request body
@@ -319,7 +326,7 @@ func (x *exchange) onResponseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRe
 	var out []byte
 	var inTokens, outTokens int64
 	if x.status >= 200 && x.status < 300 && x.req != nil {
-		translated, usage, finish, err := translateResponse(x.req, x.provider, body, x.route.Model.ID)
+		translated, usage, finish, err := translateResponse(x.req, x.provider, body, x.served().ID)
 		if err == nil {
 			out = translated
 			m.SetContentLength(len(out))

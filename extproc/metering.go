@@ -46,14 +46,14 @@ func (x *exchange) settle(bu billing.Usage, finish string, streamed bool) {
 	}
 	x.settled, x.held = true, false // settlement replaces the hold
 	now := x.s.now()
-	cost := billing.Compute(x.route.Model.Prices(), bu, int64(x.principal.MarkupBps))
+	cost := billing.Compute(x.served().Prices(), bu, int64(x.principal.MarkupBps))
 	u := ledger.Usage{
 		RequestID:        x.requestID,
 		OrgID:            x.principal.OrgID,
 		KeyID:            x.principal.KeyID,
 		Endpoint:         catalogEndpoint(x.req.proto),
 		RequestedModel:   x.req.model,
-		Model:            x.route.Model.ID,
+		Model:            x.served().ID,
 		Provider:         x.backend.Provider,
 		Region:           x.route.Region,
 		Status:           http.StatusOK,
@@ -88,7 +88,11 @@ func (x *exchange) settle(bu billing.Usage, finish string, streamed bool) {
 // of concurrent requests can spend credit the organisation does not have (DESIGN.md section 6).
 // Failing to reach the ledger fails the request: admitting it unheld could overspend.
 func (x *exchange) hold(ctx context.Context) *apierror.Error {
-	amount := holdMicros(x.route.Model, x.req.pivot, int64(x.principal.MarkupBps))
+	// Any model of the fallback chain may end up serving, so the bound is the dearest of them.
+	var amount int64
+	for _, b := range x.route.Chain {
+		amount = max(amount, holdMicros(b.ModelRef(), x.req.pivot, int64(x.principal.MarkupBps)))
+	}
 	ctx, cancel := context.WithTimeout(ctx, x.s.cfg.HoldTimeout)
 	defer cancel()
 	err := x.s.ledger.PlaceHold(ctx, ledger.Hold{

@@ -23,6 +23,9 @@ import (
 type extprocOptions struct {
 	Addr, ManagementAddr, SpoolDir string
 	MaxBodyBytes                   int
+
+	// reloader, when set, reloads the catalog into the server on SIGHUP and file changes.
+	reloader *catalogReloader
 }
 
 func (o *extprocOptions) flags(fs interface {
@@ -45,10 +48,12 @@ func runExtproc(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	log := newLogger(stderr)
+	opts.reloader = newCatalogReloader(*cfgPath, log)
 	cat, err := catalog.Load(*cfgPath, nil)
 	if err != nil {
 		return err
 	}
+	logCatalogWarnings(log, cat)
 	store, pool, err := openLedger(ctx, *dbURL)
 	if err != nil {
 		return err
@@ -83,6 +88,9 @@ func serveExtproc(ctx context.Context, opts extprocOptions, cat *catalog.Catalog
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx, lis) })
 	g.Go(func() error { return store.SweepHolds(gctx, 0, log) })
+	if opts.reloader != nil {
+		g.Go(func() error { return opts.reloader.run(gctx, srv) })
+	}
 	if mgmt != nil {
 		log.Info("management API listening", "addr", mgmt.Addr().String())
 		g.Go(func() error { return serveHTTP(gctx, mgmt, management.New(store, keys, log)) })

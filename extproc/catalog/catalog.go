@@ -2,19 +2,13 @@
 // loaded from one YAML file (DESIGN.md section 5) and queried on every request.
 //
 // A Catalog is immutable once loaded; reloading builds a new one and swaps a pointer, so readers
-// never need a lock.
+// never need a lock. Loading validates everything and reports every problem at once as a
+// Problem (file:line: field: message); load.go decodes and checks the shape, validate.go the
+// meaning, fallback.go computes the fallback chains (Chain), resolve.go turns a requested name
+// into a Route.
 package catalog
 
 import (
-	"bytes"
-	"errors"
-	"fmt"
-	"os"
-	"sort"
-	"strings"
-
-	"go.yaml.in/yaml/v3"
-
 	"github.com/tollgate/tollgate/extproc/billing"
 )
 
@@ -42,6 +36,12 @@ const (
 	LifecycleDeprecated  = "DEPRECATED"
 	LifecycleSunset      = "SUNSET"
 	LifecycleUnavailable = "UNAVAILABLE"
+)
+
+// Tiers of a model (seed 000: base-tier models cannot stand in when credits are exhausted).
+const (
+	TierPremium = "premium"
+	TierBase    = "base"
 )
 
 // Endpoint names a client-facing API a model may be used through.
@@ -84,10 +84,15 @@ type Backend struct {
 	Weight        uint32 `yaml:"weight"`
 
 	provider *Provider
+	model    *Model
 }
 
 // ProviderRef returns the resolved provider of the backend.
 func (b *Backend) ProviderRef() *Provider { return b.provider }
+
+// ModelRef returns the model the backend belongs to. In a fallback chain it is the model that
+// actually serves the request when this backend is reached, so its id and prices apply.
+func (b *Backend) ModelRef() *Model { return b.model }
 
 // Limits are default quotas per organisation for a model.
 type Limits struct {
@@ -132,7 +137,7 @@ func (m *Model) Supports(endpoint string) bool {
 func (m *Model) BackendsIn(region string) []*Backend {
 	var out []*Backend
 	for i := range m.Backends {
-		if m.Backends[i].provider.Region == region {
+		if p := m.Backends[i].provider; p != nil && p.Region == region {
 			out = append(out, &m.Backends[i])
 		}
 	}
@@ -157,148 +162,13 @@ type Catalog struct {
 
 	providers map[string]*Provider
 	models    map[string]*Model // by id and alias
+	chains    map[chainKey][]*Backend
+	warnings  []Problem
 }
 
-// Load reads and validates the catalog at path. Provider credentials are read from the
-// environment through getenv (os.Getenv when nil).
-func Load(path string, getenv func(string) string) (*Catalog, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read catalog: %w", err)
-	}
-	return Parse(path, raw, getenv)
-}
-
-// Parse validates a catalog held in memory; name is used in error messages. All problems are
-// reported at once.
-func Parse(name string, raw []byte, getenv func(string) string) (*Catalog, error) {
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	var c Catalog
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	if err := c.index(getenv); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return &c, nil
-}
-
-func (c *Catalog) index(getenv func(string) string) error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-
-	c.providers = make(map[string]*Provider, len(c.Providers))
-	for i := range c.Providers {
-		p := &c.Providers[i]
-		where := fmt.Sprintf("providers[%d] (%s)", i, p.Name)
-		if p.Name == "" {
-			bad("%s: name is required", where)
-		}
-		if _, dup := c.providers[p.Name]; dup {
-			bad("%s: duplicate provider name", where)
-		}
-		c.providers[p.Name] = p
-		switch p.Kind {
-		case KindOpenAI, KindAnthropic, KindGemini, KindOpenAICompatible:
-		default:
-			bad("%s: kind %q is not one of openai, anthropic, gemini, openai-compatible", where, p.Kind)
-		}
-		switch p.Region {
-		case "":
-			p.Region = RegionGlobal
-		case RegionGlobal, RegionEU:
-		default:
-			bad("%s: region %q is not global or eu", where, p.Region)
-		}
-		u, err := parseBaseURL(p.BaseURL)
-		if err != nil {
-			bad("%s: base_url: %v", where, err)
-		}
-		p.url = u
-		if p.APIKeyEnv != "" {
-			p.apiKey = getenv(p.APIKeyEnv)
-		}
-	}
-
-	c.models = make(map[string]*Model, 2*len(c.Models))
-	claim := func(name string, m *Model, where string) {
-		if strings.HasPrefix(name, EUPrefix) {
-			bad("%s: %q: ids and aliases must not start with %q (the prefix is added per request)", where, name, EUPrefix)
-		}
-		if prev, dup := c.models[name]; dup {
-			bad("%s: %q is already used by model %s", where, name, prev.ID)
-			return
-		}
-		c.models[name] = m
-	}
-	for i := range c.Models {
-		m := &c.Models[i]
-		where := fmt.Sprintf("models[%d] (%s)", i, m.ID)
-		if m.ID == "" {
-			bad("%s: id is required", where)
-		}
-		claim(m.ID, m, where)
-		for _, a := range m.Aliases {
-			claim(a, m, where)
-		}
-		switch m.Lifecycle {
-		case "":
-			m.Lifecycle = LifecycleAvailable
-		case LifecycleAvailable, LifecyclePreview, LifecycleDeprecated, LifecycleSunset, LifecycleUnavailable:
-		default:
-			bad("%s: lifecycle %q is not one of AVAILABLE, PREVIEW, DEPRECATED, SUNSET, UNAVAILABLE", where, m.Lifecycle)
-		}
-		if len(m.Endpoints) == 0 {
-			m.Endpoints = []string{EndpointChatCompletions}
-		}
-		for _, e := range m.Endpoints {
-			switch e {
-			case EndpointChatCompletions, EndpointMessages, EndpointGemini:
-			default:
-				bad("%s: endpoint %q is unknown", where, e)
-			}
-		}
-		if m.MaxOutputTokens <= 0 {
-			bad("%s: max_output_tokens must be positive", where)
-		}
-		if len(m.Backends) == 0 {
-			bad("%s: at least one backend is required", where)
-		}
-		for j := range m.Backends {
-			b := &m.Backends[j]
-			p, ok := c.providers[b.Provider]
-			if !ok {
-				bad("%s: backends[%d]: unknown provider %q", where, j, b.Provider)
-				continue
-			}
-			b.provider = p
-			if b.UpstreamModel == "" {
-				b.UpstreamModel = m.ID
-			}
-			if b.Weight == 0 {
-				b.Weight = 1
-			}
-		}
-		prices, err := billing.ParsePrices(m.Pricing)
-		if err != nil {
-			bad("%s: pricing: %v", where, err)
-		}
-		m.prices = prices
-	}
-	for i := range c.Models {
-		m := &c.Models[i]
-		for _, f := range m.Fallbacks {
-			if fm, ok := c.models[f]; !ok || fm.ID != f {
-				bad("models[%d] (%s): fallback %q is not a model id", i, m.ID, f)
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
+// Warnings returns what Parse found questionable but servable (an unset credential variable, a
+// fallback that can never be used), in document order. The slice is the caller's.
+func (c *Catalog) Warnings() []Problem { return append([]Problem(nil), c.warnings...) }
 
 // Lookup finds a model by id or alias, without the eu/ prefix.
 func (c *Catalog) Lookup(name string) (*Model, bool) {
@@ -321,65 +191,6 @@ func (c *Catalog) LimitsFor(m *Model) Limits {
 		return *c.Defaults.Limits
 	}
 	return Limits{}
-}
-
-// Route is a resolved request target: the canonical model, the region asked for, and the
-// backends that may serve it in priority order.
-type Route struct {
-	Model    *Model
-	Region   string
-	Cluster  string
-	Backends []*Backend
-}
-
-// Resolution errors, distinguished so the caller can pick the client-facing code.
-var (
-	ErrUnknownModel = errors.New("unknown model")
-	ErrNotAvailable = errors.New("model not available")
-)
-
-// Resolve turns a requested model name (id, alias, optionally eu/-prefixed) into a Route. It does
-// not check lifecycle or endpoint support; callers decide how to refuse those.
-func (c *Catalog) Resolve(requested string) (Route, error) {
-	name, region := requested, RegionGlobal
-	if rest, ok := strings.CutPrefix(requested, EUPrefix); ok {
-		name, region = rest, RegionEU
-	}
-	m, ok := c.Lookup(name)
-	if !ok {
-		return Route{}, fmt.Errorf("%w: %q", ErrUnknownModel, requested)
-	}
-	backends := m.BackendsIn(region)
-	if len(backends) == 0 {
-		return Route{}, fmt.Errorf("%w: %q has no %s backend", ErrNotAvailable, requested, region)
-	}
-	return Route{Model: m, Region: region, Cluster: ClusterName(m.ID, region), Backends: backends}, nil
-}
-
-// ListedIDs returns every model id a client may request, plain and eu/-prefixed where EU
-// backends exist, sorted. Models that are SUNSET or UNAVAILABLE are left out.
-func (c *Catalog) ListedIDs() []ListedModel {
-	var out []ListedModel
-	for i := range c.Models {
-		m := &c.Models[i]
-		if m.Lifecycle == LifecycleSunset || m.Lifecycle == LifecycleUnavailable {
-			continue
-		}
-		if len(m.BackendsIn(RegionGlobal)) > 0 {
-			out = append(out, ListedModel{ID: m.ID, Model: m})
-		}
-		if len(m.BackendsIn(RegionEU)) > 0 {
-			out = append(out, ListedModel{ID: EUPrefix + m.ID, Model: m})
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
-}
-
-// ListedModel is one entry of a model listing.
-type ListedModel struct {
-	ID    string
-	Model *Model
 }
 
 // SetPrices replaces the model's parsed prices; for building models in tests.
