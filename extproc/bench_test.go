@@ -2,16 +2,16 @@ package extproc
 
 import (
 	"net"
-
-	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
-	"github.com/tollgate/tollgate/extproc/ledger"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/tollgate/tollgate/extproc/ledger"
 )
 
 // cpuTime is this process's user+system CPU time so far.
