@@ -63,7 +63,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 
-	envoyYAML, err := renderBootstrap(cat, *listen, *extprocAddr, bootstrap.DefaultAdminPort)
+	// No ratelimit filter yet: `tollgate dev` does not run the RLS (pass its address here
+	// once it does).
+	envoyYAML, err := renderBootstrap(cat, *listen, *extprocAddr, "", bootstrap.DefaultAdminPort)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	listen := fs.String("listen", "0.0.0.0:8080", "gateway listen address")
 	extprocAddr := fs.String("extproc", "127.0.0.1:50051", "extproc address as Envoy reaches it")
 	adminPort := fs.Uint("admin-port", bootstrap.DefaultAdminPort, "Envoy admin port on 127.0.0.1")
+	rlsAddr := fs.String("ratelimit", envOr("TOLLGATE_ENVOY_RATELIMIT", ""), "ratelimit service address as Envoy reaches it; empty renders no ratelimit filter (env TOLLGATE_ENVOY_RATELIMIT)")
 	out := fs.String("o", "", "write to this file instead of stdout")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -30,7 +31,7 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	yaml, err := renderBootstrap(cat, *listen, *extprocAddr, uint32(*adminPort))
+	yaml, err := renderBootstrap(cat, *listen, *extprocAddr, *rlsAddr, uint32(*adminPort))
 	if err != nil {
 		return err
 	}
@@ -41,8 +42,9 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	return err
 }
 
-func renderBootstrap(cat *catalog.Catalog, listen, extprocAddr string, adminPort uint32) ([]byte, error) {
-	params, err := bootstrap.FromCatalog(cat, listen, extprocAddr)
+// renderBootstrap renders Envoy's bootstrap; an empty rlsAddr renders no ratelimit filter.
+func renderBootstrap(cat *catalog.Catalog, listen, extprocAddr, rlsAddr string, adminPort uint32) ([]byte, error) {
+	params, err := bootstrap.FromCatalog(cat, listen, extprocAddr, bootstrap.WithRateLimit(rlsAddr))
 	if err != nil {
 		return nil, err
 	}

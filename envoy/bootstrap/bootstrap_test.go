@@ -19,10 +19,11 @@ var update = flag.Bool("update", false, "rewrite testdata/bootstrap.golden.yaml"
 
 // representative covers every shape Render produces: an IP extproc (STATIC), a model cluster
 // mixing TLS providers on two hosts with a plain-HTTP fallback, a weighted level, and an EU
-// cluster.
+// cluster, and the ratelimit filter with a DNS-named RLS (STRICT_DNS).
 func representative() bootstrap.Params {
 	return bootstrap.Params{
-		ExtProc: bootstrap.Upstream{Host: "127.0.0.1", Port: 50051},
+		ExtProc:   bootstrap.Upstream{Host: "127.0.0.1", Port: 50051},
+		RateLimit: &bootstrap.RateLimit{Service: bootstrap.Upstream{Host: "ratelimit", Port: 8081}},
 		Clusters: []bootstrap.Cluster{
 			{Name: "model_gpt-5.4", Priorities: [][]bootstrap.Endpoint{
 				{
@@ -74,6 +75,8 @@ func TestRenderMarshalLoadRoundTrip(t *testing.T) {
 	names = slices.Compact(names)
 	want := []string{
 		"envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
+		"envoy.extensions.filters.http.ratelimit.v3.RateLimit",
+		"envoy.extensions.filters.http.ratelimit.v3.RateLimitPerRoute",
 		"envoy.extensions.filters.http.router.v3.Router",
 		"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
 		"envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
@@ -140,6 +143,12 @@ func TestRenderDefaultsAndShape(t *testing.T) {
 		"sni: api.openai.com",
 		"hostname: eu.api.openai.com:8443",
 		"port_value: 9901",
+		"domain: tollgate",
+		"timeout: 0.050s",
+		"enable_x_ratelimit_headers: DRAFT_VERSION_03",
+		"transport_api_version: V3",
+		"cluster_name: tollgate_ratelimit",
+		"format: '%DYNAMIC_METADATA(tollgate:total_tokens)%'",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("bootstrap lacks %q", want)
@@ -164,6 +173,10 @@ func TestRenderRejects(t *testing.T) {
 		{"endpoint without port", func(p *bootstrap.Params) { p.Clusters[1].Priorities[0][0].Port = 0 }, "host and port"},
 		{"endpoint without backend", func(p *bootstrap.Params) { p.Clusters[1].Priorities[0][0].Backend = "" }, "backend is required"},
 		{"tiny timeout", func(p *bootstrap.Params) { p.MessageTimeout = time.Microsecond }, "message timeout"},
+		{"ratelimit without port", func(p *bootstrap.Params) {
+			p.RateLimit = &bootstrap.RateLimit{Service: bootstrap.Upstream{Host: "rls"}}
+		}, "ratelimit: host and port"},
+		{"ratelimit cluster name", func(p *bootstrap.Params) { p.Clusters[0].Name = bootstrap.RateLimitClusterName }, "name used twice"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

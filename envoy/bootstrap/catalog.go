@@ -15,8 +15,8 @@ import (
 // Each backend of the model in the region becomes its own priority level, in catalog order.
 // The router filter translates the request for the first backend, so until the per-attempt
 // upstream filter exists Envoy must only ever pick priority 0 (there are no health checks to
-// move it on).
-func FromCatalog(cat *catalog.Catalog, listen, extprocAddr string) (Params, error) {
+// move it on). Options add what the catalog does not say (WithRateLimit).
+func FromCatalog(cat *catalog.Catalog, listen, extprocAddr string, opts ...CatalogOption) (Params, error) {
 	var p Params
 	host, port, err := splitHostPort(listen)
 	if err != nil {
@@ -45,7 +45,31 @@ func FromCatalog(cat *catalog.Catalog, listen, extprocAddr string) (Params, erro
 			p.Clusters = append(p.Clusters, c)
 		}
 	}
+	for _, o := range opts {
+		if err := o(&p); err != nil {
+			return p, err
+		}
+	}
 	return p, nil
+}
+
+// CatalogOption adjusts the parameters FromCatalog derives.
+type CatalogOption func(*Params) error
+
+// WithRateLimit adds the ratelimit filter calling the RLS at addr (host:port, as Envoy
+// reaches it), with the default timeout and failing open. An empty addr adds nothing.
+func WithRateLimit(addr string) CatalogOption {
+	return func(p *Params) error {
+		if addr == "" {
+			return nil
+		}
+		host, port, err := splitHostPort(addr)
+		if err != nil {
+			return fmt.Errorf("ratelimit address: %w", err)
+		}
+		p.RateLimit = &RateLimit{Service: Upstream{Host: host, Port: port}}
+		return nil
+	}
 }
 
 func splitHostPort(addr string) (string, uint32, error) {

@@ -78,9 +78,13 @@ type Params struct {
 	UpstreamCAFile string
 	// Clusters are the model clusters, one per (model, region), named by the caller.
 	Clusters []Cluster
+	// RateLimit, if set, adds the HTTP ratelimit filter right after ext_proc, the RLS
+	// cluster (RateLimitClusterName) and the route's RateLimitPerRoute (DESIGN.md section
+	// 7). Nil renders no rate limiting.
+	RateLimit *RateLimit
 
-	// ExtraHTTPFilters are placed after ext_proc and before the router, in order (the
-	// ratelimit filter goes here).
+	// ExtraHTTPFilters are placed after ext_proc (and the ratelimit filter, if RateLimit is
+	// set) and before the router, in order.
 	ExtraHTTPFilters []*hcmv3.HttpFilter
 	// ExtraClusters are appended after the model clusters (e.g. the ratelimit service's,
 	// built with GRPCCluster).
@@ -137,6 +141,7 @@ func (p Params) withDefaults() Params {
 	if p.UpstreamCAFile == "" {
 		p.UpstreamCAFile = DefaultUpstreamCAFile
 	}
+	p.RateLimit = p.RateLimit.withDefaults()
 	return p
 }
 
@@ -152,7 +157,16 @@ func (p Params) validate() error {
 	if p.UpstreamTimeout < time.Millisecond {
 		errs = append(errs, fmt.Errorf("upstream timeout %s: must be at least 1ms", p.UpstreamTimeout))
 	}
+	if err := p.RateLimit.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	seen := map[string]bool{ExtProcClusterName: true}
+	if p.RateLimit != nil {
+		seen[RateLimitClusterName] = true
+		if _, ok := p.RouteTypedPerFilterConfig[RateLimitFilterName]; ok {
+			errs = append(errs, fmt.Errorf("route typed_per_filter_config[%s]: set by RateLimit", RateLimitFilterName))
+		}
+	}
 	for _, c := range p.ExtraClusters {
 		seen[c.GetName()] = true
 	}

@@ -37,7 +37,7 @@ const (
 
 // Render builds the bootstrap for p (DESIGN.md section 2): admin on 127.0.0.1:9901; one
 // listener whose HTTP connection manager (codec AUTO, so HTTP/1.1 and h2c both work) runs
-// ext_proc, p.ExtraHTTPFilters, then the router; one route that reads the cluster from
+// ext_proc, the ratelimit filter if p.RateLimit is set, p.ExtraHTTPFilters, then the router; one route that reads the cluster from
 // x-tollgate-cluster; the extproc cluster (HTTP/2) and one STRICT_DNS cluster per model
 // cluster. It reports every invalid parameter at once.
 func Render(p Params) (*bootstrapv3.Bootstrap, error) {
@@ -59,6 +59,13 @@ func Render(p Params) (*bootstrapv3.Bootstrap, error) {
 		return nil, fmt.Errorf("render bootstrap: %w", err)
 	}
 	clusters := []*clusterv3.Cluster{extproc}
+	if p.RateLimit != nil {
+		rls, err := GRPCCluster(RateLimitClusterName, p.RateLimit.Service)
+		if err != nil {
+			return nil, fmt.Errorf("render bootstrap: %w", err)
+		}
+		clusters = append(clusters, rls)
+	}
 	for _, c := range p.Clusters {
 		mc, err := modelCluster(c, p.UpstreamCAFile)
 		if err != nil {
@@ -105,6 +112,17 @@ func httpConnectionManager(p Params) (*hcmv3.HttpConnectionManager, error) {
 		Name:       extProcFilterName,
 		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: extProc},
 	}}
+	perFilter := map[string]*anypb.Any{}
+	if p.RateLimit != nil {
+		// Right after ext_proc: its decodeHeaders then runs once extproc's request_body
+		// reply released the headers, so the descriptors see x-tollgate-*.
+		f, perRoute, err := rateLimitParts(p.RateLimit)
+		if err != nil {
+			return nil, err
+		}
+		filters = append(filters, f)
+		perFilter[RateLimitFilterName] = perRoute
+	}
 	for _, f := range p.ExtraHTTPFilters {
 		filters = append(filters, proto.Clone(f).(*hcmv3.HttpFilter))
 	}
@@ -124,10 +142,10 @@ func httpConnectionManager(p Params) (*hcmv3.HttpConnectionManager, error) {
 		}},
 	}
 	for name, cfg := range p.RouteTypedPerFilterConfig {
-		if route.TypedPerFilterConfig == nil {
-			route.TypedPerFilterConfig = map[string]*anypb.Any{}
-		}
-		route.TypedPerFilterConfig[name] = proto.Clone(cfg).(*anypb.Any)
+		perFilter[name] = proto.Clone(cfg).(*anypb.Any)
+	}
+	if len(perFilter) > 0 {
+		route.TypedPerFilterConfig = perFilter
 	}
 
 	return &hcmv3.HttpConnectionManager{

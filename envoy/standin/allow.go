@@ -31,7 +31,7 @@ var implemented = map[protoreflect.FullName][]string{
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter": {"name", "typed_config"},
 	"envoy.config.route.v3.RouteConfiguration":                               {"name", "virtual_hosts"},
 	"envoy.config.route.v3.VirtualHost":                                      {"name", "domains", "routes"},
-	"envoy.config.route.v3.Route":                                            {"name", "match", "route"},
+	"envoy.config.route.v3.Route":                                            {"name", "match", "route", "typed_per_filter_config"},
 	"envoy.config.route.v3.RouteMatch":                                       {"prefix", "path"},
 	"envoy.config.route.v3.RouteAction": {
 		"cluster", "cluster_header", "cluster_not_found_response_code", "timeout", "auto_host_rewrite",
@@ -58,6 +58,26 @@ var implemented = map[protoreflect.FullName][]string{
 		"allow_expression", "disallow_expression", "disallow_is_error",
 	},
 	"envoy.type.matcher.v3.RegexMatcher": {"regex"},
+
+	// The HTTP ratelimit filter (ratelimit.go). Its filter-level rate_limits are refused:
+	// Tollgate's entries live in RateLimitPerRoute, the only place Envoy honours
+	// apply_on_stream_done and hits_addend.
+	"envoy.extensions.filters.http.ratelimit.v3.RateLimit": {
+		"domain", "timeout", "failure_mode_deny", "rate_limit_service", "enable_x_ratelimit_headers",
+		"disable_x_envoy_ratelimited_header", "rate_limited_status", "status_on_error", "stat_prefix",
+	},
+	"envoy.config.ratelimit.v3.RateLimitServiceConfig":             {"grpc_service", "transport_api_version"},
+	"envoy.extensions.filters.http.ratelimit.v3.RateLimitPerRoute": {"rate_limits", "domain"},
+	"envoy.config.route.v3.RateLimit":                              {"actions", "hits_addend", "apply_on_stream_done"},
+	"envoy.config.route.v3.RateLimit.HitsAddend":                   {"number", "format"},
+	"envoy.config.route.v3.RateLimit.Action":                       {"request_headers", "generic_key", "metadata"},
+	"envoy.config.route.v3.RateLimit.Action.RequestHeaders":        {"header_name", "descriptor_key", "skip_if_absent"},
+	"envoy.config.route.v3.RateLimit.Action.GenericKey":            {"descriptor_value", "descriptor_key"},
+	"envoy.config.route.v3.RateLimit.Action.MetaData": {
+		"descriptor_key", "metadata_key", "default_value", "source", "skip_if_absent",
+	},
+	"envoy.type.metadata.v3.MetadataKey":             {"key", "path"},
+	"envoy.type.metadata.v3.MetadataKey.PathSegment": {"key"},
 
 	"envoy.config.cluster.v3.Cluster": {
 		"name", "type", "connect_timeout", "load_assignment", "typed_extension_protocol_options",

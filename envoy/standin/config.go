@@ -14,6 +14,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 )
@@ -43,7 +44,8 @@ type listenerConfig struct {
 	codec       hcmv3.HttpConnectionManager_CodecType
 	idleTimeout time.Duration // 0: disabled
 	routes      *routeTable
-	extProc     *extProcConfig // nil without an ext_proc filter
+	extProc     *extProcConfig   // nil without an ext_proc filter
+	rateLimit   *rateLimitConfig // nil without a ratelimit filter
 	router      routerConfig
 }
 
@@ -196,12 +198,40 @@ func parseListener(l *listenerv3.Listener, clusters map[string]*clusterConfig) (
 				fail("%s: %w", where, err)
 			}
 			out.extProc = cfg
+		case tc.MessageIs(&ratelimitv3.RateLimit{}):
+			// The stand-in runs the ratelimit filter's decodeHeaders once ext_proc releases
+			// the request headers and its encodeHeaders before ext_proc's: that is Envoy's
+			// order only when ratelimit comes after ext_proc in the chain.
+			if out.rateLimit != nil {
+				fail("%s: the stand-in implements one ratelimit filter", where)
+				continue
+			}
+			if out.extProc == nil && slices.ContainsFunc(filters[i+1:], func(f *hcmv3.HttpFilter) bool {
+				return f.GetTypedConfig().MessageIs(&extprocv3.ExternalProcessor{})
+			}) {
+				fail("%s: the stand-in implements the ratelimit filter only after ext_proc", where)
+			}
+			rl := &ratelimitv3.RateLimit{}
+			if err := tc.UnmarshalTo(rl); err != nil {
+				fail("%s: %w", where, err)
+				continue
+			}
+			cfg, err := parseRateLimit(f.GetName(), rl, clusters)
+			if err != nil {
+				fail("%s: %w", where, err)
+			}
+			out.rateLimit = cfg
 		default:
 			fail("%s: filter type %s is not implemented by the stand-in", where, tc.GetTypeUrl())
 		}
 	}
 	if len(filters) == 0 || !filters[len(filters)-1].GetTypedConfig().MessageIs(&routerv3.Router{}) {
 		fail("http_connection_manager.http_filters: the last filter must be envoy.filters.http.router")
+	}
+	if routes != nil {
+		if err := routes.bindPerFilterConfig(out.rateLimit); err != nil {
+			fail("http_connection_manager.route_config: %w", err)
+		}
 	}
 	return out, errors.Join(errs...)
 }

@@ -33,6 +33,10 @@ func TestNewRefusesWhatItDoesNotImplement(t *testing.T) {
 	base := testBootstrap(t, "127.0.0.1:50051", upstream{host: "127.0.0.1", port: 9})
 	rl, err := anypb.New(&ratelimitv3.RateLimit{
 		Domain: "tollgate",
+		// Filter-level rate_limits: Tollgate keeps its entries in RateLimitPerRoute.
+		RateLimits: []*routev3.RateLimit{{Actions: []*routev3.RateLimit_Action{{
+			ActionSpecifier: &routev3.RateLimit_Action_GenericKey_{GenericKey: &routev3.RateLimit_Action_GenericKey{DescriptorValue: "v"}},
+		}}}},
 		RateLimitService: &ratelimitconfigv3.RateLimitServiceConfig{
 			GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
 				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: bootstrap.ExtProcClusterName},
@@ -54,7 +58,7 @@ func TestNewRefusesWhatItDoesNotImplement(t *testing.T) {
 					Name: "envoy.filters.http.ratelimit", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: rl},
 				}}, h.HttpFilters[1:]...)
 			})
-		}, "http_filters[1].typed_config(envoy.extensions.filters.http.ratelimit.v3.RateLimit)"},
+		}, "http_filters[1].typed_config(envoy.extensions.filters.http.ratelimit.v3.RateLimit).rate_limits: field not implemented"},
 		{"retry policy", func(t *testing.T, b *bootstrapv3.Bootstrap) {
 			editHCM(t, b, func(h *hcmv3.HttpConnectionManager) {
 				h.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()[0].GetRoute().RetryPolicy = &routev3.RetryPolicy{RetryOn: "5xx"}

@@ -24,6 +24,9 @@ type requestBody struct {
 func (s *stream) decode(hasBody bool) (*requestBody, bool) {
 	p := s.ep
 	if p == nil {
+		if !s.rateLimitDecode() {
+			return nil, false
+		}
 		return s.clientBody(hasBody), true
 	}
 	d := &p.dec
@@ -35,6 +38,12 @@ func (s *stream) decode(hasBody bool) (*requestBody, bool) {
 		s.reqHeaders.remove("content-length")
 	}
 	if s.ended {
+		return nil, false
+	}
+	// ext_proc lets the headers go on to the next filter (ratelimit) when it is done with
+	// them: now, unless it holds them for a BUFFERED body (decodeBuffered).
+	holds := hasBody && !d.bodyReplaced && !p.complete && d.bodyMode == extprocv3.ProcessingMode_BUFFERED && d.sendHeaders
+	if !holds && !s.rateLimitDecode() {
 		return nil, false
 	}
 	switch {
@@ -105,6 +114,12 @@ func (s *stream) decodeBuffered(d *direction) (*requestBody, bool) {
 		if s.ended {
 			return nil, false
 		}
+	}
+	// The body reply released the held headers: the ratelimit filter's decodeHeaders runs
+	// now, with extproc's header mutations and metadata (ext_proc.cc continueDecoding after
+	// handleDataBufferedMode's reply).
+	if !s.rateLimitDecode() {
+		return nil, false
 	}
 	return &requestBody{data: d.buffered}, true
 }

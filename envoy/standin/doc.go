@@ -8,15 +8,16 @@
 //
 // New walks the whole bootstrap, typed_configs included, against a table of implemented
 // fields (allow.go) and then checks enum values and references (config.go). Anything else
-// (another HTTP filter such as ratelimit, a field like retry_policy, a body mode like
-// FULL_DUPLEX_STREAMED) is an error that names its path. A mode a processor switches on at
+// (another HTTP filter, filter-level ratelimit rate_limits, a rate limit action other than
+// request_headers, generic_key and dynamic metadata, a field like retry_policy, a body mode
+// like FULL_DUPLEX_STREAMED) is an error that names its path. A mode a processor switches on at
 // run time through mode_override that the stand-in does not implement fails that request
 // with a 500 and an error log, rather than behaving differently from Envoy.
 //
 // # One request
 //
 // Each request is a stream (stream.go) run by its handler goroutine, mirroring Envoy's
-// filter manager with the filter chain [ext_proc, router]:
+// filter manager with the filter chain [ext_proc, ratelimit (optional), router]:
 //
 //  1. The connection manager builds the request header map (pseudo-headers, then headers,
 //     then x-forwarded-proto) and the route is resolved and cached, as ext_proc's
@@ -29,19 +30,30 @@
 //     body mutations with Envoy's content-length check, clear_route_cache (only with a
 //     header mutation in the same reply), CONTINUE_AND_REPLACE, mode_override and
 //     dynamic metadata for the receiving namespaces (reply.go).
-//  3. Router (router.go): the route is re-matched if a reply cleared the cache; a missing
+//  3. Ratelimit (ratelimit.go), when configured: its decodeHeaders runs when ext_proc
+//     releases the request headers (after the request_body reply with BUFFERED bodies), so
+//     request_headers and metadata actions see extproc's mutations and metadata. Descriptors
+//     come from the route's RateLimitPerRoute; the ShouldRateLimit call has the filter's
+//     timeout. OK adds request_headers_to_add; OVER_LIMIT is a 429 local reply (raw_body,
+//     the RLS headers, x-envoy-ratelimited) through the encode path, ext_proc included;
+//     an error or timeout continues, or is status_on_error with failure_mode_deny. Its
+//     encodeHeaders (before ext_proc's) adds response_headers_to_add and the
+//     DRAFT_VERSION_03 x-ratelimit-* headers. When the stream is done (finish, Envoy's
+//     onDestroy) the apply_on_stream_done entries are evaluated, hits_addend formatted from
+//     dynamic metadata, and sent fire-and-forget by a goroutine the Proxy owns.
+//  4. Router (router.go): the route is re-matched if a reply cleared the cache; a missing
 //     route is 404, a missing or unknown cluster 503; the endpoint is picked (priority 0,
 //     weighted round robin); auto_host_rewrite sets Host to the endpoint's hostname; the
 //     route timeout runs from the end of the request to the end of the upstream response.
 //     Connect failures and resets before headers are 503 with Envoy's body, a timeout
 //     before headers 504.
-//  4. Encode path (encode.go): response_headers (with :status) goes to the processor
+//  5. Encode path (encode.go): response_headers (with :status) goes to the processor
 //     unless SKIP; then NONE passes the body through, BUFFERED collects it and sends one
 //     response_body message while holding the headers, STREAMED sends every chunk at once
 //     (pipelined), applies replies first in first out and flushes each to the client.
 //     Upstream bodies are cut at random byte boundaries from a seeded PRNG (split.go), and
 //     a body of unknown length ends with an empty end_of_stream chunk.
-//  5. Local replies (localreply.go) follow Envoy's rule: before any response they run
+//  6. Local replies (localreply.go) follow Envoy's rule: before any response they run
 //     through the encode path (so the processor sees a router 503 as response_headers
 //     with :status 503), except ext_proc's own errors and immediate responses, which mark
 //     processing complete first; once the response is held they go straight to the client;

@@ -16,12 +16,14 @@ type response struct {
 	body    <-chan chunk // nil: the headers end the stream
 }
 
-// encode runs a response through ext_proc's encode path and writes it to the client.
+// encode runs a response through the encoder filters (the ratelimit filter's
+// encodeHeaders, then ext_proc's encode path) and writes it to the client.
 //
 // Envoy: source/extensions/filters/http/ext_proc/ext_proc.cc Filter::encodeHeaders,
 // encodeData (onData), and processor_state.cc for the replies.
 func (s *stream) encode(resp *response) {
 	s.respState = respHeld
+	s.rateLimitEncode(resp.headers) // encoder filters run in reverse: ratelimit before ext_proc
 	p := s.ep
 	eos := resp.body == nil
 	if p == nil || p.complete {

@@ -10,7 +10,7 @@ import (
 )
 
 // dynamicMetadata is a request's dynamic metadata (StreamInfo::dynamicMetadata), per
-// namespace. Filters after ext_proc (a future ratelimit filter) and access logging read it;
+// namespace. Filters after ext_proc (the ratelimit filter) and access logging read it;
 // StreamInfo hands a copy to Options.OnStreamComplete. Owned by the stream goroutine.
 type dynamicMetadata struct {
 	ns map[string]*structpb.Struct
@@ -81,6 +81,9 @@ type counters struct {
 	overrideTimeoutIgnored                       atomic.Uint64
 	noCluster, noRoute, upstreamReset            atomic.Uint64
 	upstreamTimeout, idleTimeout                 atomic.Uint64
+	rateLimitOK, rateLimitError                  atomic.Uint64
+	rateLimitOverLimit                           atomic.Uint64
+	rateLimitFailureModeAllowed                  atomic.Uint64
 }
 
 // Stats is a snapshot of the stand-in's counters. Field names follow Envoy's statistics
@@ -93,6 +96,8 @@ type Stats struct {
 	ClearRouteCacheIgnored, ClearRouteCacheDisabled                    uint64
 	OverrideMessageTimeoutReceived, OverrideMessageTimeoutIgnored      uint64
 	NoCluster, NoRoute, UpstreamResets, UpstreamTimeouts, IdleTimeouts uint64
+	// The ratelimit filter's cluster.<route target cluster>.ratelimit.* counters.
+	RateLimitOK, RateLimitError, RateLimitOverLimit, RateLimitFailureModeAllowed uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -115,5 +120,9 @@ func (c *counters) snapshot() Stats {
 		UpstreamResets:                 c.upstreamReset.Load(),
 		UpstreamTimeouts:               c.upstreamTimeout.Load(),
 		IdleTimeouts:                   c.idleTimeout.Load(),
+		RateLimitOK:                    c.rateLimitOK.Load(),
+		RateLimitError:                 c.rateLimitError.Load(),
+		RateLimitOverLimit:             c.rateLimitOverLimit.Load(),
+		RateLimitFailureModeAllowed:    c.rateLimitFailureModeAllowed.Load(),
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // routeTable is an inline RouteConfiguration.
@@ -28,6 +29,8 @@ type route struct {
 	notFoundCode    int
 	timeout         time.Duration // 0: disabled
 	autoHostRewrite bool
+	perFilter       map[string]*anypb.Any // typed_per_filter_config, by filter name
+	rateLimit       *rateLimitPolicy      // the ratelimit filter's RateLimitPerRoute
 }
 
 // routeMatch is a resolved route: Envoy resolves cluster_header when it matches the route,
@@ -57,6 +60,7 @@ func parseRoutes(rc *routev3.RouteConfiguration, clusters map[string]*clusterCon
 				clusterHeader:   strings.ToLower(a.GetClusterHeader()),
 				timeout:         defaultRouteTimeout,
 				autoHostRewrite: a.GetAutoHostRewrite().GetValue(),
+				perFilter:       r.GetTypedPerFilterConfig(),
 			}
 			if _, ok := r.GetMatch().GetPathSpecifier().(*routev3.RouteMatch_Prefix); !ok && rt.path == "" {
 				if _, ok := r.GetMatch().GetPathSpecifier().(*routev3.RouteMatch_Path); !ok {
@@ -85,6 +89,31 @@ func parseRoutes(rc *routev3.RouteConfiguration, clusters map[string]*clusterCon
 		t.vhosts = append(t.vhosts, v)
 	}
 	return t, errors.Join(errs...)
+}
+
+// bindPerFilterConfig parses each route's typed_per_filter_config for the filter it names.
+// Envoy resolves it by the filter's config name (Http::Utility::
+// resolveMostSpecificPerFilterConfig) and ignores entries no filter asks for; the stand-in
+// refuses those rather than ignore configuration.
+func (t *routeTable) bindPerFilterConfig(rl *rateLimitConfig) error {
+	var errs []error
+	for vi := range t.vhosts {
+		for ri, r := range t.vhosts[vi].routes {
+			for name, cfg := range r.perFilter {
+				where := fmt.Sprintf("virtual_hosts[%d].routes[%d].typed_per_filter_config[%s]", vi, ri, name)
+				if rl == nil || name != rl.name {
+					errs = append(errs, fmt.Errorf("%s: no filter of that name takes per-route configuration in the stand-in", where))
+					continue
+				}
+				pol, err := parseRateLimitPerRoute(cfg)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", where, err))
+				}
+				r.rateLimit = pol
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // match picks the virtual host for :authority (exact, then *suffix, then prefix*, then *)

@@ -15,6 +15,7 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	extprocsvc "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -41,12 +42,20 @@ type Proxy struct {
 	clusters map[string]*cluster
 	stats    counters
 
-	extproc   extprocsvc.ExternalProcessorClient // set by Start
-	nextID    atomic.Uint64
-	ready     chan struct{}
-	addr      string
-	adminAddr string
-	startOnce sync.Once
+	extproc extprocsvc.ExternalProcessorClient // set by Start
+	rls     rlsv3.RateLimitServiceClient       // set by Start, nil without a ratelimit filter
+	// background owns the fire-and-forget stream-done RLS calls; run waits for them.
+	// bgMu guards bgClosed, which stops new calls once run has begun waiting (a handler
+	// outliving a forced shutdown must not Add to a WaitGroup being waited on).
+	background sync.WaitGroup
+	bgMu       sync.Mutex
+	bgClosed   bool
+	bgCtx      context.Context // set by Start: outlives requests, ends with Start's ctx
+	nextID     atomic.Uint64
+	ready      chan struct{}
+	addr       string
+	adminAddr  string
+	startOnce  sync.Once
 }
 
 // New checks b and builds a stand-in for it. It refuses, naming the field, any filter,
@@ -140,6 +149,22 @@ func (p *Proxy) run(ctx context.Context) error {
 		defer conn.Close()
 		p.extproc = extprocsvc.NewExternalProcessorClient(conn)
 	}
+	p.bgCtx = ctx
+	if rlCfg := p.cfg.listener.rateLimit; rlCfg != nil {
+		conn, err := p.dialGRPC(rlCfg.cluster, rlCfg.maxRecvMsgBytes)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		p.rls = rlsv3.NewRateLimitServiceClient(conn)
+		// Runs before conn.Close: stream-done calls still in flight finish (or time out).
+		defer func() {
+			p.bgMu.Lock()
+			p.bgClosed = true
+			p.bgMu.Unlock()
+			p.background.Wait()
+		}()
+	}
 	defer func() {
 		for _, c := range p.clusters {
 			c.closeIdle()
@@ -213,17 +238,22 @@ func serve(s *http.Server, ln net.Listener) error {
 // dialExtProc creates the client for the ext_proc cluster: cleartext HTTP/2 to its first
 // endpoint, with Envoy's max_receive_message_length and no send limit (Envoy has none).
 func (p *Proxy) dialExtProc(cfg *extProcConfig) (*grpc.ClientConn, error) {
-	c := p.clusters[cfg.cluster]
-	ep := c.pick()
+	return p.dialGRPC(cfg.cluster, cfg.maxRecvMsgBytes)
+}
+
+// dialGRPC creates a client for a gRPC cluster (HTTP/2 checked by config.go): cleartext to
+// its first endpoint.
+func (p *Proxy) dialGRPC(cluster string, maxRecvMsgBytes int) (*grpc.ClientConn, error) {
+	ep := p.clusters[cluster].pick()
 	conn, err := grpc.NewClient("passthrough:///"+ep.addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(cfg.maxRecvMsgBytes),
+			grpc.MaxCallRecvMsgSize(maxRecvMsgBytes),
 			grpc.MaxCallSendMsgSize(1<<31-1),
 		),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("standin: ext_proc client for %s: %w", ep.addr, err)
+		return nil, fmt.Errorf("standin: gRPC client for cluster %s (%s): %w", cluster, ep.addr, err)
 	}
 	return conn, nil
 }
@@ -243,6 +273,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if cfg := p.cfg.listener.extProc; cfg != nil {
 		s.ep = newProcessor(cfg, p.extproc, s.log, &p.stats)
+	}
+	if cfg := p.cfg.listener.rateLimit; cfg != nil {
+		s.rl = &rateLimiter{cfg: cfg, client: p.rls}
 	}
 	s.serve()
 	if s.aborted {

@@ -66,8 +66,9 @@ type stream struct {
 	reqHeaders   *headerMap
 	route        *routeMatch
 	routeCleared bool
-	routeLocked  bool       // the router has used the route: clearing the cache no longer matters
-	ep           *processor // nil without an ext_proc filter
+	routeLocked  bool         // the router has used the route: clearing the cache no longer matters
+	ep           *processor   // nil without an ext_proc filter
+	rl           *rateLimiter // nil without a ratelimit filter
 	md           dynamicMetadata
 	head         bool
 
@@ -115,6 +116,9 @@ func (s *stream) finish() {
 	if s.idle != nil {
 		s.idle.Stop()
 	}
+	// Envoy destroys the filters once the response and every filter's metadata are done;
+	// the ratelimit filter's onDestroy then sends its apply_on_stream_done descriptors.
+	s.rateLimitStreamDone()
 	s.info.DynamicMetadata = s.md.snapshot()
 	s.info.Reset = s.aborted
 	s.log.Debug("stream done", "status", s.info.ResponseCode, "details", s.info.ResponseCodeDetails,

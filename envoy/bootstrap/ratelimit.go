@@ -1,0 +1,177 @@
+package bootstrap
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	ratelimitconfv3 "github.com/envoyproxy/go-control-plane/envoy/config/ratelimit/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// The rate-limit contract between this bootstrap, extproc and the RLS (ratelimit/descriptor.go,
+// DESIGN.md section 7).
+const (
+	// RateLimitFilterName names the HTTP ratelimit filter; RateLimitPerRoute is keyed by it.
+	RateLimitFilterName = "envoy.filters.http.ratelimit"
+	// RateLimitClusterName is the cluster through which Envoy reaches the RLS.
+	RateLimitClusterName = "tollgate_ratelimit"
+	// RateLimitDomain is the domain of every RateLimitRequest.
+	RateLimitDomain = "tollgate"
+	// DefaultRateLimitTimeout bounds one ShouldRateLimit call. Envoy's default is 20 ms; the
+	// RLS's own Redis deadline is 15 ms (ratelimit.DefaultRedisTimeout) and it must answer
+	// (fail open or closed, as configured) before Envoy gives up, so 20 ms leaves ~5 ms for
+	// gRPC, scheduling and a GC pause on a busy 2-core host. 50 ms keeps the RLS's own
+	// decision authoritative under load while adding nothing to the common case.
+	DefaultRateLimitTimeout = 50 * time.Millisecond
+
+	// OrgHeader, KeyHeader and ModelHeader are the request headers extproc sets in its
+	// request_body reply; the descriptors read them.
+	OrgHeader   = "x-tollgate-org"
+	KeyHeader   = "x-tollgate-key"
+	ModelHeader = "x-tollgate-model"
+	// TotalTokensKey is the key in the tollgate dynamic metadata namespace where extproc puts
+	// the response's token count (a number, 0 on errors) on its last response reply.
+	TotalTokensKey = "total_tokens"
+)
+
+// RateLimit configures the HTTP ratelimit filter and its RLS.
+type RateLimit struct {
+	// Service is the RLS, spoken to over cleartext HTTP/2.
+	Service Upstream
+	// Timeout bounds each ShouldRateLimit call (default DefaultRateLimitTimeout).
+	Timeout time.Duration
+	// FailureModeDeny answers 500 when the RLS fails or times out; the default (false)
+	// lets the request through (fail open).
+	FailureModeDeny bool
+}
+
+func (r *RateLimit) withDefaults() *RateLimit {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	if c.Timeout == 0 {
+		c.Timeout = DefaultRateLimitTimeout
+	}
+	return &c
+}
+
+func (r *RateLimit) validate() error {
+	if r == nil {
+		return nil
+	}
+	var errs []error
+	if r.Service.Host == "" || r.Service.Port == 0 {
+		errs = append(errs, errors.New("ratelimit: host and port are required"))
+	}
+	if r.Timeout < time.Millisecond {
+		errs = append(errs, fmt.Errorf("ratelimit timeout %s: must be at least 1ms", r.Timeout))
+	}
+	return errors.Join(errs...)
+}
+
+// RateLimitFilter is the HTTP ratelimit filter of DESIGN.md section 7: domain tollgate, the
+// RLS at RateLimitClusterName, DRAFT_VERSION_03 x-ratelimit-* headers, and no filter-level
+// rate_limits (they live in the route's RateLimitPerRoute, RateLimitPerRoute).
+func RateLimitFilter(r RateLimit) *ratelimitv3.RateLimit {
+	return &ratelimitv3.RateLimit{
+		Domain:          RateLimitDomain,
+		Timeout:         durationpb.New(r.Timeout),
+		FailureModeDeny: r.FailureModeDeny,
+		// 429 to clients, not gRPC RESOURCE_EXHAUSTED: Tollgate serves plain HTTP.
+		RateLimitedAsResourceExhausted: false,
+		RateLimitService: &ratelimitconfv3.RateLimitServiceConfig{
+			GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: RateLimitClusterName},
+			}},
+			// Envoy refuses anything but V3 (config.cc checkTransportVersion).
+			TransportApiVersion: corev3.ApiVersion_V3,
+		},
+		EnableXRatelimitHeaders: ratelimitv3.RateLimit_DRAFT_VERSION_03,
+	}
+}
+
+// rateLimitScope is one scope of DESIGN.md section 7: org, plus the key and/or the model.
+type rateLimitScope struct{ key, model bool }
+
+// rateLimitScopes is the order of scopes in the route's rate_limits.
+var rateLimitScopes = []rateLimitScope{
+	{model: true},            // org+model
+	{},                       // org
+	{key: true},              // org+key
+	{key: true, model: true}, // org+key+model
+}
+
+// RateLimitPerRoute is the route's rate-limit policy (DESIGN.md section 7). For each scope
+// in [org+model, org, org+key, org+key+model] it holds five entries whose descriptors are
+// {quota}, {org}, then {key} and {model} as the scope says:
+//   - rpm on the request path (hits_addend unset: the RLS counts 1);
+//   - tpm and tpd on the request path with hits_addend 0: checked, not consumed;
+//   - tpm and tpd with apply_on_stream_done, hits_addend read from
+//     %DYNAMIC_METADATA(tollgate:total_tokens)%: consumed once the response is done.
+//
+// A scope whose header is missing (no key for an unauthenticated request) yields no
+// descriptor: Envoy drops a descriptor when a request_headers action finds nothing
+// (source/common/router/router_ratelimit.cc RequestHeadersAction::populateDescriptor).
+// These entries must sit in RateLimitPerRoute: hits_addend is only allowed there and the
+// filter-level rate_limits never evaluate apply_on_stream_done (ratelimit.cc
+// populateRateLimitDescriptors; research doc section 3.3).
+func RateLimitPerRoute() *ratelimitv3.RateLimitPerRoute {
+	tokens := "%DYNAMIC_METADATA(" + MetadataNamespace + ":" + TotalTokensKey + ")%"
+	var limits []*routev3.RateLimit
+	for _, s := range rateLimitScopes {
+		entry := func(quota string, hits *routev3.RateLimit_HitsAddend, onDone bool) *routev3.RateLimit {
+			actions := []*routev3.RateLimit_Action{genericKey("quota", quota), requestHeader(OrgHeader, "org")}
+			if s.key {
+				actions = append(actions, requestHeader(KeyHeader, "key"))
+			}
+			if s.model {
+				actions = append(actions, requestHeader(ModelHeader, "model"))
+			}
+			return &routev3.RateLimit{Actions: actions, HitsAddend: hits, ApplyOnStreamDone: onDone}
+		}
+		check := &routev3.RateLimit_HitsAddend{Number: wrapperspb.UInt64(0)}
+		consume := &routev3.RateLimit_HitsAddend{Format: tokens}
+		limits = append(limits,
+			entry("rpm", nil, false),
+			entry("tpm", check, false),
+			entry("tpd", check, false),
+			entry("tpm", consume, true),
+			entry("tpd", consume, true),
+		)
+	}
+	return &ratelimitv3.RateLimitPerRoute{RateLimits: limits}
+}
+
+func genericKey(key, value string) *routev3.RateLimit_Action {
+	return &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_GenericKey_{
+		GenericKey: &routev3.RateLimit_Action_GenericKey{DescriptorKey: key, DescriptorValue: value},
+	}}
+}
+
+func requestHeader(header, key string) *routev3.RateLimit_Action {
+	return &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_RequestHeaders_{
+		RequestHeaders: &routev3.RateLimit_Action_RequestHeaders{HeaderName: header, DescriptorKey: key},
+	}}
+}
+
+// rateLimitParts is what Render adds for p.RateLimit: the filter (placed right after
+// ext_proc, so it sees extproc's headers), the RLS cluster and the route's policy.
+func rateLimitParts(r *RateLimit) (*hcmv3.HttpFilter, *anypb.Any, error) {
+	f, err := anypb.New(RateLimitFilter(*r))
+	if err != nil {
+		return nil, nil, fmt.Errorf("ratelimit filter: %w", err)
+	}
+	perRoute, err := anypb.New(RateLimitPerRoute())
+	if err != nil {
+		return nil, nil, fmt.Errorf("ratelimit per route: %w", err)
+	}
+	return &hcmv3.HttpFilter{Name: RateLimitFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: f}}, perRoute, nil
+}
