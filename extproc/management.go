@@ -9,7 +9,8 @@ import (
 	"github.com/tollgate/tollgate/extproc/ledger"
 )
 
-// ManagementCluster is the Envoy cluster of the management API (extproc's own HTTP server).
+// ManagementCluster is the Envoy cluster of the management API (extproc's own HTTP server); the
+// bootstrap renders it under the same name (bootstrap.ManagementClusterName).
 const ManagementCluster = "tollgate_management"
 
 // routeManagement sends /v1/management/* to the management API, for management keys only. The

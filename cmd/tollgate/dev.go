@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/tollgate/tollgate/extproc/catalog"
 	"github.com/tollgate/tollgate/extproc/ledger"
 	"github.com/tollgate/tollgate/mockprovider"
+	"github.com/tollgate/tollgate/ratelimit"
 )
 
 // devMockKey is the mock provider's credential in a dev run: it proves extproc injects provider
@@ -35,6 +37,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	extprocAddr := fs.String("extproc-addr", "127.0.0.1:50051", "extproc listen address")
 	mockAddr := fs.String("mock-addr", "127.0.0.1:8081", "mock provider listen address (must match the catalog)")
 	managementAddr := fs.String("management-addr", "127.0.0.1:8090", "management API listen address")
+	rlsAddr := fs.String("ratelimit-addr", "127.0.0.1:50052", "rate-limit service listen address")
+	redisURL := fs.String("redis-url", envOr("REDIS_URL", defaultRedisURL), "Redis URL (env REDIS_URL)")
 	stateDir := fs.String("state-dir", ".run", "where the dev run keeps its demo key and rendered envoy.yaml")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -63,9 +67,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 
-	// No ratelimit filter yet: `tollgate dev` does not run the RLS (pass its address here
-	// once it does).
-	envoyYAML, err := renderBootstrap(cat, *listen, *extprocAddr, "", bootstrap.DefaultAdminPort)
+	envoyYAML, err := renderBootstrap(cat, *listen, *extprocAddr, *rlsAddr, *managementAddr, bootstrap.DefaultAdminPort)
 	if err != nil {
 		return err
 	}
@@ -81,6 +83,15 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return serveHTTP(ctx, mockLis, mockprovider.Handler(mockprovider.Config{APIKey: os.Getenv("MOCK_API_KEY")}, log))
+	})
+	table := limitTable(cat)
+	limits, err := ratelimit.NewStaticLimits(table)
+	if err != nil {
+		return err
+	}
+	g.Go(func() error {
+		cfg := ratelimit.Config{Addr: *rlsAddr, RedisURL: *redisURL, FailOpen: true}
+		return serveRatelimit(ctx, cfg, table, limits, pool, 5*time.Second, log)
 	})
 	g.Go(func() error {
 		return serveExtproc(ctx, extprocOptions{

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"io"
+	"log/slog"
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tollgate/tollgate/extproc/catalog"
@@ -19,6 +21,7 @@ func runRatelimit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&cfg.RedisURL, "redis-url", envOr("REDIS_URL", defaultRedisURL), "Redis URL (env REDIS_URL)")
 	fs.BoolVar(&cfg.FailOpen, "fail-open", envOr("TOLLGATE_RATELIMIT_FAIL_OPEN", "true") == "true", "admit requests while Redis is unreachable (env TOLLGATE_RATELIMIT_FAIL_OPEN)")
 	fs.DurationVar(&cfg.RedisTimeout, "redis-timeout", ratelimit.DefaultRedisTimeout, "deadline of one Redis call; keep it under Envoy's RLS timeout")
+	fs.StringVar(&cfg.KeyPrefix, "key-prefix", envOr("TOLLGATE_RATELIMIT_KEY_PREFIX", ratelimit.DefaultKeyPrefix), "prefix of every Redis key (env TOLLGATE_RATELIMIT_KEY_PREFIX)")
 	cfgPath := fs.String("config", envOr("TOLLGATE_CONFIG", defaultConfig), "catalog file with default limits (env TOLLGATE_CONFIG)")
 	dbURL := fs.String("database-url", envOr("DATABASE_URL", defaultDatabaseURL), "Postgres URL with the limit overrides (env DATABASE_URL)")
 	reload := fs.Duration("reload", 5*time.Second, "how often overrides are re-read from Postgres")
@@ -40,9 +43,15 @@ func runRatelimit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer pool.Close()
+	return serveRatelimit(ctx, cfg, table, limits, pool, *reload, log)
+}
+
+// serveRatelimit runs the rate-limit service with the catalog's defaults and the overrides in
+// Postgres, reloaded every reload.
+func serveRatelimit(ctx context.Context, cfg ratelimit.Config, table ratelimit.LimitTable, limits *ratelimit.StaticLimits, pool *pgxpool.Pool, reload time.Duration, log *slog.Logger) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return ratelimit.NewOverrides(pool).Watch(ctx, limits, table.Defaults, *reload, log)
+		return ratelimit.NewOverrides(pool).Watch(ctx, limits, table.Defaults, reload, log)
 	})
 	g.Go(func() error { return ratelimit.Run(ctx, cfg, limits, log) })
 	return g.Wait()

@@ -20,16 +20,18 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"extproc":      {"run the Envoy external processor (gRPC, :50051)", runExtproc},
+	"extproc":      {"run the Envoy external processor (gRPC, :50051) and the management API (:8090)", runExtproc},
+	"ratelimit":    {"run the rate-limit service (gRPC, :50052)", runRatelimit},
+	"limits":       {"limits set --org ORG [--key KEY_ID] [--model M] [--rpm N] [--tpm N] [--tpd N]", runLimits},
 	"migrate":      {"apply database migrations", runMigrate},
 	"envoy-config": {"render the Envoy bootstrap from the catalog to stdout", runEnvoyConfig},
 	"standin":      {"run the development stand-in for Envoy: standin -c envoy.yaml", runStandin},
-	"mockprovider": {"run the deterministic OpenAI-compatible mock provider", runMockProvider},
+	"mockprovider": {"run the deterministic mock provider (OpenAI, Anthropic and Gemini APIs)", runMockProvider},
 	"dev":          {"run the whole gateway on this machine with a mock provider", runDev},
 	"org":          {"org create | org show ORG", runOrg},
 	"key":          {"key create | key revoke KEY_ID", runKey},
 	"credits":      {"credits add --org ORG --usd AMOUNT", runCredits},
-	"ledger":       {"ledger reconcile [--org ORG]", runLedger},
+	"ledger":       {"ledger reconcile --org ORG", runLedger},
 }
 
 // Run executes the subcommand named by args[0] and returns the process exit code.

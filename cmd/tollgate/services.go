@@ -23,6 +23,7 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	extprocAddr := fs.String("extproc", "127.0.0.1:50051", "extproc address as Envoy reaches it")
 	adminPort := fs.Uint("admin-port", bootstrap.DefaultAdminPort, "Envoy admin port on 127.0.0.1")
 	rlsAddr := fs.String("ratelimit", envOr("TOLLGATE_ENVOY_RATELIMIT", ""), "ratelimit service address as Envoy reaches it; empty renders no ratelimit filter (env TOLLGATE_ENVOY_RATELIMIT)")
+	mgmtAddr := fs.String("management", envOr("TOLLGATE_ENVOY_MANAGEMENT", ""), "management API address as Envoy reaches it; empty leaves /v1/management/* unrouted (env TOLLGATE_ENVOY_MANAGEMENT)")
 	out := fs.String("o", "", "write to this file instead of stdout")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -31,7 +32,7 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	yaml, err := renderBootstrap(cat, *listen, *extprocAddr, *rlsAddr, uint32(*adminPort))
+	yaml, err := renderBootstrap(cat, *listen, *extprocAddr, *rlsAddr, *mgmtAddr, uint32(*adminPort))
 	if err != nil {
 		return err
 	}
@@ -42,9 +43,10 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	return err
 }
 
-// renderBootstrap renders Envoy's bootstrap; an empty rlsAddr renders no ratelimit filter.
-func renderBootstrap(cat *catalog.Catalog, listen, extprocAddr, rlsAddr string, adminPort uint32) ([]byte, error) {
-	params, err := bootstrap.FromCatalog(cat, listen, extprocAddr, bootstrap.WithRateLimit(rlsAddr))
+// renderBootstrap renders Envoy's bootstrap; an empty rlsAddr renders no ratelimit filter and an
+// empty managementAddr no management cluster.
+func renderBootstrap(cat *catalog.Catalog, listen, extprocAddr, rlsAddr, managementAddr string, adminPort uint32) ([]byte, error) {
+	params, err := bootstrap.FromCatalog(cat, listen, extprocAddr, bootstrap.WithRateLimit(rlsAddr), bootstrap.WithManagement(managementAddr))
 	if err != nil {
 		return nil, err
 	}

@@ -83,3 +83,24 @@ func splitHostPort(addr string) (string, uint32, error) {
 	}
 	return host, uint32(port), nil
 }
+
+// ManagementClusterName is the cluster of the management API; extproc names it in
+// x-tollgate-cluster for /v1/management/* requests from management keys.
+const ManagementClusterName = "tollgate_management"
+
+// WithManagement adds the management API's cluster, an HTTP/1.1 server at addr (host:port, as
+// Envoy reaches it). An empty addr adds nothing, and management requests then get Envoy's 503.
+func WithManagement(addr string) CatalogOption {
+	return func(p *Params) error {
+		if addr == "" {
+			return nil
+		}
+		host, port, err := splitHostPort(addr)
+		if err != nil {
+			return fmt.Errorf("management address: %w", err)
+		}
+		p.Clusters = append(p.Clusters, Cluster{Name: ManagementClusterName,
+			Priorities: [][]Endpoint{{{Backend: "management", Host: host, Port: port}}}})
+		return nil
+	}
+}

@@ -61,6 +61,13 @@ func databaseURL() string {
 	return "postgres://postgres@127.0.0.1:5432/tollgate_test?sslmode=disable"
 }
 
+func redisURL() string {
+	if u := os.Getenv("REDIS_URL"); u != "" {
+		return u
+	}
+	return "redis://127.0.0.1:6379/0"
+}
+
 // freeAddr returns a loopback address with a port free at the time of the call.
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -118,7 +125,7 @@ const mockKey = "e2e-mock-provider-key"
 func startStack(t *testing.T) *stack { return startStackWith(t, stackOptions{}) }
 
 func (s *stack) env() []string {
-	return append(os.Environ(), "DATABASE_URL="+s.dbURL, "MOCK_API_KEY="+mockKey, "TOLLGATE_LOG_FORMAT=text")
+	return append(os.Environ(), "DATABASE_URL="+s.dbURL, "MOCK_API_KEY="+mockKey, "TOLLGATE_LOG_FORMAT=text", "REDIS_URL="+redisURL())
 }
 
 // tollgate runs an operator command and returns its stdout, trimmed.

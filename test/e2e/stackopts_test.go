@@ -26,6 +26,9 @@ type stackOptions struct {
 	providers, models []string
 	// extprocArgs are added to the extproc's command line.
 	extprocArgs []string
+	// beforeStart runs once the organisation and key exist and before any service starts, for
+	// operator commands whose effect must be in place from the first request (limits).
+	beforeStart func(s *stack)
 }
 
 // startStackWith starts a complete gateway for one test, in a Postgres schema of its own, and
@@ -87,17 +90,24 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	if err := os.WriteFile(catPath, []byte(cat), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if o.beforeStart != nil {
+		o.beforeStart(s)
+	}
+	rlsAddr, mgmtAddr := freeAddr(t), freeAddr(t)
 	envoyPath := filepath.Join(s.dir, "envoy.yaml")
 	_, adminPort, _ := net.SplitHostPort(freeAddr(t))
-	s.tollgate(t, "envoy-config", "--config", catPath, "--listen", gatewayAddr, "--extproc", extprocAddr, "--admin-port", adminPort, "-o", envoyPath)
+	s.tollgate(t, "envoy-config", "--config", catPath, "--listen", gatewayAddr, "--extproc", extprocAddr,
+		"--ratelimit", rlsAddr, "--management", mgmtAddr, "--admin-port", adminPort, "-o", envoyPath)
 
 	s.daemon(t, "mockprovider", "--addr", mockAddr, "--api-key", mockKey)
+	// Redis keys carry the org's id, unique to this test, so tests share Redis safely.
+	s.daemon(t, "ratelimit", "--addr", rlsAddr, "--config", catPath, "--reload", "200ms")
 	// Each stack's extproc has its own spool and management port; a later flag in extprocArgs
 	// overrides these.
 	s.daemon(t, append([]string{"extproc", "--addr", extprocAddr, "--config", catPath,
-		"--spool-dir", filepath.Join(s.dir, "spool"), "--management-addr", freeAddr(t)}, o.extprocArgs...)...)
+		"--spool-dir", filepath.Join(s.dir, "spool"), "--management-addr", mgmtAddr}, o.extprocArgs...)...)
 	s.daemon(t, "standin", "-c", envoyPath, "--split-seed", fmt.Sprint(time.Now().UnixNano()))
-	for _, a := range []string{mockAddr, extprocAddr, gatewayAddr} {
+	for _, a := range []string{mockAddr, extprocAddr, rlsAddr, mgmtAddr, gatewayAddr} {
 		waitListening(t, a)
 	}
 	s.BaseURL = "http://" + gatewayAddr
