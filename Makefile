@@ -7,7 +7,7 @@ MAKEFLAGS += --no-print-directory
 RUN_DATABASE_URL  ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/tollgate?sslmode=disable)
 TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/tollgate_test?sslmode=disable)
 REDIS             ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
-FUZZTIME          ?= 10s
+FUZZTIME          ?= 8s
 BIN               := bin/tollgate
 
 .PHONY: help
@@ -37,9 +37,13 @@ test: services e2e-deps ## run every test: unit, integration (Postgres, Redis), 
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
 
 .PHONY: fuzz
-fuzz: ## run each fuzz target briefly (FUZZTIME)
+fuzz: ## run each fuzz target briefly (FUZZTIME each)
 	go test ./extproc/sse -run '^$$' -fuzz '^FuzzDecoder$$' -fuzztime $(FUZZTIME)
 	go test ./extproc/openai -run '^$$' -fuzz '^FuzzParseChatRequest$$' -fuzztime $(FUZZTIME)
+	go test ./extproc/anthropic -run '^$$' -fuzz '^FuzzStreamDecoder$$' -fuzztime $(FUZZTIME)
+	go test ./extproc/anthropic -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME)
+	go test ./extproc/gemini -run '^$$' -fuzz '^FuzzStreamDecoder$$' -fuzztime $(FUZZTIME)
+	go test ./extproc/gemini -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 
 .PHONY: bench
 bench: services ## run the benchmarks with allocation counts

@@ -34,7 +34,7 @@ func loadCompose(t *testing.T) *types.Project {
 
 func TestComposeStack(t *testing.T) {
 	p := loadCompose(t)
-	for _, name := range []string{"postgres", "redis", "migrate", "envoy-config", "extproc", "envoy"} {
+	for _, name := range []string{"postgres", "redis", "migrate", "envoy-config", "extproc", "ratelimit", "envoy"} {
 		if _, err := p.GetService(name); err != nil {
 			t.Errorf("service %s: %v", name, err)
 		}
@@ -66,6 +66,20 @@ func TestComposeStack(t *testing.T) {
 	cmd := strings.Join(extproc.Command, " ")
 	if !strings.Contains(cmd, "extproc") || !strings.Contains(cmd, "50051") {
 		t.Errorf("extproc command = %q", cmd)
+	}
+	rls, _ := p.GetService("ratelimit")
+	if got := rls.DependsOn["redis"].Condition; got != types.ServiceConditionHealthy {
+		t.Errorf("ratelimit must wait for a healthy Redis, condition %q", got)
+	}
+	cfg, _ := p.GetService("envoy-config")
+	rendered := strings.Join(cfg.Command, " ")
+	for _, want := range []string{"--extproc extproc:50051", "--ratelimit ratelimit:50052", "--management extproc:8090"} {
+		if !strings.Contains(rendered, want) {
+			t.Errorf("envoy-config command %q lacks %q", rendered, want)
+		}
+	}
+	if len(extproc.Volumes) == 0 || extproc.Volumes[0].Target != "/var/spool/tollgate" || !slices.Contains(extproc.Command, "/var/spool/tollgate") {
+		t.Errorf("the settlement spool must live on a volume: %+v %q", extproc.Volumes, cmd)
 	}
 	for _, name := range []string{"postgres", "redis"} {
 		s, _ := p.GetService(name)
