@@ -234,6 +234,12 @@ func (x *exchange) resolve(requested, endpoint string) (catalog.Route, *apierror
 		e.Param = "model"
 		return route, e
 	}
+	if !x.principal.Allows(route.Model.ID) {
+		// Seed 000: models outside the org's plan are "not found or disabled".
+		e := apierror.New(http.StatusNotFound, apierror.CodeModelNotAvailable, "Model %s is not available in your organization's plan", requested)
+		e.Param = "model"
+		return route, e
+	}
 	if !route.Model.Supports(endpoint) {
 		e := apierror.New(http.StatusNotFound, apierror.CodeModelNotSupported, "Model %s does not support this endpoint", requested)
 		e.Param = "model"

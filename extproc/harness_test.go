@@ -111,6 +111,7 @@ func newHarness(t testing.TB) *harness {
 	}
 	principals := fakeAuth{goodKey: {KeyID: keyID, OrgID: orgID, Kind: ledger.KeyStandard, MarkupBps: 1000, SubscriptionActive: true, GatewayEnabled: true}}
 	principals["tg_mgmt"] = ledger.Principal{KeyID: keyID, OrgID: orgID, Kind: ledger.KeyManagement, SubscriptionActive: true, GatewayEnabled: true}
+	principals["tg_planned"] = ledger.Principal{KeyID: keyID, OrgID: orgID, Kind: ledger.KeyStandard, SubscriptionActive: true, GatewayEnabled: true, Plan: []string{"old"}}
 	principals["tg_disabled"] = ledger.Principal{KeyID: keyID, OrgID: orgID, SubscriptionActive: true}
 	principals["tg_unsubscribed"] = ledger.Principal{KeyID: keyID, OrgID: orgID, GatewayEnabled: true}
 	l := &fakeLedger{balance: 1_000_000, holds: map[string]int64{}, settled: make(chan ledger.Usage, 16)}

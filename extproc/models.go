@@ -17,7 +17,12 @@ import (
 // answerModels serves the model listing from the catalog, in the client's protocol; no upstream
 // is involved.
 func (x *exchange) answerModels() *extprocv3.ProcessingResponse {
-	listed := x.s.catalog.Load().ListedIDs()
+	var listed []catalog.ListedModel
+	for _, lm := range x.s.catalog.Load().ListedIDs() {
+		if x.principal.Allows(lm.Model.ID) {
+			listed = append(listed, lm)
+		}
+	}
 	if x.ep.kind == routeModel {
 		for _, lm := range listed {
 			if lm.ID == x.ep.modelID {

@@ -136,6 +136,7 @@ func TestRequestBodyRejects(t *testing.T) {
 		{name: "sunset names replacement", body: `{"model":"gone",` + msgs + `}`, wantStatus: 404, wantCode: "model_not_available", wantInMsg: "use gpt-5.4"},
 		{name: "endpoint unsupported", body: `{"model":"msgs-only",` + msgs + `}`, wantStatus: 404, wantCode: "model_not_supported"},
 		{name: "gateway disabled", key: "tg_disabled", body: `{"model":"gpt",` + msgs + `}`, wantStatus: 403, wantCode: "gateway_disabled"},
+		{name: "outside the plan", key: "tg_planned", body: `{"model":"gpt",` + msgs + `}`, wantStatus: 404, wantCode: "model_not_available", wantInMsg: "plan"},
 		{name: "no subscription", key: "tg_unsubscribed", body: `{"model":"gpt",` + msgs + `}`, wantStatus: 402, wantCode: "subscription_required"},
 		{name: "too large", body: `{"model":"gpt","x":"` + strings.Repeat("a", 1<<20) + `",` + msgs + `}`, wantStatus: 413, wantCode: "request_too_large"},
 	}
@@ -482,4 +483,14 @@ func TestManagementRoute(t *testing.T) {
 	if rb := s.responseBody([]byte("a,b\n"), false); rb.GetResponseBody().GetResponse().GetBodyMutation() != nil {
 		t.Error("management bodies pass unchanged")
 	}
+}
+
+func TestModelsFilteredByPlan(t *testing.T) {
+	h := newHarness(t)
+	resp := h.open(t).requestHeaders(true, ":method", "GET", ":path", "/v1/models", "authorization", "Bearer tg_planned")
+	body := string(resp.GetImmediateResponse().GetBody())
+	if !strings.Contains(body, `"id":"old"`) || strings.Contains(body, "gpt-5.4") {
+		t.Errorf("a planned org lists only its plan's models: %s", body)
+	}
+	immediate(t, h.open(t).requestHeaders(true, ":method", "GET", ":path", "/v1/models/gpt-5.4", "authorization", "Bearer tg_planned"), 404, "invalid_model")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -47,7 +48,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 func runOrg(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usagef("usage: org create --name N | org show ORG")
+		return usagef("usage: org create --name N | org plan ORG --models a,b | org show ORG")
 	}
 	fs := newFlags("org "+args[0], stderr)
 	dbURL := fs.String("database-url", envOr("DATABASE_URL", defaultDatabaseURL), "Postgres URL (env DATABASE_URL)")
@@ -57,6 +58,7 @@ func runOrg(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		markup := fs.Int("markup-bps", 0, "markup on provider cost in basis points")
 		noSub := fs.Bool("no-subscription", false, "create without an active subscription")
 		disabled := fs.Bool("gateway-disabled", false, "create with the gateway not yet enabled")
+		models := fs.String("models", "", "the plan: comma-separated canonical model ids (default: every model)")
 		if err := parse(fs, args[1:]); err != nil {
 			return err
 		}
@@ -68,12 +70,27 @@ func runOrg(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 		defer pool.Close()
-		id, err := store.CreateOrg(ctx, ledger.OrgOptions{Name: *name, MarkupBps: *markup, NoSubscription: *noSub, GatewayDisabled: *disabled})
+		id, err := store.CreateOrg(ctx, ledger.OrgOptions{Name: *name, MarkupBps: *markup, NoSubscription: *noSub, GatewayDisabled: *disabled, Models: planFlag(*models)})
 		if err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, id)
 		return nil
+	case "plan":
+		models := fs.String("models", "", "comma-separated canonical model ids")
+		all := fs.Bool("all", false, "allow every model")
+		if err := parse(fs, args[1:]); err != nil {
+			return err
+		}
+		if fs.NArg() != 1 || (*models == "") == !*all {
+			return usagef("usage: org plan ORG --models a,b | --all")
+		}
+		store, pool, err := openLedger(ctx, *dbURL)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		return store.SetPlan(ctx, fs.Arg(0), planFlag(*models))
 	case "show":
 		if err := parse(fs, args[1:]); err != nil {
 			return err
@@ -95,6 +112,20 @@ func runOrg(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return nil
 	}
 	return usagef("unknown org subcommand %q", args[0])
+}
+
+// planFlag parses a --models list; empty means no plan (every model).
+func planFlag(v string) []string {
+	if v == "" {
+		return nil
+	}
+	var out []string
+	for _, m := range strings.Split(v, ",") {
+		if m = strings.TrimSpace(m); m != "" {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 func runKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {

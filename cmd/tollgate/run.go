@@ -28,7 +28,7 @@ var commands = map[string]command{
 	"standin":      {"run the development stand-in for Envoy: standin -c envoy.yaml", runStandin},
 	"mockprovider": {"run the deterministic mock provider (OpenAI, Anthropic and Gemini APIs)", runMockProvider},
 	"dev":          {"run the whole gateway on this machine with a mock provider", runDev},
-	"org":          {"org create | org show ORG", runOrg},
+	"org":          {"org create | org plan ORG --models a,b | org show ORG", runOrg},
 	"key":          {"key create | key revoke KEY_ID", runKey},
 	"credits":      {"credits add --org ORG --usd AMOUNT", runCredits},
 	"ledger":       {"ledger reconcile --org ORG", runLedger},

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -35,6 +36,16 @@ type Principal struct {
 	MarkupBps          int
 	SubscriptionActive bool
 	GatewayEnabled     bool
+	// Plan lists the canonical model ids the org may use; nil means every model.
+	Plan []string
+}
+
+// Allows reports whether the principal's plan includes model.
+func (p Principal) Allows(model string) bool {
+	if p.Plan == nil {
+		return true
+	}
+	return slices.Contains(p.Plan, model)
 }
 
 // HashKey returns the SHA-256 of a presented key, the form in which keys are stored and
@@ -84,7 +95,7 @@ func (s *Store) LookupKey(ctx context.Context, hash [32]byte) (Principal, error)
 	var kind string
 	err := s.pool.QueryRow(ctx, `
 		WITH k AS (
-			SELECT k.id, k.org_id, k.kind, o.markup_bps, o.subscription_active, o.gateway_enabled
+			SELECT k.id, k.org_id, k.kind, o.markup_bps, o.subscription_active, o.gateway_enabled, o.models
 			FROM api_keys k JOIN orgs o ON o.id = k.org_id
 			WHERE k.hash = $1 AND k.revoked_at IS NULL
 		), touched AS (
@@ -92,8 +103,8 @@ func (s *Store) LookupKey(ctx context.Context, hash [32]byte) (Principal, error)
 			FROM k
 			WHERE a.id = k.id AND (a.last_used_at IS NULL OR a.last_used_at < now() - interval '1 minute')
 		)
-		SELECT id::text, org_id::text, kind, markup_bps, subscription_active, gateway_enabled FROM k`,
-		hash[:]).Scan(&p.KeyID, &p.OrgID, &kind, &p.MarkupBps, &p.SubscriptionActive, &p.GatewayEnabled)
+		SELECT id::text, org_id::text, kind, markup_bps, subscription_active, gateway_enabled, models FROM k`,
+		hash[:]).Scan(&p.KeyID, &p.OrgID, &kind, &p.MarkupBps, &p.SubscriptionActive, &p.GatewayEnabled, &p.Plan)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Principal{}, fmt.Errorf("lookup key: %w", ErrNotFound)
 	}

@@ -3,6 +3,7 @@ package ledger_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"regexp"
 	"testing"
 
@@ -51,7 +52,7 @@ func TestKeys(t *testing.T) {
 				t.Fatalf("LookupKey: %v", err)
 			}
 			want := ledger.Principal{KeyID: keyID, OrgID: orgID, Kind: tt.kind, MarkupBps: 1000, GatewayEnabled: true}
-			if got != want {
+			if !reflect.DeepEqual(got, want) {
 				t.Errorf("LookupKey = %+v; want %+v", got, want)
 			}
 

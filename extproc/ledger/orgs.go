@@ -15,6 +15,8 @@ type OrgOptions struct {
 	MarkupBps       int // markup on provider cost in basis points; >= 0
 	NoSubscription  bool
 	GatewayDisabled bool
+	// Models is the org's plan (canonical model ids); nil allows every model.
+	Models []string
 }
 
 // Org is an organisation with its materialised balance.
@@ -38,13 +40,13 @@ func (s *Store) CreateOrg(ctx context.Context, o OrgOptions) (string, error) {
 	var id string
 	err := s.pool.QueryRow(ctx, `
 		WITH o AS (
-			INSERT INTO orgs (name, markup_bps, subscription_active, gateway_enabled)
-			VALUES ($1, $2, $3, $4)
+			INSERT INTO orgs (name, markup_bps, subscription_active, gateway_enabled, models)
+			VALUES ($1, $2, $3, $4, $5)
 			RETURNING id
 		)
 		INSERT INTO org_balances (org_id) SELECT id FROM o
 		RETURNING org_id::text`,
-		o.Name, o.MarkupBps, !o.NoSubscription, !o.GatewayDisabled).Scan(&id)
+		o.Name, o.MarkupBps, !o.NoSubscription, !o.GatewayDisabled, o.Models).Scan(&id)
 	if err != nil {
 		return "", fmt.Errorf("create org: %w", err)
 	}
@@ -162,4 +164,22 @@ func (s *Store) Reconcile(ctx context.Context, orgID string) (materialised, sum 
 		return 0, 0, fmt.Errorf("reconcile %s: %w", orgID, err)
 	}
 	return materialised, sum, nil
+}
+
+// SetPlan replaces the org's plan; nil allows every model. Keys see the change once their cached
+// lookup expires (seconds).
+func (s *Store) SetPlan(ctx context.Context, orgID string, models []string) error {
+	if !validUUID(orgID) {
+		return fmt.Errorf("set plan of %s: %w", orgID, ErrNotFound)
+	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
+	tag, err := s.pool.Exec(ctx, `UPDATE orgs SET models = $2 WHERE id = $1`, orgID, models)
+	if err != nil {
+		return fmt.Errorf("set plan of %s: %w", orgID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("set plan of %s: %w", orgID, ErrNotFound)
+	}
+	return nil
 }
