@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -41,6 +42,10 @@ type exchange struct {
 	route    catalog.Route
 	backend  *catalog.Backend
 	provider protocol
+	// With per-attempt translation, the attempt streams record the backends they reached here.
+	attemptMu   sync.Mutex
+	lastAttempt *catalog.Backend
+	attempts    []string
 	// held is set while the request holds credit that neither settlement nor release has
 	// returned.
 	held bool
@@ -156,15 +161,19 @@ func (x *exchange) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ex
 	}
 	backend := route.Backends[0]
 	provider := backend.ProviderRef()
-	path, upstream, err := upstreamRequest(req, backend, route.Model)
-	if err != nil {
-		x.log().Error("build upstream request", "err", err, "provider", provider.Name)
-		return x.reject(apierror.New(http.StatusBadGateway, apierror.CodeNoProviderAvailable, "Model %s has no backend this gateway can reach", route.Model.ID))
-	}
 	x.req, x.route, x.backend, x.provider = req, route, backend, providerProtocol(provider.Kind)
 	if err := x.hold(ctx); err != nil {
 		x.req = nil
 		return x.reject(err)
+	}
+	if x.s.cfg.TranslatePerAttempt {
+		return x.routeForAttempts()
+	}
+	path, upstream, err := upstreamRequest(req, backend, backend.ModelRef())
+	if err != nil {
+		x.log().Error("build upstream request", "err", err, "provider", provider.Name)
+		x.release()
+		return x.reject(apierror.New(http.StatusBadGateway, apierror.CodeNoProviderAvailable, "Model %s has no backend this gateway can reach", route.Model.ID))
 	}
 
 	var m mutation
@@ -249,6 +258,7 @@ func (x *exchange) resolve(requested, endpoint string) (catalog.Route, *apierror
 }
 
 func (x *exchange) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	x.syncAttempt()
 	hm := h.GetHeaders()
 	x.status, _ = strconv.Atoi(header(hm, ":status"))
 	var m mutation
@@ -473,10 +483,36 @@ func (x *exchange) metadata(fields map[string]any) *structpb.Struct {
 // finish runs when the stream ends, however it ends. A stream the client abandoned is charged
 // for what was delivered.
 func (x *exchange) finish() {
+	x.s.unregister(x)
 	switch {
 	case x.streaming && !x.settled:
 		x.settleStream()
 	case x.held && !x.settled:
 		x.release()
+	}
+}
+
+// routeForAttempts answers the request body when translation happens per attempt: the router
+// filter only routes (cluster, descriptors, the request id the attempts look the request up by)
+// and keeps the client's body, of which Envoy gives every attempt a fresh copy.
+func (x *exchange) routeForAttempts() *extprocv3.ProcessingResponse {
+	x.s.register(x)
+	var m mutation
+	m.Set(headerCluster, x.route.Cluster)
+	m.Set(headerRequestID, x.requestID)
+	m.Set(headerOrg, x.principal.OrgID)
+	m.Set(headerKey, x.principal.KeyID)
+	m.Set(headerModel, x.route.Model.ID)
+	return &extprocv3.ProcessingResponse{
+		Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+			HeaderMutation:  m.proto(),
+			ClearRouteCache: true,
+		}}},
+		DynamicMetadata: x.metadata(map[string]any{
+			"request_id": x.requestID,
+			"org_id":     x.principal.OrgID,
+			"key_id":     x.principal.KeyID,
+			"model":      x.route.Model.ID,
+		}),
 	}
 }

@@ -104,7 +104,12 @@ type harness struct {
 // newHarness serves a Server on a loopback socket, as Envoy would reach it.
 func newHarness(t testing.TB) *harness {
 	t.Helper()
-	env := map[string]string{"OPENAI_API_KEY": "sk-openai", "EU_KEY": "sk-eu"}
+	return newHarnessWith(t, Config{MaxBodyBytes: 1 << 20})
+}
+
+func newHarnessWith(t testing.TB, cfg Config) *harness {
+	t.Helper()
+	env := map[string]string{"OPENAI_API_KEY": "sk-openai", "EU_KEY": "sk-eu", "ANTHROPIC_API_KEY": "sk-ant"}
 	cat, err := catalog.Load("testdata/catalog.yaml", func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +120,7 @@ func newHarness(t testing.TB) *harness {
 	principals["tg_disabled"] = ledger.Principal{KeyID: keyID, OrgID: orgID, SubscriptionActive: true}
 	principals["tg_unsubscribed"] = ledger.Principal{KeyID: keyID, OrgID: orgID, GatewayEnabled: true}
 	l := &fakeLedger{balance: 1_000_000, holds: map[string]int64{}, settled: make(chan ledger.Usage, 16)}
-	srv := NewServer(Config{MaxBodyBytes: 1 << 20}, cat, principals, l, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := NewServer(cfg, cat, principals, l, slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

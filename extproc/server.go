@@ -39,6 +39,10 @@ type Config struct {
 	SettleTimeout time.Duration
 	// HoldTimeout bounds placing a credit hold on the request path. Default 2s.
 	HoldTimeout time.Duration
+	// TranslatePerAttempt moves request translation to the model cluster's upstream ext_proc
+	// filter, once per attempt, so Envoy's retries and priority fallback can reach a different
+	// provider each time (DESIGN.md section 2). The bootstrap must be rendered to match.
+	TranslatePerAttempt bool
 	// HoldTTL is how long a hold outlives a process that died before settling it; it must exceed
 	// the longest request (Envoy's route timeout). Default 15m.
 	HoldTTL time.Duration
@@ -75,13 +79,17 @@ type Server struct {
 	now     func() time.Time
 
 	settling sync.WaitGroup
+
+	// pending maps request ids to admitted exchanges, for their per-attempt upstream streams.
+	pendingMu sync.Mutex
+	pending   map[string]*exchange
 	// created is the "created" time of listed models: when this server loaded its catalog.
 	created int64
 }
 
 // NewServer returns a Server using cat until SetCatalog replaces it.
 func NewServer(cfg Config, cat *catalog.Catalog, auth Authenticator, l Ledger, log *slog.Logger) *Server {
-	s := &Server{cfg: cfg.withDefaults(), auth: auth, ledger: l, log: log, now: time.Now, created: time.Now().Unix()}
+	s := &Server{cfg: cfg.withDefaults(), auth: auth, ledger: l, log: log, now: time.Now, created: time.Now().Unix(), pending: map[string]*exchange{}}
 	s.catalog.Store(cat)
 	return s
 }
@@ -104,17 +112,16 @@ func (s *Server) Drain(ctx context.Context) error {
 // Process serves one HTTP request's ext_proc stream.
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
 	ctx := stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return nil // Envoy gave up on the request before its first message
+	}
+	if isAttempt(first) {
+		return stream.Send(s.answerAttempt(first))
+	}
 	x := newExchange(s)
 	defer x.finish()
-	for {
-		req, err := stream.Recv()
-		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || ctx.Err() != nil {
-			// Envoy closed the stream: the request is over, normally or because the client left.
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("receive: %w", err)
-		}
+	for req := first; ; {
 		resp := x.handle(ctx, req)
 		if resp == nil {
 			return status.Errorf(codes.InvalidArgument, "unexpected ext_proc message %T", req.GetRequest())
@@ -124,6 +131,14 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		}
 		if x.closed {
 			return nil
+		}
+		req, err = stream.Recv()
+		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || ctx.Err() != nil {
+			// Envoy closed the stream: the request is over, normally or because the client left.
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("receive: %w", err)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/tollgate/tollgate/extproc/anthropic"
 	"github.com/tollgate/tollgate/extproc/apierror"
@@ -92,19 +93,25 @@ func upstreamRequest(req *clientRequest, b *catalog.Backend, m *catalog.Model) (
 	}
 }
 
-// setUpstreamCredential replaces the caller's credentials with the provider's. The client's key
-// must never reach a provider, whichever header it came in.
-func setUpstreamCredential(m *mutation, p *catalog.Provider) {
-	name, value := "authorization", "Bearer "+p.APIKey()
+// credentialHeader is the header, and its value, that carries provider p's credential.
+func credentialHeader(p *catalog.Provider) (name, value string) {
 	switch {
 	case p.AuthHeader != "":
-		name, value = p.AuthHeader, p.APIKey()
+		return strings.ToLower(p.AuthHeader), p.APIKey()
 	case p.Kind == catalog.KindAnthropic:
-		name, value = "x-api-key", p.APIKey()
+		return "x-api-key", p.APIKey()
 	case p.Kind == catalog.KindGemini:
-		name, value = "x-goog-api-key", p.APIKey()
+		return "x-goog-api-key", p.APIKey()
 	}
-	for _, h := range []string{"authorization", "x-api-key", "x-goog-api-key"} {
+	return "authorization", "Bearer " + p.APIKey()
+}
+
+// setUpstreamCredential replaces the caller's credentials with the provider's. The client's key
+// must never reach a provider, whichever header it came in; others lists further credential
+// headers to clear (a previous attempt's provider's).
+func setUpstreamCredential(m *mutation, p *catalog.Provider, others ...string) {
+	name, value := credentialHeader(p)
+	for _, h := range append([]string{"authorization", "x-api-key", "x-goog-api-key"}, others...) {
 		if h != name {
 			m.Remove(h)
 		}

@@ -195,3 +195,7 @@ func (c *Catalog) LimitsFor(m *Model) Limits {
 
 // SetPrices replaces the model's parsed prices; for building models in tests.
 func (m *Model) SetPrices(p billing.Prices) { m.prices = p }
+
+// Key names the backend in Envoy's endpoint metadata (filter_metadata.tollgate.backend), so the
+// per-attempt upstream filter can tell which backend an attempt reached.
+func (b *Backend) Key() string { return b.Provider + "/" + b.UpstreamModel }

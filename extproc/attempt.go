@@ -1,0 +1,172 @@
+package extproc
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/tollgate/tollgate/extproc/anthropic"
+	"github.com/tollgate/tollgate/extproc/apierror"
+	"github.com/tollgate/tollgate/extproc/catalog"
+)
+
+// Retries and fallback (DESIGN.md section 2, "the second filter"): with Config.TranslatePerAttempt,
+// the router filter's exchange admits the request but does not translate it; Envoy's router picks
+// a backend for each attempt (priority levels, retries), and an ext_proc filter in the model
+// cluster's upstream filter chain asks this server, once per attempt, to turn the original client
+// request into the request of the backend the attempt reached.
+
+// upstreamHostAttribute is the request attribute that carries the attempt's endpoint metadata.
+const upstreamHostAttribute = "xds.upstream_host_metadata"
+
+// isAttempt reports whether req opens an upstream-filter stream: request headers that carry the
+// upstream host's metadata, which only an upstream filter can see.
+func isAttempt(req *extprocv3.ProcessingRequest) bool {
+	h := req.GetRequestHeaders()
+	if h == nil {
+		return false
+	}
+	_, ok := attemptBackendKey(req)
+	return ok
+}
+
+// attemptBackendKey finds the backend key (filter_metadata.tollgate.backend) in the request's
+// attributes, whether the attribute is the whole metadata or the backend string itself.
+func attemptBackendKey(req *extprocv3.ProcessingRequest) (string, bool) {
+	for _, attrs := range req.GetAttributes() {
+		for k, v := range attrs.GetFields() {
+			if !strings.HasPrefix(k, upstreamHostAttribute) {
+				continue
+			}
+			if s := v.GetStringValue(); s != "" {
+				return s, true
+			}
+			fm := v.GetStructValue().GetFields()["filter_metadata"].GetStructValue().GetFields()
+			if b := fm[metadataNamespace].GetStructValue().GetFields()["backend"].GetStringValue(); b != "" {
+				return b, true
+			}
+		}
+	}
+	return "", false
+}
+
+// register makes x reachable by its attempts; finish unregisters it.
+func (s *Server) register(x *exchange) {
+	s.pendingMu.Lock()
+	s.pending[x.requestID] = x
+	s.pendingMu.Unlock()
+}
+
+func (s *Server) unregister(x *exchange) {
+	s.pendingMu.Lock()
+	delete(s.pending, x.requestID)
+	s.pendingMu.Unlock()
+}
+
+func (s *Server) lookupPending(id string) *exchange {
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	return s.pending[id]
+}
+
+// answerAttempt translates the original client request for the backend one attempt reached. The
+// request is always rebuilt from the client's, never from a previous attempt's, and every header
+// an attempt owns is reset: Envoy hands a retry the header map the previous attempt's filters left
+// (router.cc doRetry), but a fresh copy of the buffered client body.
+func (s *Server) answerAttempt(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	hm := req.GetRequestHeaders().GetHeaders()
+	x := s.lookupPending(header(hm, headerRequestID))
+	if x == nil {
+		return attemptFailure("the request this attempt belongs to is unknown to this extproc (is it a sidecar of this Envoy?)")
+	}
+	key, _ := attemptBackendKey(req)
+	var backend *catalog.Backend
+	for _, b := range x.route.Chain {
+		if b.Key() == key {
+			backend = b
+			break
+		}
+	}
+	if backend == nil {
+		return attemptFailure("the attempt reached backend " + key + ", which the catalog does not route this request to")
+	}
+	path, body, err := upstreamRequest(x.req, backend, backend.ModelRef())
+	if err != nil {
+		x.log().Error("build upstream request", "err", err, "backend", key)
+		return attemptFailure("the request cannot be translated for backend " + key)
+	}
+	provider := backend.ProviderRef()
+	var m mutation
+	m.Set(":path", path)
+	m.Set("content-type", "application/json")
+	// Credentials of the previous attempt's provider must not reach this one.
+	setUpstreamCredential(&m, provider, authHeaders(x.route.Chain)...)
+	if providerProtocol(provider.Kind) == protoAnthropic {
+		if x.req.proto != protoAnthropic {
+			m.Set("anthropic-version", anthropic.Version)
+		}
+	} else {
+		m.Remove("anthropic-version", "anthropic-beta")
+	}
+	x.attempted(backend)
+	return &extprocv3.ProcessingResponse{
+		Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
+			Status:         extprocv3.CommonResponse_CONTINUE_AND_REPLACE,
+			HeaderMutation: m.proto(),
+			BodyMutation:   &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: body}},
+		}}},
+		// Envoy drops content-length when a headers reply replaces the body; the cluster's
+		// header_mutation filter sets it again from this value.
+		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{metadataNamespace: structpb.NewStructValue(&structpb.Struct{
+			Fields: map[string]*structpb.Value{"content_length": structpb.NewStringValue(strconv.Itoa(len(body)))},
+		})}},
+	}
+}
+
+// attemptFailure ends an attempt with a 502 that the router filter's exchange rewrites into the
+// client's protocol on the way back.
+func attemptFailure(msg string) *extprocv3.ProcessingResponse {
+	e := apierror.New(http.StatusBadGateway, apierror.CodeNoProviderAvailable, "%s", msg)
+	var m mutation
+	m.Set("content-type", "application/json")
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
+		Status:  &typev3.HttpStatus{Code: typev3.StatusCode(e.Status)},
+		Headers: m.proto(),
+		Body:    errorBody(protoOpenAI, e),
+	}}}
+}
+
+// authHeaders lists the custom credential headers of the providers of chain.
+func authHeaders(chain []*catalog.Backend) []string {
+	var names []string
+	for _, b := range chain {
+		if h := strings.ToLower(b.ProviderRef().AuthHeader); h != "" && !slices.Contains(names, h) {
+			names = append(names, h)
+		}
+	}
+	return names
+}
+
+// attempted records that an attempt went to b. It runs on the attempt's stream, concurrently with
+// the router filter's.
+func (x *exchange) attempted(b *catalog.Backend) {
+	x.attemptMu.Lock()
+	defer x.attemptMu.Unlock()
+	x.lastAttempt = b
+	x.attempts = append(x.attempts, b.Key())
+}
+
+// syncAttempt adopts the backend of the last attempt, whose response is the one the router
+// filter now sees (only the final attempt's response reaches it).
+func (x *exchange) syncAttempt() {
+	x.attemptMu.Lock()
+	defer x.attemptMu.Unlock()
+	if x.lastAttempt != nil {
+		x.backend, x.provider = x.lastAttempt, providerProtocol(x.lastAttempt.ProviderRef().Kind)
+	}
+}
