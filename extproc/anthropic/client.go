@@ -44,7 +44,7 @@ type Request struct {
 func ParseRequest(body []byte) (*Request, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(body, &fields); err != nil {
-		return nil, apierror.InvalidParam("", "Request body is not valid JSON: %s", jsonProblem(err))
+		return nil, apierror.InvalidParam("", "Request body is not valid JSON: %s", apierror.JSONProblem(err))
 	}
 	if fields == nil {
 		return nil, apierror.InvalidParam("", "Request body must be a JSON object")
@@ -161,7 +161,7 @@ func (r *Request) parseMessages(fields map[string]json.RawMessage) error {
 		}
 		m := &r.Messages[i]
 		if err := json.Unmarshal(item, m); err != nil {
-			return apierror.InvalidParam(param, "Parameter %s is not a valid message: %s", param, jsonProblem(err))
+			return apierror.InvalidParam(param, "Parameter %s is not a valid message: %s", param, apierror.JSONProblem(err))
 		}
 		switch m.Role {
 		case "user", "assistant":
@@ -193,13 +193,13 @@ func (m *Message) parseContent(param string) (int, error) {
 	case '"':
 		var s string
 		if err := json.Unmarshal(m.Content, &s); err != nil {
-			return 0, apierror.InvalidParam(param, "Parameter %s is not valid: %s", param, jsonProblem(err))
+			return 0, apierror.InvalidParam(param, "Parameter %s is not valid: %s", param, apierror.JSONProblem(err))
 		}
 		m.Blocks, m.IsString = []ContentBlock{{Type: blockText, Text: &s}}, true
 		return utf8.RuneCountInString(s), nil
 	case '[':
 		if err := json.Unmarshal(m.Content, &m.Blocks); err != nil {
-			return 0, apierror.InvalidParam(param, "Parameter %s must be a string or an array of content blocks: %s", param, jsonProblem(err))
+			return 0, apierror.InvalidParam(param, "Parameter %s must be a string or an array of content blocks: %s", param, apierror.JSONProblem(err))
 		}
 	default:
 		return 0, apierror.InvalidParam(param, "Parameter %s must be a string or an array of content blocks", param)
@@ -360,7 +360,7 @@ func field(fields map[string]json.RawMessage, name string, dst any) error {
 		return nil
 	}
 	if err := json.Unmarshal(raw, dst); err != nil {
-		return apierror.InvalidParam(name, "Parameter %s is not valid: %s", name, jsonProblem(err))
+		return apierror.InvalidParam(name, "Parameter %s is not valid: %s", name, apierror.JSONProblem(err))
 	}
 	return nil
 }
@@ -370,19 +370,4 @@ func isNull(raw json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(raw),
 func isObject(raw json.RawMessage) bool {
 	raw = bytes.TrimSpace(raw)
 	return len(raw) > 0 && raw[0] == '{' && json.Valid(raw)
-}
-
-// jsonProblem describes a decoding error without echoing request content back at length.
-func jsonProblem(err error) string {
-	switch e := err.(type) {
-	case *json.SyntaxError:
-		return fmt.Sprintf("syntax error at byte %d", e.Offset)
-	case *json.UnmarshalTypeError:
-		if e.Field != "" {
-			return fmt.Sprintf("%s: expected %s, got %s", e.Field, e.Type, e.Value)
-		}
-		return fmt.Sprintf("expected %s, got %s", e.Type, e.Value)
-	default:
-		return "malformed JSON"
-	}
 }

@@ -4,6 +4,7 @@
 package apierror
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -100,5 +101,23 @@ func FromStatus(status int) *Error {
 		return New(http.StatusBadGateway, CodeProviderError, "The upstream provider refused the gateway's credentials")
 	default:
 		return New(status, CodeInvalidParams, "The upstream provider rejected the request (status %d)", status)
+	}
+}
+
+// JSONProblem describes why a request body failed to decode, for a client-facing message, without
+// echoing request content back.
+func JSONProblem(err error) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("syntax error at byte %d", syntax.Offset)
+	case errors.As(err, &typ):
+		if typ.Field != "" {
+			return fmt.Sprintf("%s: expected %s, got %s", typ.Field, typ.Type, typ.Value)
+		}
+		return fmt.Sprintf("expected %s, got %s", typ.Type, typ.Value)
+	default:
+		return "malformed JSON"
 	}
 }

@@ -60,7 +60,7 @@ func (r *ChatRequest) PromptBytes() int64 { return r.promptBytesEstimate }
 func ParseChatRequest(body []byte) (*ChatRequest, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(body, &fields); err != nil {
-		return nil, apierror.InvalidParam("", "Request body is not valid JSON: %s", jsonProblem(err))
+		return nil, apierror.InvalidParam("", "Request body is not valid JSON: %s", apierror.JSONProblem(err))
 	}
 	if fields == nil {
 		return nil, apierror.InvalidParam("", "Request body must be a JSON object")
@@ -86,7 +86,7 @@ func ParseChatRequest(body []byte) (*ChatRequest, error) {
 			IncludeUsage *bool `json:"include_usage"`
 		}
 		if err := json.Unmarshal(raw, &so); err != nil {
-			return nil, apierror.InvalidParam("stream_options", "Parameter stream_options is not valid: %s", jsonProblem(err))
+			return nil, apierror.InvalidParam("stream_options", "Parameter stream_options is not valid: %s", apierror.JSONProblem(err))
 		}
 		r.IncludeUsage = so.IncludeUsage != nil && *so.IncludeUsage
 	}
@@ -188,7 +188,7 @@ func (r *ChatRequest) parseMessages(fields map[string]json.RawMessage) error {
 		}
 		m := &r.Messages[i]
 		if err := json.Unmarshal(item, m); err != nil {
-			return apierror.InvalidParam(param, "Parameter %s is not a valid message: %s", param, jsonProblem(err))
+			return apierror.InvalidParam(param, "Parameter %s is not a valid message: %s", param, apierror.JSONProblem(err))
 		}
 		switch m.Role {
 		case "system", "developer":
@@ -231,7 +231,7 @@ func (m *Message) normaliseContent(param string) (int, error) {
 	case '"':
 		var s string
 		if err := json.Unmarshal(m.Content, &s); err != nil {
-			return 0, apierror.InvalidParam(param+".content", "Parameter %s.content is not valid: %s", param, jsonProblem(err))
+			return 0, apierror.InvalidParam(param+".content", "Parameter %s.content is not valid: %s", param, apierror.JSONProblem(err))
 		}
 		return utf8.RuneCountInString(s), nil
 	case '[':
@@ -279,24 +279,12 @@ func take(fields map[string]json.RawMessage, name string, dst any) error {
 		return nil
 	}
 	if err := json.Unmarshal(raw, dst); err != nil {
-		return apierror.InvalidParam(name, "Parameter %s is not valid: %s", name, jsonProblem(err))
+		return apierror.InvalidParam(name, "Parameter %s is not valid: %s", name, apierror.JSONProblem(err))
 	}
 	return nil
 }
 
 func isNull(raw json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(raw), []byte("null")) }
-
-// jsonProblem describes a decoding error without echoing request content back at length.
-func jsonProblem(err error) string {
-	switch e := err.(type) {
-	case *json.SyntaxError:
-		return fmt.Sprintf("syntax error at byte %d", e.Offset)
-	case *json.UnmarshalTypeError:
-		return fmt.Sprintf("expected %s, got %s", e.Type, e.Value)
-	default:
-		return "malformed JSON"
-	}
-}
 
 // Text returns the message's content when it is a plain string (arrays of text parts were
 // flattened into one when the request was parsed).
