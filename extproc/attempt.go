@@ -104,6 +104,9 @@ func (s *Server) answerAttempt(req *extprocv3.ProcessingRequest) *extprocv3.Proc
 	var m mutation
 	m.Set(":path", path)
 	m.Set("content-type", "application/json")
+	// The routing and rate-limit headers have done their work by now; they name the operator's
+	// customers and stay here. The request id stays: a retry's attempt looks the request up by it.
+	m.Remove(headerCluster, headerOrg, headerKey, headerModel)
 	// Credentials of the previous attempt's provider must not reach this one.
 	setUpstreamCredential(&m, provider, authHeaders(x.route.Chain)...)
 	if providerProtocol(provider.Kind) == protoAnthropic {

@@ -57,6 +57,9 @@ func TestTranslatePerAttempt(t *testing.T) {
 				t.Fatalf("status %v, want CONTINUE_AND_REPLACE", cr.GetStatus())
 			}
 			set, removed := mutations(cr.GetHeaderMutation())
+			if !removed["x-tollgate-org"] || !removed["x-tollgate-key"] || removed["x-tollgate-request-id"] {
+				t.Errorf("internal headers: removed %v", removed)
+			}
 			if removed[tt.wantAuth] {
 				t.Errorf("the credential header %s is set, not also removed", tt.wantAuth)
 			}
