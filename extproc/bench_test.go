@@ -145,3 +145,26 @@ func BenchmarkNoopBufferedRequest(b *testing.B) {
 	}
 	reportCPU(b, start)
 }
+
+// BenchmarkNoopStreamedChunk is BenchmarkStreamedChunk against a processor that does nothing.
+func BenchmarkNoopStreamedChunk(b *testing.B) {
+	h := noopHarness(b)
+	chunk := []byte("data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1767225600,\"model\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" word\"},\"finish_reason\":null}],\"usage\":null}\n\n")
+	const chunks = 500
+	b.ReportAllocs()
+	start := cpuTime()
+	var n int
+	for b.Loop() {
+		s := h.open(b)
+		s.requestHeaders(false, chatHeaders()...)
+		s.requestBody(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+		s.responseHeaders(false, ":status", "200", "content-type", "text/event-stream")
+		for range chunks {
+			s.responseBody(chunk, false)
+		}
+		s.responseBody([]byte("data: [DONE]\n\n"), true)
+		_ = s.s.CloseSend()
+		n += chunks
+	}
+	b.ReportMetric(float64((cpuTime()-start).Nanoseconds())/float64(n)/1000, "cpu-µs/chunk")
+}
