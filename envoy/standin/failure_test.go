@@ -114,8 +114,13 @@ func TestMessageTimeout(t *testing.T) {
 					}
 					srv.Send(&extprocsvc.ProcessingResponse{OverrideMessageTimeout: durationpb.New(time.Minute)})
 					// A slow processor: it answers after the configured timeout would have
-					// expired. (This is the behaviour under test, not a readiness wait.)
-					time.Sleep(1500 * time.Millisecond)
+					// expired (the behaviour under test, not a readiness wait), unless the
+					// stream ends first.
+					select {
+					case <-time.After(1500 * time.Millisecond):
+					case <-srv.Context().Done():
+						return nil
+					}
 					srv.Send(continueAll(m))
 				}
 			})
