@@ -73,6 +73,12 @@ func (x *exchange) settle(bu billing.Usage, finish string, streamed bool) {
 		u.TimeToFirstToken = x.firstByte.Sub(x.start)
 	}
 	log := x.log()
+	x.attemptMu.Lock()
+	if len(x.attempts) > 1 {
+		// Only the final attempt is charged; the earlier ones are worth an operator's eye.
+		log.Info("served after retries", "attempts", x.attempts, "provider", u.Provider)
+	}
+	x.attemptMu.Unlock()
 	x.s.settling.Add(1)
 	go func() {
 		defer x.s.settling.Done()
