@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -72,8 +73,8 @@ func clientInternalHeaders(hm *corev3.HeaderMap) []string {
 	return out
 }
 
-// credential extracts the caller's API key from the headers each SDK uses: Authorization Bearer
-// (OpenAI), x-api-key (Anthropic), x-goog-api-key (Gemini).
+// credential extracts the caller's API key from where each SDK puts it: Authorization Bearer
+// (OpenAI), x-api-key (Anthropic), x-goog-api-key or ?key= (Gemini).
 func credential(hm *corev3.HeaderMap) string {
 	if v := header(hm, "authorization"); v != "" {
 		if scheme, token, ok := strings.Cut(v, " "); ok && strings.EqualFold(scheme, "bearer") {
@@ -83,5 +84,15 @@ func credential(hm *corev3.HeaderMap) string {
 	if v := header(hm, "x-api-key"); v != "" {
 		return v
 	}
-	return header(hm, "x-goog-api-key")
+	if v := header(hm, "x-goog-api-key"); v != "" {
+		return v
+	}
+	// The Gemini API also takes the key as a query parameter (?key=…); the path the provider
+	// sees is rebuilt, so it goes no further.
+	if _, query, ok := strings.Cut(header(hm, ":path"), "?"); ok {
+		if q, err := url.ParseQuery(query); err == nil {
+			return q.Get("key")
+		}
+	}
+	return ""
 }

@@ -60,6 +60,7 @@ func TestRequestHeaders(t *testing.T) {
 		{name: "no key", headers: []string{":method", "POST", ":path", "/v1/chat/completions"}, wantStatus: 401, wantCode: "auth_invalid"},
 		{name: "unknown bearer key", headers: []string{":method", "POST", ":path", "/v1/chat/completions", "authorization", "Bearer tg_nope"}, wantStatus: 401, wantCode: "auth_invalid"},
 		{name: "x-api-key", headers: []string{":method", "POST", ":path", "/v1/chat/completions", "x-api-key", goodKey}},
+		{name: "gemini key in the query", headers: []string{":method", "POST", ":path", "/v1beta/models/gpt:generateContent?key=" + goodKey}},
 		{name: "gateway base path", headers: []string{":method", "POST", ":path", "/v1/gateway/chat/completions?x=1", "authorization", "Bearer " + goodKey}},
 		{name: "unknown route", headers: []string{":method", "POST", ":path", "/v2/chat", "authorization", "Bearer " + goodKey}, wantStatus: 404, wantCode: "not_found"},
 		{name: "wrong method", headers: []string{":method", "GET", ":path", "/v1/chat/completions", "authorization", "Bearer " + goodKey}, wantStatus: 405, wantCode: "invalid_params"},
