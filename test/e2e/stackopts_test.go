@@ -101,7 +101,9 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 
 	s.daemon(t, "mockprovider", "--addr", mockAddr, "--api-key", mockKey)
 	// Redis keys carry the org's id, unique to this test, so tests share Redis safely.
-	s.daemon(t, "ratelimit", "--addr", rlsAddr, "--config", catPath, "--reload", "200ms")
+	// Generous Redis deadline: on a loaded test machine the production 15 ms would fail open
+	// and let a request through that the quota tests expect refused.
+	s.daemon(t, "ratelimit", "--addr", rlsAddr, "--config", catPath, "--reload", "200ms", "--redis-timeout", "2s")
 	// Each stack's extproc has its own spool and management port; a later flag in extprocArgs
 	// overrides these.
 	s.daemon(t, append([]string{"extproc", "--addr", extprocAddr, "--config", catPath,
