@@ -24,6 +24,7 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	adminPort := fs.Uint("admin-port", bootstrap.DefaultAdminPort, "Envoy admin port on 127.0.0.1")
 	rlsAddr := fs.String("ratelimit", envOr("TOLLGATE_ENVOY_RATELIMIT", ""), "ratelimit service address as Envoy reaches it; empty renders no ratelimit filter (env TOLLGATE_ENVOY_RATELIMIT)")
 	mgmtAddr := fs.String("management", envOr("TOLLGATE_ENVOY_MANAGEMENT", ""), "management API address as Envoy reaches it; empty leaves /v1/management/* unrouted (env TOLLGATE_ENVOY_MANAGEMENT)")
+	fallback := fs.Bool("fallback", false, "render retries and cross-provider fallback: each model cluster's fallback chain as priority levels, Envoy's retry policy and the per-attempt upstream filters (needs an extproc that serves the upstream filter)")
 	out := fs.String("o", "", "write to this file instead of stdout")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -32,7 +33,11 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	yaml, err := renderBootstrap(cat, *listen, *extprocAddr, *rlsAddr, *mgmtAddr, uint32(*adminPort))
+	var extra []bootstrap.CatalogOption
+	if *fallback {
+		extra = append(extra, bootstrap.WithFallback())
+	}
+	yaml, err := renderBootstrap(cat, *listen, *extprocAddr, *rlsAddr, *mgmtAddr, uint32(*adminPort), extra...)
 	if err != nil {
 		return err
 	}
@@ -45,8 +50,9 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 
 // renderBootstrap renders Envoy's bootstrap; an empty rlsAddr renders no ratelimit filter and an
 // empty managementAddr no management cluster.
-func renderBootstrap(cat *catalog.Catalog, listen, extprocAddr, rlsAddr, managementAddr string, adminPort uint32) ([]byte, error) {
-	params, err := bootstrap.FromCatalog(cat, listen, extprocAddr, bootstrap.WithRateLimit(rlsAddr), bootstrap.WithManagement(managementAddr))
+func renderBootstrap(cat *catalog.Catalog, listen, extprocAddr, rlsAddr, managementAddr string, adminPort uint32, extra ...bootstrap.CatalogOption) ([]byte, error) {
+	opts := append([]bootstrap.CatalogOption{bootstrap.WithRateLimit(rlsAddr), bootstrap.WithManagement(managementAddr)}, extra...)
+	params, err := bootstrap.FromCatalog(cat, listen, extprocAddr, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -12,10 +12,14 @@ import (
 // region that has backends (DESIGN.md section 2), listening on listen and reaching extproc at
 // extprocAddr (both host:port). It is a pure function of its inputs.
 //
-// Each backend of the model in the region becomes its own priority level, in catalog order.
-// The router filter translates the request for the first backend, so until the per-attempt
-// upstream filter exists Envoy must only ever pick priority 0 (there are no health checks to
-// move it on). Options add what the catalog does not say (WithRateLimit).
+// Without WithFallback, each backend of the model in the region becomes its own priority
+// level, in catalog order, tagged with its provider name; the router filter translates the
+// request for the first backend, so Envoy must only ever pick priority 0 (there are no health
+// checks or retries to move it on). With WithFallback, the levels are the model's chain
+// (catalog.Chain: its own backends, then its fallbacks' backends in the region), each tagged
+// BackendKey(provider, upstream_model), and the upstream filters translate every attempt.
+// Options add what the catalog does not say (WithRateLimit, WithManagement, WithFallback);
+// the model clusters come first whatever the options add.
 func FromCatalog(cat *catalog.Catalog, listen, extprocAddr string, opts ...CatalogOption) (Params, error) {
 	var p Params
 	host, port, err := splitHostPort(listen)
@@ -28,29 +32,50 @@ func FromCatalog(cat *catalog.Catalog, listen, extprocAddr string, opts ...Catal
 		return p, fmt.Errorf("extproc address: %w", err)
 	}
 	p.ExtProc = Upstream{Host: eh, Port: ep}
-	for i := range cat.Models {
-		m := &cat.Models[i]
-		for _, region := range []string{catalog.RegionGlobal, catalog.RegionEU} {
-			backends := m.BackendsIn(region)
-			if len(backends) == 0 {
-				continue
-			}
-			c := Cluster{Name: catalog.ClusterName(m.ID, region)}
-			for _, b := range backends {
-				pr := b.ProviderRef()
-				c.Priorities = append(c.Priorities, []Endpoint{{
-					Backend: b.Provider, Host: pr.Host(), Port: pr.Port(), TLS: pr.TLS(), Weight: b.Weight,
-				}})
-			}
-			p.Clusters = append(p.Clusters, c)
-		}
-	}
 	for _, o := range opts {
 		if err := o(&p); err != nil {
 			return p, err
 		}
 	}
+	var models []Cluster
+	for i := range cat.Models {
+		m := &cat.Models[i]
+		for _, region := range []string{catalog.RegionGlobal, catalog.RegionEU} {
+			if c, ok := modelClusterParams(cat, m, region, p.Fallback != nil); ok {
+				models = append(models, c)
+			}
+		}
+	}
+	p.Clusters = append(models, p.Clusters...)
 	return p, nil
+}
+
+// modelClusterParams is the cluster of m in region, if m has backends there. A model
+// without backends of its own in the region has no cluster, even if a fallback would serve:
+// extproc answers such requests (eu/ residency, DESIGN.md section 5).
+func modelClusterParams(cat *catalog.Catalog, m *catalog.Model, region string, fallback bool) (Cluster, bool) {
+	if len(m.BackendsIn(region)) == 0 {
+		return Cluster{}, false
+	}
+	c := Cluster{Name: catalog.ClusterName(m.ID, region), Fallback: fallback}
+	if !fallback {
+		for _, b := range m.BackendsIn(region) {
+			pr := b.ProviderRef()
+			c.Priorities = append(c.Priorities, []Endpoint{{
+				Backend: b.Provider, Host: pr.Host(), Port: pr.Port(), TLS: pr.TLS(), Weight: b.Weight,
+			}})
+		}
+		return c, true
+	}
+	// One backend per level: weighted balancing across several backends of one level is a
+	// later step (each level then holds the backends of one model).
+	for _, b := range cat.Chain(m, region) {
+		pr := b.ProviderRef()
+		c.Priorities = append(c.Priorities, []Endpoint{{
+			Backend: BackendKey(b.Provider, b.UpstreamModel), Host: pr.Host(), Port: pr.Port(), TLS: pr.TLS(),
+		}})
+	}
+	return c, true
 }
 
 // CatalogOption adjusts the parameters FromCatalog derives.
@@ -68,6 +93,19 @@ func WithRateLimit(addr string) CatalogOption {
 			return fmt.Errorf("ratelimit address: %w", err)
 		}
 		p.RateLimit = &RateLimit{Service: Upstream{Host: host, Port: port}}
+		return nil
+	}
+}
+
+// WithFallback turns on retries and cross-provider fallback with the default settings:
+// model clusters get their chain as priority levels, the per-attempt upstream filters and
+// outlier detection, and the route Envoy's retry policy (Params.Fallback).
+func WithFallback() CatalogOption { return WithFallbackSettings(Fallback{}) }
+
+// WithFallbackSettings is WithFallback with f's settings (zero fields take the defaults).
+func WithFallbackSettings(f Fallback) CatalogOption {
+	return func(p *Params) error {
+		p.Fallback = &f
 		return nil
 	}
 }

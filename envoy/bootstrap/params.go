@@ -78,6 +78,10 @@ type Params struct {
 	UpstreamCAFile string
 	// Clusters are the model clusters, one per (model, region), named by the caller.
 	Clusters []Cluster
+	// Fallback, if set, gives the route Envoy's retry policy and every cluster marked
+	// Fallback its per-attempt upstream filters and outlier detection (DESIGN.md section 2,
+	// "the second filter"). Nil renders neither.
+	Fallback *Fallback
 	// RateLimit, if set, adds the HTTP ratelimit filter right after ext_proc, the RLS
 	// cluster (RateLimitClusterName) and the route's RateLimitPerRoute (DESIGN.md section
 	// 7). Nil renders no rate limiting.
@@ -104,6 +108,9 @@ type Upstream struct {
 type Cluster struct {
 	Name       string
 	Priorities [][]Endpoint
+	// Fallback marks a model cluster whose attempts are translated by the upstream filters
+	// (Params.Fallback must be set): it gets them, and outlier detection.
+	Fallback bool
 }
 
 // Endpoint is one backend endpoint of a model cluster.
@@ -142,6 +149,7 @@ func (p Params) withDefaults() Params {
 		p.UpstreamCAFile = DefaultUpstreamCAFile
 	}
 	p.RateLimit = p.RateLimit.withDefaults()
+	p.Fallback = p.Fallback.withDefaults()
 	return p
 }
 
@@ -158,6 +166,9 @@ func (p Params) validate() error {
 		errs = append(errs, fmt.Errorf("upstream timeout %s: must be at least 1ms", p.UpstreamTimeout))
 	}
 	if err := p.RateLimit.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := p.Fallback.validate(p.Clusters); err != nil {
 		errs = append(errs, err)
 	}
 	seen := map[string]bool{ExtProcClusterName: true}

@@ -71,6 +71,14 @@ func Render(p Params) (*bootstrapv3.Bootstrap, error) {
 		if err != nil {
 			return nil, fmt.Errorf("render bootstrap: cluster %q: %w", c.Name, err)
 		}
+		if c.Fallback {
+			opts, err := upstreamProtocolOptions(p)
+			if err != nil {
+				return nil, fmt.Errorf("render bootstrap: cluster %q: %w", c.Name, err)
+			}
+			mc.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsKey: opts}
+			mc.OutlierDetection = p.Fallback.outlierDetection()
+		}
 		clusters = append(clusters, mc)
 	}
 	for _, c := range p.ExtraClusters {
@@ -140,6 +148,13 @@ func httpConnectionManager(p Params) (*hcmv3.HttpConnectionManager, error) {
 			// upstream Host comes from the chosen endpoint's hostname.
 			HostRewriteSpecifier: &routev3.RouteAction_AutoHostRewrite{AutoHostRewrite: wrapperspb.Bool(true)},
 		}},
+	}
+	if p.Fallback != nil {
+		rp, err := p.Fallback.retryPolicy(p.Clusters)
+		if err != nil {
+			return nil, fmt.Errorf("retry policy: %w", err)
+		}
+		route.GetRoute().RetryPolicy = rp
 	}
 	for name, cfg := range p.RouteTypedPerFilterConfig {
 		perFilter[name] = proto.Clone(cfg).(*anypb.Any)

@@ -35,7 +35,16 @@ var implemented = map[protoreflect.FullName][]string{
 	"envoy.config.route.v3.RouteMatch":                                       {"prefix", "path"},
 	"envoy.config.route.v3.RouteAction": {
 		"cluster", "cluster_header", "cluster_not_found_response_code", "timeout", "auto_host_rewrite",
+		"retry_policy",
 	},
+	// Retries (retry.go). retry_on tokens and the retry priority are checked by retryconfig.go.
+	"envoy.config.route.v3.RetryPolicy": {
+		"retry_on", "num_retries", "per_try_timeout", "per_try_idle_timeout", "retry_priority",
+		"retriable_status_codes", "retry_back_off",
+	},
+	"envoy.config.route.v3.RetryPolicy.RetryPriority":                                 {"name", "typed_config"},
+	"envoy.config.route.v3.RetryPolicy.RetryBackOff":                                  {"base_interval", "max_interval"},
+	"envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig": {"update_frequency"},
 
 	"envoy.extensions.filters.http.router.v3.Router": {"suppress_envoy_headers"},
 	"envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor": {
@@ -43,6 +52,7 @@ var implemented = map[protoreflect.FullName][]string{
 		"stat_prefix", "mutation_rules", "allow_mode_override", "allowed_override_modes",
 		"disable_immediate_response", "metadata_options", "route_cache_action",
 		"disable_clear_route_cache", "status_on_error",
+		"request_attributes", // upstream filters only (upstreamfilters.go)
 	},
 	"envoy.config.core.v3.GrpcService":           {"envoy_grpc"},
 	"envoy.config.core.v3.GrpcService.EnvoyGrpc": {"cluster_name", "max_receive_message_length"},
@@ -81,7 +91,12 @@ var implemented = map[protoreflect.FullName][]string{
 
 	"envoy.config.cluster.v3.Cluster": {
 		"name", "type", "connect_timeout", "load_assignment", "typed_extension_protocol_options",
-		"transport_socket", "transport_socket_matches",
+		"transport_socket", "transport_socket_matches", "outlier_detection",
+	},
+	// Consecutive-5xx ejection only (outlier.go); success-rate ejection must be off.
+	"envoy.config.cluster.v3.OutlierDetection": {
+		"consecutive_5xx", "interval", "base_ejection_time", "max_ejection_percent",
+		"enforcing_consecutive_5xx", "enforcing_success_rate",
 	},
 	"envoy.config.cluster.v3.Cluster.TransportSocketMatch": {"name", "match", "transport_socket"},
 	"envoy.config.endpoint.v3.ClusterLoadAssignment":       {"cluster_name", "endpoints"},
@@ -92,7 +107,14 @@ var implemented = map[protoreflect.FullName][]string{
 	"envoy.config.core.v3.TransportSocket":                 {"name", "typed_config"},
 	"envoy.config.core.v3.DataSource":                      {"filename", "inline_string", "inline_bytes"},
 
-	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions":                    {"explicit_http_config"},
+	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {"explicit_http_config", "http_filters"},
+	// Upstream HTTP filters (upstreamfilters.go, headermutation.go).
+	"envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec":             {},
+	"envoy.extensions.filters.http.header_mutation.v3.HeaderMutation":           {"mutations"},
+	"envoy.extensions.filters.http.header_mutation.v3.Mutations":                {"request_mutations"},
+	"envoy.config.common.mutation_rules.v3.HeaderMutation":                      {"remove", "append"},
+	"envoy.config.core.v3.HeaderValueOption":                                    {"header", "append_action", "keep_empty_value"},
+	"envoy.config.core.v3.HeaderValue":                                          {"key", "value"},
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig": {"http_protocol_options", "http2_protocol_options"},
 	"envoy.config.core.v3.Http1ProtocolOptions":                                 {},
 	"envoy.config.core.v3.Http2ProtocolOptions":                                 {},

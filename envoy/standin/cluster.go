@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -16,32 +17,104 @@ import (
 
 // cluster is a cluster's runtime: its endpoints by priority and their transports.
 type cluster struct {
-	name   string
-	http2  bool
-	levels [][]*endpoint
-	next   atomic.Uint64 // round-robin position
+	name    string
+	http2   bool
+	levels  [][]*endpoint
+	next    atomic.Uint64 // round-robin position
+	filters *upstreamFilterChain
+	outlier *outlierDetector // nil without outlier_detection
 }
 
 type endpoint struct {
 	cfg       endpointConfig
+	priority  int
 	addr      string // host:port
 	transport *http.Transport
 }
 
 func newCluster(c *clusterConfig) *cluster {
-	cl := &cluster{name: c.name, http2: c.http2}
-	for _, level := range c.levels {
+	cl := &cluster{name: c.name, http2: c.http2, filters: c.upstreamFilters}
+	total := 0
+	for prio, level := range c.levels {
 		var eps []*endpoint
 		for _, e := range level {
 			eps = append(eps, &endpoint{
 				cfg:       e,
+				priority:  prio,
 				addr:      net.JoinHostPort(e.host, strconv.FormatUint(uint64(e.port), 10)),
 				transport: newTransport(e, c.connectTimeout, c.http2),
 			})
 		}
+		total += len(eps)
 		cl.levels = append(cl.levels, eps)
 	}
+	cl.outlier = newOutlierDetector(c.outlier, total, time.Now())
 	return cl
+}
+
+// Envoy's load balancer defaults: overprovisioning_factor 140 and healthy_panic_threshold 50%
+// (api/envoy/config/endpoint/v3/endpoint.proto, cluster.proto CommonLbConfig).
+const (
+	overprovisioningFactor = 140
+	panicThresholdPercent  = 50
+)
+
+// choose picks the endpoint for an attempt: a priority level by the priority load (each
+// level's health, as the retry priority adjusts it), then within the level weighted round
+// robin over its healthy hosts, or over all of them when the level is in panic (under 50%
+// healthy). A level's health is min(100, 1.4 × healthy/total) in percent; the load goes to
+// the lowest levels first, and all of it to level 0 when nothing is healthy.
+//
+// Envoy: source/common/upstream/load_balancer_impl.cc LoadBalancerBase::
+// recalculatePerPriorityState, choosePriority, isHostSetInPanic; the retry priority through
+// LoadBalancerContext::determinePriorityLoad (router.cc).
+func (c *cluster) choose(rs *retryState, rng *rand.Rand, now time.Time) *endpoint {
+	if len(c.levels) == 0 {
+		return nil
+	}
+	health := make([]int, len(c.levels))
+	healthy := make([][]*endpoint, len(c.levels))
+	total := 0
+	for i, level := range c.levels {
+		for _, e := range level {
+			if !c.outlier.isEjected(e, now) {
+				healthy[i] = append(healthy[i], e)
+			}
+		}
+		health[i] = min(100, overprovisioningFactor*len(healthy[i])/len(level))
+		total += health[i]
+	}
+	load := rs.priorityLoad(health, distributeLoad(health, min(total, 100)))
+	prio, r := 0, rng.IntN(100)
+	for i, l := range load {
+		if r < l {
+			prio = i
+			break
+		}
+		r -= l
+	}
+	hosts := healthy[prio]
+	if len(hosts)*100 < panicThresholdPercent*len(c.levels[prio]) {
+		hosts = c.levels[prio]
+	}
+	return c.pickIn(hosts)
+}
+
+// pickIn is weighted round robin over hosts.
+func (c *cluster) pickIn(hosts []*endpoint) *endpoint {
+	var total uint64
+	for _, e := range hosts {
+		total += uint64(max(e.cfg.weight, 1))
+	}
+	n := c.next.Add(1) % total
+	for _, e := range hosts {
+		w := uint64(max(e.cfg.weight, 1))
+		if n < w {
+			return e
+		}
+		n -= w
+	}
+	return hosts[0]
 }
 
 // pick chooses an endpoint. Without health checking every host is healthy, so Envoy sends

@@ -42,7 +42,13 @@ func parseCluster(c *clusterv3.Cluster) (*clusterConfig, error) {
 			continue
 		}
 		cc.http2 = opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil
+		cc.upstreamFilterProtos = opts.GetHttpFilters()
 	}
+	od, err := parseOutlierDetection(c.GetOutlierDetection())
+	if err != nil {
+		fail("outlier_detection: %w", err)
+	}
+	cc.outlier = od
 
 	var defaultTLS *tlsConfig
 	if ts := c.GetTransportSocket(); ts != nil {

@@ -77,6 +77,11 @@ type clusterConfig struct {
 	connectTimeout time.Duration
 	http2          bool
 	levels         [][]endpointConfig // by priority
+	// upstreamFilterProtos are HttpProtocolOptions.http_filters, parsed into upstreamFilters
+	// once every cluster is known (an ext_proc filter names a cluster).
+	upstreamFilterProtos []*hcmv3.HttpFilter
+	upstreamFilters      *upstreamFilterChain // nil: the codec only
+	outlier              *outlierConfig       // nil: no outlier detection
 }
 
 type endpointConfig struct {
@@ -117,6 +122,14 @@ func parseConfig(b *bootstrapv3.Bootstrap) (*config, error) {
 		cfg.clusters[cc.name] = cc
 	}
 
+	for _, cc := range cfg.clusters {
+		chain, err := parseUpstreamFilters(cc.upstreamFilterProtos, cfg.clusters)
+		if err != nil {
+			fail("cluster %s: typed_extension_protocol_options[%s].http_filters: %w", cc.name, httpProtocolOptionsKey, err)
+		}
+		cc.upstreamFilters = chain
+	}
+
 	listeners := b.GetStaticResources().GetListeners()
 	if len(listeners) != 1 {
 		fail("static_resources.listeners: the stand-in serves exactly one listener, got %d", len(listeners))
@@ -127,6 +140,12 @@ func parseConfig(b *bootstrapv3.Bootstrap) (*config, error) {
 		fail("static_resources.listeners[0] (%s): %w", listeners[0].GetName(), err)
 	}
 	cfg.listener = l
+	// Upstream ext_proc filters share the listener ext_proc's gRPC client.
+	for _, cc := range cfg.clusters {
+		if ep := cc.upstreamFilters.extProc(); ep != nil && (l.extProc == nil || ep.cluster != l.extProc.cluster) {
+			fail("cluster %s: the stand-in implements an upstream ext_proc filter only on the cluster of the listener's ext_proc filter", cc.name)
+		}
+	}
 	return cfg, errors.Join(errs...)
 }
 
@@ -196,6 +215,9 @@ func parseListener(l *listenerv3.Listener, clusters map[string]*clusterConfig) (
 			cfg, err := parseExtProc(ep, clusters)
 			if err != nil {
 				fail("%s: %w", where, err)
+			}
+			if len(ep.GetRequestAttributes()) > 0 {
+				fail("%s: request_attributes: field not implemented by the stand-in in the listener's filter chain (only in upstream filters)", where)
 			}
 			out.extProc = cfg
 		case tc.MessageIs(&ratelimitv3.RateLimit{}):

@@ -59,11 +59,13 @@ func TestNewRefusesWhatItDoesNotImplement(t *testing.T) {
 				}}, h.HttpFilters[1:]...)
 			})
 		}, "http_filters[1].typed_config(envoy.extensions.filters.http.ratelimit.v3.RateLimit).rate_limits: field not implemented"},
-		{"retry policy", func(t *testing.T, b *bootstrapv3.Bootstrap) {
+		{"retry host predicate", func(t *testing.T, b *bootstrapv3.Bootstrap) {
 			editHCM(t, b, func(h *hcmv3.HttpConnectionManager) {
-				h.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()[0].GetRoute().RetryPolicy = &routev3.RetryPolicy{RetryOn: "5xx"}
+				h.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()[0].GetRoute().RetryPolicy = &routev3.RetryPolicy{
+					RetryOn: "5xx", RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{Name: "envoy.retry_host_predicates.previous_hosts"}},
+				}
 			})
-		}, "route.retry_policy: field not implemented by the stand-in"},
+		}, "route.retry_policy.retry_host_predicate: field not implemented by the stand-in"},
 		{"request body STREAMED", func(t *testing.T, b *bootstrapv3.Bootstrap) {
 			editExtProc(t, b, func(ep *extprocv3.ExternalProcessor) {
 				ep.ProcessingMode.RequestBodyMode = extprocv3.ProcessingMode_STREAMED

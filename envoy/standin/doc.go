@@ -9,8 +9,9 @@
 // New walks the whole bootstrap, typed_configs included, against a table of implemented
 // fields (allow.go) and then checks enum values and references (config.go). Anything else
 // (another HTTP filter, filter-level ratelimit rate_limits, a rate limit action other than
-// request_headers, generic_key and dynamic metadata, a field like retry_policy, a body mode
-// like FULL_DUPLEX_STREAMED) is an error that names its path. A mode a processor switches on at
+// request_headers, generic_key and dynamic metadata, a retry host predicate, a retry_on
+// condition like retriable-4xx, a body mode like FULL_DUPLEX_STREAMED) is an error that names
+// its path. A mode a processor switches on at
 // run time through mode_override that the stand-in does not implement fails that request
 // with a 500 and an error log, rather than behaving differently from Envoy.
 //
@@ -47,6 +48,19 @@
 //     route timeout runs from the end of the request to the end of the upstream response.
 //     Connect failures and resets before headers are 503 with Envoy's body, a timeout
 //     before headers 504.
+//     Retries and fallback (attempt.go, retry.go, upstreamfilters.go, headermutation.go,
+//     outlier.go), when the route has a retry_policy or the cluster upstream filters or
+//     outlier detection: each attempt picks a priority level by health (outlier ejections)
+//     as previous_priorities adjusts it, runs the cluster's upstream filters on the one
+//     request header map (mutated in place across attempts) and a fresh copy of the router's
+//     body — ext_proc in upstream mode (a new stream per attempt, request_headers with the
+//     host's metadata in attributes, CONTINUE_AND_REPLACE replacing the body) and
+//     header_mutation (%DYNAMIC_METADATA% values, empty ones not written) — then goes
+//     upstream with per-try and per-try idle timeouts. A retriable status (5xx, 502-504, the
+//     retriable status codes) is decided at response headers and discarded before anything
+//     reaches the client; resets, connect failures and per-try timeouts are retried too;
+//     each retry waits Envoy's fully jittered exponential back-off. Only the final attempt's
+//     response runs through the encoder filters.
 //  5. Encode path (encode.go): response_headers (with :status) goes to the processor
 //     unless SKIP; then NONE passes the body through, BUFFERED collects it and sends one
 //     response_body message while holding the headers, STREAMED sends every chunk at once

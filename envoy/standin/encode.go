@@ -244,6 +244,14 @@ func (s *stream) upstreamBodyFailed(err error) {
 		s.onRouteTimeoutAfterHeaders() // the reader saw the timeout before the stream did
 		return
 	}
+	if errors.Is(err, errPerTryTimeout) || errors.Is(err, errPerTryIdleTimeout) {
+		// Once the response started, a per-try timeout can only reset the stream
+		// (router.cc onPerTryTimeout → onUpstreamTimeoutAbort, downstream_response_started_).
+		s.p.stats.upstreamPerTryTimeout.Add(1)
+		s.info.ResponseCodeDetails = perTryDetails(err)
+		s.reset()
+		return
+	}
 	s.log.Warn("upstream response body failed", "error", err)
 	s.p.stats.upstreamReset.Add(1)
 	if s.info.ResponseCodeDetails == "" || s.info.ResponseCodeDetails == "via_upstream" {

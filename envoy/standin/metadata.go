@@ -84,6 +84,8 @@ type counters struct {
 	rateLimitOK, rateLimitError                  atomic.Uint64
 	rateLimitOverLimit                           atomic.Uint64
 	rateLimitFailureModeAllowed                  atomic.Uint64
+	upstreamRqRetry, upstreamRqRetryLimitExceed  atomic.Uint64
+	upstreamPerTryTimeout, outlierEjections      atomic.Uint64
 }
 
 // Stats is a snapshot of the stand-in's counters. Field names follow Envoy's statistics
@@ -98,6 +100,10 @@ type Stats struct {
 	NoCluster, NoRoute, UpstreamResets, UpstreamTimeouts, IdleTimeouts uint64
 	// The ratelimit filter's cluster.<route target cluster>.ratelimit.* counters.
 	RateLimitOK, RateLimitError, RateLimitOverLimit, RateLimitFailureModeAllowed uint64
+	// The router's retry counters and outlier detection's ejections
+	// (cluster.<name>.upstream_rq_retry, upstream_rq_retry_limit_exceeded,
+	// upstream_rq_per_try_timeout; outlier_detection.ejections_enforced_total).
+	UpstreamRqRetry, UpstreamRqRetryLimitExceeded, UpstreamRqPerTryTimeout, OutlierEjections uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -124,5 +130,9 @@ func (c *counters) snapshot() Stats {
 		RateLimitError:                 c.rateLimitError.Load(),
 		RateLimitOverLimit:             c.rateLimitOverLimit.Load(),
 		RateLimitFailureModeAllowed:    c.rateLimitFailureModeAllowed.Load(),
+		UpstreamRqRetry:                c.upstreamRqRetry.Load(),
+		UpstreamRqRetryLimitExceeded:   c.upstreamRqRetryLimitExceed.Load(),
+		UpstreamRqPerTryTimeout:        c.upstreamPerTryTimeout.Load(),
+		OutlierEjections:               c.outlierEjections.Load(),
 	}
 }

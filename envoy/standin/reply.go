@@ -346,6 +346,12 @@ func (s *stream) notImplemented(what string) {
 // 200; header mutations are checked against the filter's mutation rules and failures only
 // logged; whitespace in details becomes '_'.
 func (s *stream) sendImmediateResponse(ir *extprocsvc.ImmediateResponse) {
+	s.sendImmediateResponseWith(ir, s.ep.cfg.rules)
+}
+
+// sendImmediateResponseWith is sendImmediateResponse for the ext_proc filter whose mutation
+// rules are rules (an upstream filter's replies are checked against its own).
+func (s *stream) sendImmediateResponseWith(ir *extprocsvc.ImmediateResponse, rules *mutationRules) {
 	code := 200
 	if ir.GetStatus() != nil {
 		code = int(ir.GetStatus().GetCode())
@@ -355,7 +361,7 @@ func (s *stream) sendImmediateResponse(ir *extprocsvc.ImmediateResponse) {
 	}
 	mutate := func(h *headerMap) {
 		if hm := ir.GetHeaders(); hm != nil {
-			if err := applyHeaderMutation(hm, h, false, s.ep.cfg.rules, s.rejectedMutation, false); err != nil {
+			if err := applyHeaderMutation(hm, h, false, rules, s.rejectedMutation, false); err != nil {
 				s.log.Error("immediate response mutations failed", "error", err)
 			}
 		}

@@ -49,6 +49,10 @@ func (s *stream) forward(body *requestBody) {
 		return
 	}
 	s.info.Cluster = c.name
+	if rm.route.retry != nil || c.filters != nil || c.outlier != nil {
+		s.forwardAttempts(rm, c, body) // attempt.go
+		return
+	}
 	ep := c.pick()
 	s.info.UpstreamHost = ep.addr
 	s.info.UpstreamHostMetadata = ep.cfg.metadata
@@ -107,7 +111,11 @@ func (s *stream) forward(body *requestBody) {
 		return
 	}
 
-	resp := res.resp
+	s.deliverResponse(res.resp, start)
+}
+
+// deliverResponse hands the upstream response to the encoder filters.
+func (s *stream) deliverResponse(resp *http.Response, start time.Time) {
 	s.upHeaders = true
 	s.touch()
 	h := responseHeaderMap(resp.StatusCode, resp.Header)
@@ -122,7 +130,7 @@ func (s *stream) forward(body *requestBody) {
 		chunks = s.readBody(resp.Body, resp.ContentLength)
 	} else {
 		resp.Body.Close()
-		s.routeTimer.stop()
+		s.upstreamComplete()
 	}
 	s.encode(&response{headers: h, body: chunks})
 }
@@ -195,8 +203,8 @@ func (s *stream) upstreamRequest(ctx context.Context, rt *route, ep *endpoint, b
 	if _, ok := req.Header["User-Agent"]; !ok {
 		req.Header["User-Agent"] = []string{""} // net/http would add its own
 	}
-	if !s.p.cfg.listener.router.suppressEnvoyHeaders && rt.timeout > 0 {
-		req.Header.Set("x-envoy-expected-rq-timeout-ms", strconv.FormatInt(rt.timeout.Milliseconds(), 10))
+	if t := expectedTimeout(rt); !s.p.cfg.listener.router.suppressEnvoyHeaders && t > 0 {
+		req.Header.Set("x-envoy-expected-rq-timeout-ms", strconv.FormatInt(t.Milliseconds(), 10))
 	}
 	cl, hasCL := h.contentLength()
 	switch {
@@ -219,6 +227,15 @@ func (s *stream) upstreamRequest(ctx context.Context, rt *route, ep *endpoint, b
 		}
 	}
 	return req.WithContext(ctx), nil
+}
+
+// expectedTimeout is what the router tells the upstream it has: the per-try timeout when it
+// is shorter than the route's (router.cc FilterUtility::finalTimeout).
+func expectedTimeout(rt *route) time.Duration {
+	if rt.retry != nil && rt.retry.perTryTimeout > 0 && (rt.timeout == 0 || rt.retry.perTryTimeout < rt.timeout) {
+		return rt.retry.perTryTimeout
+	}
+	return rt.timeout
 }
 
 // eofNotifier calls onEOF when the client's body has been read: the downstream request is

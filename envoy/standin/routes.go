@@ -31,6 +31,7 @@ type route struct {
 	autoHostRewrite bool
 	perFilter       map[string]*anypb.Any // typed_per_filter_config, by filter name
 	rateLimit       *rateLimitPolicy      // the ratelimit filter's RateLimitPerRoute
+	retry           *retryPolicy          // nil: no retry_policy
 }
 
 // routeMatch is a resolved route: Envoy resolves cluster_header when it matches the route,
@@ -84,6 +85,11 @@ func parseRoutes(rc *routev3.RouteConfiguration, clusters map[string]*clusterCon
 			if d := a.GetTimeout(); d != nil {
 				rt.timeout = d.AsDuration()
 			}
+			rp, err := parseRetryPolicy(a.GetRetryPolicy())
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s.route.retry_policy: %w", where, err))
+			}
+			rt.retry = rp
 			v.routes = append(v.routes, rt)
 		}
 		t.vhosts = append(t.vhosts, v)

@@ -36,7 +36,7 @@ func (sp splitter) next(n int) int {
 // readBody starts the upstream body reader: it emits the body in randomly split chunks and
 // ends with end_stream, which rides on the last data chunk when the length is known
 // (content-length) and comes as an empty chunk otherwise (the HTTP/1 chunked terminator,
-// research doc section 1.12). It stops the route timer when the body is complete. The
+// research doc section 1.12). It stops the route and per-try timers when the body is complete. The
 // goroutine exits at the end of the body or when the upstream context ends; finish waits
 // for it.
 func (s *stream) readBody(body io.ReadCloser, length int64) <-chan chunk {
@@ -66,6 +66,9 @@ func (s *stream) readBody(body io.ReadCloser, length int64) <-chan chunk {
 		remaining := length // < 0: unknown
 		for {
 			n, err := body.Read(buf)
+			if n > 0 {
+				s.attemptTimers.progress() // the per-try idle timer restarts on data
+			}
 			data := buf[:n]
 			for len(data) > 0 {
 				k := sp.next(len(data))
@@ -77,7 +80,7 @@ func (s *stream) readBody(body io.ReadCloser, length int64) <-chan chunk {
 					eos = remaining <= 0
 				}
 				if eos {
-					s.routeTimer.stop() // the upstream response is complete
+					s.upstreamComplete()
 				}
 				if !emit(chunk{data: piece, eos: eos}) || eos {
 					return
@@ -85,7 +88,7 @@ func (s *stream) readBody(body io.ReadCloser, length int64) <-chan chunk {
 			}
 			switch {
 			case errors.Is(err, io.EOF) && remaining < 0:
-				s.routeTimer.stop()
+				s.upstreamComplete()
 				emit(chunk{eos: true})
 				return
 			case errors.Is(err, io.EOF):

@@ -262,14 +262,16 @@ func (p *Proxy) dialGRPC(cluster string, maxRecvMsgBytes int) (*grpc.ClientConn,
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := p.nextID.Add(1)
 	s := &stream{
-		p:    p,
-		log:  p.log.With("stream_id", id),
-		ctx:  r.Context(),
-		w:    w,
-		rc:   http.NewResponseController(w),
-		r:    r,
-		rng:  rand.New(rand.NewPCG(uint64(p.seed), id)),
-		head: r.Method == http.MethodHead,
+		p:   p,
+		log: p.log.With("stream_id", id),
+		ctx: r.Context(),
+		w:   w,
+		rc:  http.NewResponseController(w),
+		r:   r,
+		rng: rand.New(rand.NewPCG(uint64(p.seed), id)),
+		// A second stream of the same seed: the body reader owns rng.
+		lbRng: rand.New(rand.NewPCG(uint64(p.seed)^0x7f4a7c15, id)),
+		head:  r.Method == http.MethodHead,
 	}
 	if cfg := p.cfg.listener.extProc; cfg != nil {
 		s.ep = newProcessor(cfg, p.extproc, s.log, &p.stats)

@@ -31,6 +31,21 @@ type StreamInfo struct {
 	UpstreamHostMetadata *corev3.Metadata
 	// Reset reports that the downstream stream was reset instead of completed.
 	Reset bool
+	// Attempts are the router's upstream attempts, in order (retries and fallback).
+	Attempts []Attempt
+}
+
+// Attempt is one upstream attempt of the router.
+type Attempt struct {
+	UpstreamHost string // host:port
+	Priority     int
+	// Backend is the endpoint's filter_metadata.tollgate.backend.
+	Backend string
+	// Status is the upstream response status, 0 if the attempt failed before headers.
+	Status int
+	// Failure says why an attempt without a status failed ("reset", "connect_failure",
+	// "per_try_timeout", ...), or why its response was not used.
+	Failure string
 }
 
 // respState is how far the response has gone (FilterManager's responseHeaders() and
@@ -83,6 +98,10 @@ type stream struct {
 	upCancel    context.CancelCauseFunc
 	upHeaders   bool // upstream response headers arrived (downstream_response_started_)
 	bodyReaders sync.WaitGroup
+	// attemptTimers are the current attempt's per-try timers (nil without a retry policy);
+	// lbRng drives priority choice and back-off jitter, on the stream goroutine only.
+	attemptTimers *attemptTimers
+	lbRng         *rand.Rand
 
 	info StreamInfo
 }
@@ -112,6 +131,7 @@ func (s *stream) finish() {
 	if s.routeTimer != nil {
 		s.routeTimer.stop()
 	}
+	s.attemptTimers.stop()
 	s.bodyReaders.Wait()
 	if s.idle != nil {
 		s.idle.Stop()
@@ -240,6 +260,16 @@ func (s *stream) reset() {
 	s.cancelUpstream(context.Canceled)
 	s.ended = true
 	s.aborted = true
+}
+
+// upstreamComplete stops the route and per-try timers: the upstream response is complete
+// (router.cc onUpstreamComplete; the per-try timers die with the UpstreamRequest). It may be
+// called from the upstream body reader.
+func (s *stream) upstreamComplete() {
+	if s.routeTimer != nil {
+		s.routeTimer.stop()
+	}
+	s.attemptTimers.stop()
 }
 
 // routeTimer is the router's global timeout: armed when the downstream request is complete,
