@@ -110,8 +110,20 @@ func (s *Server) answerAttempt(req *extprocv3.ProcessingRequest) *extprocv3.Proc
 	// Credentials of the previous attempt's provider must not reach this one.
 	setUpstreamCredential(&m, provider, authHeaders(x.route.Chain)...)
 	if providerProtocol(provider.Kind) == protoAnthropic {
-		if x.req.proto != protoAnthropic {
-			m.Set("anthropic-version", anthropic.Version)
+		// The client's own version and betas when it speaks Anthropic, else the version the
+		// translation targets.
+		version, beta := anthropic.Version, ""
+		if x.req.proto == protoAnthropic {
+			if v := x.anthropicHeaders["anthropic-version"]; v != "" {
+				version = v
+			}
+			beta = x.anthropicHeaders["anthropic-beta"]
+		}
+		m.Set("anthropic-version", version)
+		if beta != "" {
+			m.Set("anthropic-beta", beta)
+		} else {
+			m.Remove("anthropic-beta")
 		}
 	} else {
 		m.Remove("anthropic-version", "anthropic-beta")

@@ -36,6 +36,9 @@ type exchange struct {
 	start     time.Time
 	ep        endpoint
 	principal ledger.Principal
+	// anthropicHeaders are the client's anthropic-version and anthropic-beta, which an attempt
+	// that reaches an Anthropic provider restores (an earlier attempt may have removed them).
+	anthropicHeaders map[string]string
 
 	// Set once the request is admitted and sent upstream.
 	req      *clientRequest
@@ -112,6 +115,14 @@ func (x *exchange) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeader
 
 	var m mutation
 	m.Remove(clientInternalHeaders(hm)...)
+	for _, name := range []string{"anthropic-version", "anthropic-beta"} {
+		if v := header(hm, name); v != "" {
+			if x.anthropicHeaders == nil {
+				x.anthropicHeaders = map[string]string{}
+			}
+			x.anthropicHeaders[name] = v
+		}
+	}
 
 	if x.ep.kind == routeUnknown {
 		return x.reject(apierror.New(http.StatusNotFound, apierror.CodeNotFound, "No route for %s %s", method, strings.SplitN(path, "?", 2)[0]))

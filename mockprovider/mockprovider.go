@@ -12,9 +12,11 @@
 //	mock-malformed     answers 200 with a body that is not JSON
 //	mock-broken-stream streams two chunks, then a frame that is not JSON
 //	mock-cut-stream    streams two chunks, then ends without [DONE]
+//	mock-flaky         answers 503 twice, then succeeds, and again (for retry tests)
 package mockprovider
 
 import (
+	"sync/atomic"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -35,6 +37,7 @@ type Config struct {
 
 // Handler returns the mock's HTTP handler.
 func Handler(cfg Config, log *slog.Logger) http.Handler {
+	var flaky atomic.Int64 // calls of mock-flaky so far
 	if cfg.Created == 0 {
 		cfg.Created = 1_767_225_600 // 2026-01-01T00:00:00Z
 	}
@@ -58,6 +61,11 @@ func Handler(cfg Config, log *slog.Logger) http.Handler {
 		case "mock-error-503":
 			writeError(w, http.StatusServiceUnavailable, "server_error", "The mock is overloaded")
 			return
+		case "mock-flaky":
+			if flaky.Add(1)%3 != 0 {
+				writeError(w, http.StatusServiceUnavailable, "server_error", "The mock is flaky")
+				return
+			}
 		case "mock-error-429":
 			writeError(w, http.StatusTooManyRequests, "rate_limit_exceeded", "The mock's rate limit was reached")
 			return

@@ -23,6 +23,9 @@ import (
 type extprocOptions struct {
 	Addr, ManagementAddr, SpoolDir string
 	MaxBodyBytes                   int
+	// Fallback translates per attempt in the model clusters' upstream filter; the bootstrap
+	// must be rendered with envoy-config --fallback to match.
+	Fallback bool
 
 	// reloader, when set, reloads the catalog into the server on SIGHUP and file changes.
 	reloader *catalogReloader
@@ -31,7 +34,9 @@ type extprocOptions struct {
 func (o *extprocOptions) flags(fs interface {
 	StringVar(*string, string, string, string)
 	IntVar(*int, string, int, string)
+	BoolVar(*bool, string, bool, string)
 }, addr string) {
+	fs.BoolVar(&o.Fallback, "fallback", envOr("TOLLGATE_FALLBACK", "") == "true", "translate per attempt for Envoy's retries and fallback; render the bootstrap with envoy-config --fallback (env TOLLGATE_FALLBACK=true)")
 	fs.StringVar(&o.Addr, "addr", envOr("TOLLGATE_EXTPROC_ADDR", addr), "ext_proc gRPC listen address (env TOLLGATE_EXTPROC_ADDR)")
 	fs.StringVar(&o.ManagementAddr, "management-addr", envOr("TOLLGATE_MANAGEMENT_ADDR", ":8090"), "management API listen address; empty disables it (env TOLLGATE_MANAGEMENT_ADDR)")
 	fs.StringVar(&o.SpoolDir, "spool-dir", envOr("TOLLGATE_SPOOL_DIR", "var/spool"), "local settlement spool, one per process (env TOLLGATE_SPOOL_DIR)")
@@ -71,7 +76,7 @@ func serveExtproc(ctx context.Context, opts extprocOptions, cat *catalog.Catalog
 		return fmt.Errorf("open settlement spool: %w", err)
 	}
 	keys := auth.New(store, 0)
-	srv := extproc.NewServer(extproc.Config{MaxBodyBytes: opts.MaxBodyBytes}, cat, keys, pipe, log)
+	srv := extproc.NewServer(extproc.Config{MaxBodyBytes: opts.MaxBodyBytes, TranslatePerAttempt: opts.Fallback}, cat, keys, pipe, log)
 	lis, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		return errors.Join(fmt.Errorf("listen: %w", err), pipe.Close(context.WithoutCancel(ctx)))

@@ -117,6 +117,10 @@ models:
   - {id: mock-cut-stream, owned_by: tollgate, max_output_tokens: 100, backends: [{provider: mock, upstream_model: mock-cut-stream}], pricing: {prompt: "1.00", completion: "1.00"}}
   - {id: mock-dead, owned_by: tollgate, max_output_tokens: 100, backends: [{provider: dead}]}
   - {id: mock-retired, owned_by: tollgate, lifecycle: SUNSET, replacement: mock-gpt, max_output_tokens: 100, backends: [{provider: mock}]}
+  - {id: mock-flaky, owned_by: tollgate, max_output_tokens: 100, backends: [{provider: mock, upstream_model: mock-flaky}], pricing: {prompt: "1.00", completion: "1.00"}}
+  - {id: mock-primary-down, owned_by: tollgate, endpoints: [chat_completions, messages], max_output_tokens: 100, backends: [{provider: mock, upstream_model: mock-error-503}], fallbacks: [mock-claude]}
+  - {id: mock-dead-first, owned_by: tollgate, max_output_tokens: 100, backends: [{provider: dead, upstream_model: x}], fallbacks: [mock-gpt]}
+  - {id: mock-eu-down, owned_by: tollgate, max_output_tokens: 100, backends: [{provider: mock-eu, upstream_model: mock-error-503}, {provider: mock, upstream_model: mock-1}]}
 `
 
 const mockKey = "e2e-mock-provider-key"

@@ -26,6 +26,8 @@ type stackOptions struct {
 	providers, models []string
 	// extprocArgs are added to the extproc's command line.
 	extprocArgs []string
+	// fallback renders Envoy's retries and fallback and runs extproc's per-attempt translation.
+	fallback bool
 	// beforeStart runs once the organisation and key exist and before any service starts, for
 	// operator commands whose effect must be in place from the first request (limits).
 	beforeStart func(s *stack)
@@ -96,8 +98,13 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	rlsAddr, mgmtAddr := freeAddr(t), freeAddr(t)
 	envoyPath := filepath.Join(s.dir, "envoy.yaml")
 	_, adminPort, _ := net.SplitHostPort(freeAddr(t))
-	s.tollgate(t, "envoy-config", "--config", catPath, "--listen", gatewayAddr, "--extproc", extprocAddr,
-		"--ratelimit", rlsAddr, "--management", mgmtAddr, "--admin-port", adminPort, "-o", envoyPath)
+	renderArgs := []string{"envoy-config", "--config", catPath, "--listen", gatewayAddr, "--extproc", extprocAddr,
+		"--ratelimit", rlsAddr, "--management", mgmtAddr, "--admin-port", adminPort, "-o", envoyPath}
+	if o.fallback {
+		renderArgs = append(renderArgs, "--fallback")
+		o.extprocArgs = append(o.extprocArgs, "--fallback")
+	}
+	s.tollgate(t, renderArgs...)
 
 	s.daemon(t, "mockprovider", "--addr", mockAddr, "--api-key", mockKey)
 	// Redis keys carry the org's id, unique to this test, so tests share Redis safely.
@@ -127,7 +134,7 @@ func externalStack(t *testing.T, base string, o stackOptions) *stack {
 	if dsn == "" {
 		t.Fatal("TOLLGATE_E2E_BASE_URL is set: TOLLGATE_E2E_DATABASE_URL must name the stack's Postgres")
 	}
-	if o.dsn != "" || len(o.providers) > 0 || len(o.models) > 0 || len(o.extprocArgs) > 0 {
+	if o.dsn != "" || len(o.providers) > 0 || len(o.models) > 0 || len(o.extprocArgs) > 0 || o.fallback {
 		t.Fatal("this test controls the gateway's processes and cannot run against an external stack; run it without TOLLGATE_E2E_BASE_URL")
 	}
 	s := &stack{bin: tollgateBinary(t), dir: t.TempDir(), dbURL: dsn, BaseURL: strings.TrimSuffix(base, "/")}
