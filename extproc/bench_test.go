@@ -10,6 +10,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/tollgate/tollgate/extproc/ledger"
 )
@@ -167,4 +168,32 @@ func BenchmarkNoopStreamedChunk(b *testing.B) {
 		n += chunks
 	}
 	b.ReportMetric(float64((cpuTime()-start).Nanoseconds())/float64(n)/1000, "cpu-µs/chunk")
+}
+
+// BenchmarkRouterAndAttempt is BenchmarkBufferedRequest with per-attempt translation: the router
+// filter's stream and one upstream filter stream per request, as Envoy drives them.
+func BenchmarkRouterAndAttempt(b *testing.B) {
+	h := newHarnessWith(b, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+	drain(h)
+	b.ReportAllocs()
+	start := cpuTime()
+	for b.Loop() {
+		s := h.open(b)
+		s.requestHeaders(false, chatHeaders()...)
+		set, _ := mutations(s.requestBody(benchRequest).GetRequestBody().GetResponse().GetHeaderMutation())
+		a := h.open(b)
+		a.send(&extprocv3.ProcessingRequest{
+			Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
+				Headers: headerMap(":method", "POST", ":path", "/v1/chat/completions", "x-tollgate-request-id", set["x-tollgate-request-id"]),
+			}},
+			Attributes: map[string]*structpb.Struct{"envoy.filters.http.ext_proc": {Fields: map[string]*structpb.Value{
+				"xds.upstream_host_metadata.filter_metadata['tollgate']['backend']": structpb.NewStringValue("openai/gpt-5.4-2026-03-01"),
+			}}},
+		})
+		_ = a.s.CloseSend()
+		s.responseHeaders(false, ":status", "200", "content-type", "application/json")
+		s.responseBody([]byte(benchResponse), true)
+		_ = s.s.CloseSend()
+	}
+	reportCPU(b, start)
 }
