@@ -24,6 +24,7 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	adminPort := fs.Uint("admin-port", bootstrap.DefaultAdminPort, "Envoy admin port on 127.0.0.1")
 	rlsAddr := fs.String("ratelimit", envOr("TOLLGATE_ENVOY_RATELIMIT", ""), "ratelimit service address as Envoy reaches it; empty renders no ratelimit filter (env TOLLGATE_ENVOY_RATELIMIT)")
 	mgmtAddr := fs.String("management", envOr("TOLLGATE_ENVOY_MANAGEMENT", ""), "management API address as Envoy reaches it; empty leaves /v1/management/* unrouted (env TOLLGATE_ENVOY_MANAGEMENT)")
+	rlsTimeout := fs.Duration("ratelimit-timeout", 0, "Envoy's deadline for one rate-limit decision (0: bootstrap.DefaultRateLimitTimeout)")
 	fallback := fs.Bool("fallback", false, "render retries and cross-provider fallback: each model cluster's fallback chain as priority levels, Envoy's retry policy and the per-attempt upstream filters (needs an extproc that serves the upstream filter)")
 	out := fs.String("o", "", "write to this file instead of stdout")
 	if err := parse(fs, args); err != nil {
@@ -34,6 +35,14 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	var extra []bootstrap.CatalogOption
+	if *rlsTimeout > 0 {
+		extra = append(extra, func(p *bootstrap.Params) error {
+			if p.RateLimit != nil {
+				p.RateLimit.Timeout = *rlsTimeout
+			}
+			return nil
+		})
+	}
 	if *fallback {
 		extra = append(extra, bootstrap.WithFallback())
 	}

@@ -99,7 +99,7 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	envoyPath := filepath.Join(s.dir, "envoy.yaml")
 	_, adminPort, _ := net.SplitHostPort(freeAddr(t))
 	renderArgs := []string{"envoy-config", "--config", catPath, "--listen", gatewayAddr, "--extproc", extprocAddr,
-		"--ratelimit", rlsAddr, "--management", mgmtAddr, "--admin-port", adminPort, "-o", envoyPath}
+		"--ratelimit", rlsAddr, "--ratelimit-timeout", "3s", "--management", mgmtAddr, "--admin-port", adminPort, "-o", envoyPath}
 	if o.fallback {
 		renderArgs = append(renderArgs, "--fallback")
 		o.extprocArgs = append(o.extprocArgs, "--fallback")
