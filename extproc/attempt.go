@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -8,11 +9,14 @@ import (
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/tollgate/tollgate/extproc/anthropic"
 	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/catalog"
+	"github.com/tollgate/tollgate/extproc/ledger"
 )
 
 // Retries and fallback (DESIGN.md section 2, "the second filter"): with Config.TranslatePerAttempt,
@@ -78,11 +82,14 @@ func (s *Server) lookupPending(id string) *exchange {
 // request is always rebuilt from the client's, never from a previous attempt's, and every header
 // an attempt owns is reset: Envoy hands a retry the header map the previous attempt's filters left
 // (router.cc doRetry), but a fresh copy of the buffered client body.
-func (s *Server) answerAttempt(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+//
+// The returned done records the attempt's outcome (its status, 0 for none) once known.
+func (s *Server) answerAttempt(req *extprocv3.ProcessingRequest) (resp *extprocv3.ProcessingResponse, done func(status int)) {
+	done = func(int) {}
 	hm := req.GetRequestHeaders().GetHeaders()
 	x := s.lookupPending(header(hm, headerRequestID))
 	if x == nil {
-		return attemptFailure("the request this attempt belongs to is unknown to this extproc (is it a sidecar of this Envoy?)")
+		return attemptFailure("the request this attempt belongs to is unknown to this extproc (is it a sidecar of this Envoy?)"), done
 	}
 	key, _ := attemptBackendKey(req)
 	var backend *catalog.Backend
@@ -93,12 +100,12 @@ func (s *Server) answerAttempt(req *extprocv3.ProcessingRequest) *extprocv3.Proc
 		}
 	}
 	if backend == nil {
-		return attemptFailure("the attempt reached backend " + key + ", which the catalog does not route this request to")
+		return attemptFailure("the attempt reached backend " + key + ", which the catalog does not route this request to"), done
 	}
 	path, body, err := upstreamRequest(x.req, backend, backend.ModelRef())
 	if err != nil {
 		x.log().Error("build upstream request", "err", err, "backend", key)
-		return attemptFailure("the request cannot be translated for backend " + key)
+		return attemptFailure("the request cannot be translated for backend " + key), done
 	}
 	provider := backend.ProviderRef()
 	var m mutation
@@ -128,7 +135,7 @@ func (s *Server) answerAttempt(req *extprocv3.ProcessingRequest) *extprocv3.Proc
 	} else {
 		m.Remove("anthropic-version", "anthropic-beta")
 	}
-	x.attempted(backend)
+	done = x.attempted(backend)
 	return &extprocv3.ProcessingResponse{
 		Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
 			Status:         extprocv3.CommonResponse_CONTINUE_AND_REPLACE,
@@ -140,7 +147,7 @@ func (s *Server) answerAttempt(req *extprocv3.ProcessingRequest) *extprocv3.Proc
 		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{metadataNamespace: structpb.NewStructValue(&structpb.Struct{
 			Fields: map[string]*structpb.Value{"content_length": structpb.NewStringValue(strconv.Itoa(len(body)))},
 		})}},
-	}
+	}, done
 }
 
 // attemptFailure ends an attempt with a 502 that the router filter's exchange rewrites into the
@@ -167,13 +174,20 @@ func authHeaders(chain []*catalog.Backend) []string {
 	return names
 }
 
-// attempted records that an attempt went to b. It runs on the attempt's stream, concurrently with
-// the router filter's.
-func (x *exchange) attempted(b *catalog.Backend) {
+// attempted records that an attempt went to b and returns the function that records its outcome.
+// It runs on the attempt's stream, concurrently with the router filter's.
+func (x *exchange) attempted(b *catalog.Backend) func(status int) {
 	x.attemptMu.Lock()
 	defer x.attemptMu.Unlock()
 	x.lastAttempt = b
-	x.attempts = append(x.attempts, b.Key())
+	x.attempts = append(x.attempts, ledger.Attempt{Backend: b.Key()})
+	i, start := len(x.attempts)-1, x.s.now()
+	return func(status int) {
+		x.attemptMu.Lock()
+		defer x.attemptMu.Unlock()
+		x.attempts[i].Status = status
+		x.attempts[i].LatencyMs = x.s.now().Sub(start).Milliseconds()
+	}
 }
 
 // syncAttempt adopts the backend of the last attempt, whose response is the one the router
@@ -183,5 +197,36 @@ func (x *exchange) syncAttempt() {
 	defer x.attemptMu.Unlock()
 	if x.lastAttempt != nil {
 		x.backend, x.provider = x.lastAttempt, providerProtocol(x.lastAttempt.ProviderRef().Kind)
+	}
+}
+
+// serveAttempt serves one upstream-filter stream: the attempt's request headers, then, when the
+// filter sends them, the attempt's response headers, whose status is recorded.
+func (s *Server) serveAttempt(stream extprocv3.ExternalProcessor_ProcessServer, first *extprocv3.ProcessingRequest) error {
+	resp, done := s.answerAttempt(first)
+	if err := stream.Send(resp); err != nil {
+		done(0)
+		return fmt.Errorf("send: %w", err)
+	}
+	if resp.GetImmediateResponse() != nil {
+		return nil
+	}
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			done(0) // reset, timed out or closed before any response: no status
+			return nil
+		}
+		rh := req.GetResponseHeaders()
+		if rh == nil {
+			done(0)
+			return status.Errorf(codes.InvalidArgument, "unexpected ext_proc message %T on an upstream attempt", req.GetRequest())
+		}
+		code, _ := strconv.Atoi(header(rh.GetHeaders(), ":status"))
+		done(code)
+		if err := stream.Send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
+			ResponseHeaders: &extprocv3.HeadersResponse{}}}); err != nil {
+			return fmt.Errorf("send: %w", err)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package extproc
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 	"testing"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -82,8 +83,19 @@ func TestTranslatePerAttempt(t *testing.T) {
 	// The final attempt (OpenAI kind) answers; the router filter translates from it.
 	router.responseHeaders(false, ":status", "200", "content-type", "application/json")
 	router.responseBody([]byte(`{"id":"c","object":"chat.completion","model":"x","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}`), true)
-	if u := h.ledger.waitSettled(t); u.Provider != "openai" || u.CompletionTokens != 1 {
+	u := h.ledger.waitSettled(t)
+	if u.Provider != "openai" || u.CompletionTokens != 1 {
 		t.Errorf("settled %+v, want the final attempt's provider", u)
+	}
+	var backends []string
+	for _, a := range u.Attempts {
+		backends = append(backends, a.Backend)
+	}
+	if got := strings.Join(backends, ","); got != "openai/gpt-5.4-2026-03-01,anthropic/msgs-only,openai/gpt-5.4-2026-03-01" {
+		t.Errorf("attempts recorded: %s", got)
+	}
+	if last := u.Attempts[len(u.Attempts)-1]; last.Status != 200 {
+		t.Errorf("the final attempt's status is the response's: %+v", last)
 	}
 }
 
@@ -119,4 +131,30 @@ func TestAttemptFailures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAttemptStatusRecorded: when the upstream filter sends the attempt's response headers, the
+// attempt's status is recorded.
+func TestAttemptStatusRecorded(t *testing.T) {
+	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+	router := h.open(t)
+	router.requestHeaders(false, chatHeaders()...)
+	set, _ := mutations(router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`).GetRequestBody().GetResponse().GetHeaderMutation())
+	md, _ := structpb.NewStruct(map[string]any{"filter_metadata": map[string]any{"tollgate": map[string]any{"backend": "openai/gpt-5.4-2026-03-01"}}})
+	a := h.open(t)
+	a.send(&extprocv3.ProcessingRequest{
+		Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
+			Headers: headerMap(":method", "POST", ":path", "/v1/chat/completions", "x-tollgate-request-id", set["x-tollgate-request-id"])}},
+		Attributes: map[string]*structpb.Struct{"envoy.filters.http.ext_proc": {Fields: map[string]*structpb.Value{"xds.upstream_host_metadata": structpb.NewStructValue(md)}}},
+	})
+	if a.responseHeaders(false, ":status", "503").GetResponseHeaders() == nil {
+		t.Fatal("the attempt's response headers get a headers reply")
+	}
+	_ = a.s.CloseSend()
+	poll(t, func() bool {
+		x := h.srv.lookupPending(set["x-tollgate-request-id"])
+		x.attemptMu.Lock()
+		defer x.attemptMu.Unlock()
+		return len(x.attempts) == 1 && x.attempts[0].Status == 503
+	})
 }

@@ -48,7 +48,7 @@ type exchange struct {
 	// With per-attempt translation, the attempt streams record the backends they reached here.
 	attemptMu   sync.Mutex
 	lastAttempt *catalog.Backend
-	attempts    []string
+	attempts    []ledger.Attempt
 	// held is set while the request holds credit that neither settlement nor release has
 	// returned.
 	held bool

@@ -99,6 +99,7 @@ func (f *fakeLedger) waitSettled(t testing.TB) ledger.Usage {
 type harness struct {
 	client extprocv3.ExternalProcessorClient
 	ledger *fakeLedger
+	srv    *Server
 }
 
 // newHarness serves a Server on a loopback socket, as Envoy would reach it.
@@ -140,7 +141,7 @@ func newHarnessWith(t testing.TB, cfg Config) *harness {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return &harness{client: extprocv3.NewExternalProcessorClient(conn), ledger: l}
+	return &harness{client: extprocv3.NewExternalProcessorClient(conn), ledger: l, srv: srv}
 }
 
 // stream is one request's ext_proc stream, driven the way Envoy drives it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 
 	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/catalog"
@@ -74,11 +75,17 @@ func (x *exchange) settle(bu billing.Usage, finish string, streamed bool) {
 	}
 	log := x.log()
 	x.attemptMu.Lock()
-	if len(x.attempts) > 1 {
-		// Only the final attempt is charged; the earlier ones are worth an operator's eye.
-		log.Info("served after retries", "attempts", x.attempts, "provider", u.Provider)
-	}
+	u.Attempts = slices.Clone(x.attempts)
 	x.attemptMu.Unlock()
+	if n := len(u.Attempts); n > 0 && u.Attempts[n-1].Status == 0 {
+		// The final attempt's upstream filter may not report response headers; its response is
+		// this one.
+		u.Attempts[n-1].Status = x.status
+	}
+	if len(u.Attempts) > 1 {
+		// Only the final attempt is charged; the earlier ones are worth an operator's eye.
+		log.Info("served after retries", "attempts", len(u.Attempts), "provider", u.Provider)
+	}
 	x.s.settling.Add(1)
 	go func() {
 		defer x.s.settling.Done()

@@ -117,7 +117,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		return nil // Envoy gave up on the request before its first message
 	}
 	if isAttempt(first) {
-		return stream.Send(s.answerAttempt(first))
+		return s.serveAttempt(stream, first)
 	}
 	x := newExchange(s)
 	defer x.finish()

@@ -99,16 +99,17 @@ func (s *Store) SettleBatch(ctx context.Context, usages []Usage) (charged []bool
 			SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
 				$7::text[], $8::text[], $9::int[], $10::text[], $11::bool[], $12::bigint[], $13::bigint[],
 				$14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::jsonb[], $19::bigint[],
-				$20::bigint[], $21::timestamptz[])
+				$20::bigint[], $21::timestamptz[], $22::jsonb[])
 			AS t(request_id, org_id, key_id, endpoint, requested_model, model, provider, region, status,
 				finish_reason, streamed, prompt_tokens, completion_tokens, cached_read_tokens,
-				cache_write_tokens, reasoning_tokens, cost_micros, cost_items, latency_ms, ttft_ms, created_at)
+				cache_write_tokens, reasoning_tokens, cost_micros, cost_items, latency_ms, ttft_ms, created_at,
+				attempts)
 		), rec AS (
 			INSERT INTO usage_records (
 				request_id, org_id, key_id, endpoint, requested_model, model, provider, region,
 				status, finish_reason, streamed,
 				prompt_tokens, completion_tokens, cached_read_tokens, cache_write_tokens, reasoning_tokens,
-				cost_micros, cost_items, latency_ms, ttft_ms, created_at)
+				cost_micros, cost_items, latency_ms, ttft_ms, created_at, attempts)
 			SELECT * FROM input
 			ON CONFLICT (request_id) DO NOTHING
 			RETURNING request_id, org_id, cost_micros
@@ -133,7 +134,7 @@ func (s *Store) SettleBatch(ctx context.Context, usages []Usage) (charged []bool
 		SELECT request_id FROM rec`,
 		c.ids, c.orgs, c.keys, c.endpoints, c.reqModels, c.models, c.providers, c.regions, c.statuses,
 		c.finishes, c.streamed, c.prompt, c.completion, c.cacheRead, c.cacheWrite, c.reasoning, c.costs,
-		c.items, c.latencies, c.ttfts, c.created)
+		c.items, c.latencies, c.ttfts, c.created, c.attempts)
 
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
@@ -167,13 +168,13 @@ func (s *Store) SettleBatch(ctx context.Context, usages []Usage) (charged []bool
 
 // columns holds a batch of usages column by column, the shape unnest takes.
 type columns struct {
-	ids, orgs, endpoints, reqModels, models, providers, regions, finishes, items []string
-	keys                                                                         []*string // NULL: no key
-	statuses                                                                     []int32
-	streamed                                                                     []bool
-	prompt, completion, cacheRead, cacheWrite, reasoning, costs, latencies       []int64
-	ttfts                                                                        []*int64 // NULL: unknown
-	created                                                                      []time.Time
+	ids, orgs, endpoints, reqModels, models, providers, regions, finishes, items, attempts []string
+	keys                                                                                   []*string // NULL: no key
+	statuses                                                                               []int32
+	streamed                                                                               []bool
+	prompt, completion, cacheRead, cacheWrite, reasoning, costs, latencies                 []int64
+	ttfts                                                                                  []*int64 // NULL: unknown
+	created                                                                                []time.Time
 }
 
 func (c *columns) add(u Usage, now time.Time) error {
@@ -198,6 +199,7 @@ func (c *columns) add(u Usage, now time.Time) error {
 	if at.IsZero() {
 		at = now
 	}
+	c.attempts = append(c.attempts, attemptsJSON(u.Attempts))
 	c.ids = append(c.ids, u.RequestID)
 	c.orgs = append(c.orgs, u.OrgID)
 	c.keys = append(c.keys, key)

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -10,6 +11,13 @@ import (
 )
 
 // Usage is the record of one completed request (DESIGN.md section 6, usage records).
+// Attempt is one upstream attempt of a request.
+type Attempt struct {
+	Backend   string `json:"backend"` // provider/upstream_model
+	Status    int    `json:"status"`  // 0 when the attempt got no response (reset, timeout)
+	LatencyMs int64  `json:"latency_ms"`
+}
+
 type Usage struct {
 	RequestID, OrgID string
 	KeyID            string // may be empty
@@ -33,6 +41,9 @@ type Usage struct {
 	Latency, TimeToFirstToken time.Duration
 
 	CreatedAt time.Time // when the request happened; zero means now. Stored to the microsecond.
+
+	// Attempts lists the upstream attempts in order (retries and fallbacks); the last served.
+	Attempts []Attempt
 }
 
 // Settle records one completed request: a usage_records row, a 'usage' ledger entry of
@@ -75,9 +86,9 @@ func (s *Store) Settle(ctx context.Context, u Usage) (charged bool, err error) {
 				request_id, org_id, key_id, endpoint, requested_model, model, provider, region,
 				status, finish_reason, streamed,
 				prompt_tokens, completion_tokens, cached_read_tokens, cache_write_tokens, reasoning_tokens,
-				cost_micros, cost_items, latency_ms, ttft_ms, created_at)
+				cost_micros, cost_items, latency_ms, ttft_ms, created_at, attempts)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-				coalesce($21, now()))
+				coalesce($21, now()), $22)
 			ON CONFLICT (request_id) DO NOTHING
 			RETURNING request_id, org_id, cost_micros
 		), charge AS (
@@ -96,7 +107,7 @@ func (s *Store) Settle(ctx context.Context, u Usage) (charged bool, err error) {
 		u.RequestID, u.OrgID, nullable(u.KeyID), u.Endpoint, u.RequestedModel, u.Model, u.Provider, u.Region,
 		u.Status, u.FinishReason, u.Streamed,
 		u.PromptTokens, u.CompletionTokens, u.CachedReadTokens, u.CacheWriteTokens, u.ReasoningTokens,
-		u.CostMicros, items, u.Latency.Milliseconds(), ttftMs, createdAt).Scan(&charged)
+		u.CostMicros, items, u.Latency.Milliseconds(), ttftMs, createdAt, attemptsJSON(u.Attempts)).Scan(&charged)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return false, nil // already settled
@@ -118,12 +129,12 @@ func (s *Store) UsageByRequest(ctx context.Context, requestID string) (Usage, er
 		SELECT request_id, org_id::text, coalesce(key_id::text, ''), endpoint, requested_model, model,
 		       provider, region, status, finish_reason, streamed,
 		       prompt_tokens, completion_tokens, cached_read_tokens, cache_write_tokens, reasoning_tokens,
-		       cost_micros, cost_items, latency_ms, coalesce(ttft_ms, 0), created_at
+		       cost_micros, cost_items, latency_ms, coalesce(ttft_ms, 0), created_at, attempts
 		FROM usage_records WHERE request_id = $1`, requestID).Scan(
 		&u.RequestID, &u.OrgID, &u.KeyID, &u.Endpoint, &u.RequestedModel, &u.Model,
 		&u.Provider, &u.Region, &u.Status, &u.FinishReason, &u.Streamed,
 		&u.PromptTokens, &u.CompletionTokens, &u.CachedReadTokens, &u.CacheWriteTokens, &u.ReasoningTokens,
-		&u.CostMicros, &u.CostItems, &latencyMs, &ttftMs, &u.CreatedAt)
+		&u.CostMicros, &u.CostItems, &latencyMs, &ttftMs, &u.CreatedAt, &u.Attempts)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Usage{}, fmt.Errorf("usage %s: %w", requestID, ErrNotFound)
 	}
@@ -132,5 +143,17 @@ func (s *Store) UsageByRequest(ctx context.Context, requestID string) (Usage, er
 	}
 	u.Latency = time.Duration(latencyMs) * time.Millisecond
 	u.TimeToFirstToken = time.Duration(ttftMs) * time.Millisecond
+	if len(u.Attempts) == 0 {
+		u.Attempts = nil // '[]' reads back as none
+	}
 	return u, nil
+}
+
+// attemptsJSON encodes attempts for the jsonb column ('[]' when there are none).
+func attemptsJSON(a []Attempt) string {
+	if a == nil {
+		a = []Attempt{}
+	}
+	b, _ := json.Marshal(a)
+	return string(b)
 }

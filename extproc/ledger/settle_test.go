@@ -160,6 +160,7 @@ func TestUsageByRequest(t *testing.T) {
 			PromptTokens: 1, CompletionTokens: 2, CachedReadTokens: 3, CacheWriteTokens: 4, ReasoningTokens: 5,
 			CostMicros: 1_100, CostItems: map[string]int64{"prompt": 400, "completion": 600},
 			Latency: 1500 * time.Millisecond, TimeToFirstToken: 250 * time.Millisecond, CreatedAt: created,
+			Attempts: []ledger.Attempt{{Backend: "openai/gpt-4o", Status: 503, LatencyMs: 40}, {Backend: "azure/gpt-4o", Status: 200, LatencyMs: 900}},
 		}},
 		{name: "minimal", in: ledger.Usage{RequestID: "u2", OrgID: orgID, Status: 502, CreatedAt: created},
 			want: ledger.Usage{RequestID: "u2", OrgID: orgID, Status: 502, CostItems: map[string]int64{}, CreatedAt: created}},

@@ -54,6 +54,7 @@ type usageJSON struct {
 	LatencyNs        int64            `json:"latency_ns,omitempty"`
 	TTFTNs           int64            `json:"ttft_ns,omitempty"`
 	CreatedAt        time.Time        `json:"created_at"`
+	Attempts         []ledger.Attempt `json:"attempts,omitempty"`
 }
 
 func toJSON(u ledger.Usage) *usageJSON {
@@ -65,6 +66,7 @@ func toJSON(u ledger.Usage) *usageJSON {
 		CachedReadTokens: u.CachedReadTokens, CacheWriteTokens: u.CacheWriteTokens, ReasoningTokens: u.ReasoningTokens,
 		CostMicros: u.CostMicros, CostItems: u.CostItems,
 		LatencyNs: int64(u.Latency), TTFTNs: int64(u.TimeToFirstToken), CreatedAt: u.CreatedAt,
+		Attempts: u.Attempts,
 	}
 }
 
@@ -77,6 +79,7 @@ func (j *usageJSON) usage() ledger.Usage {
 		CachedReadTokens: j.CachedReadTokens, CacheWriteTokens: j.CacheWriteTokens, ReasoningTokens: j.ReasoningTokens,
 		CostMicros: j.CostMicros, CostItems: j.CostItems,
 		Latency: time.Duration(j.LatencyNs), TimeToFirstToken: time.Duration(j.TTFTNs), CreatedAt: j.CreatedAt,
+		Attempts: j.Attempts,
 	}
 }
 
