@@ -61,3 +61,15 @@ func TestFallback(t *testing.T) {
 		t.Errorf("eu/ with its EU backend down: status %d, want 404, 502 or 503", resp.StatusCode)
 	}
 }
+
+// TestFallbackSDKs: the same fallback through the official OpenAI and Anthropic SDKs, streaming
+// included.
+func TestFallbackSDKs(t *testing.T) {
+	s := startStackWith(t, stackOptions{fallback: true})
+	runNode(t, s, "fallback.mjs", "TOLLGATE_MODEL=mock-primary-down", "TOLLGATE_SERVED=mock-claude")
+	var attempts int
+	eventually(t, "attempts recorded", func() (bool, error) {
+		err := s.DB.QueryRow(t.Context(), `SELECT max(jsonb_array_length(attempts)) FROM usage_records WHERE org_id = $1`, s.OrgID).Scan(&attempts)
+		return err == nil && attempts > 1, err
+	})
+}
