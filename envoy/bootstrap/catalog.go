@@ -67,13 +67,24 @@ func modelClusterParams(cat *catalog.Catalog, m *catalog.Model, region string, f
 		}
 		return c, true
 	}
-	// One backend per level: weighted balancing across several backends of one level is a
-	// later step (each level then holds the backends of one model).
+	// One level per model of the chain — the model's own backends, then each fallback's — so
+	// Envoy balances by weight among a model's backends and gives each model its
+	// AttemptsPerLevel attempts before previous_priorities moves on to the next.
+	var level []Endpoint
+	var levelModel *catalog.Model
 	for _, b := range cat.Chain(m, region) {
+		if b.ModelRef() != levelModel && len(level) > 0 {
+			c.Priorities = append(c.Priorities, level)
+			level = nil
+		}
+		levelModel = b.ModelRef()
 		pr := b.ProviderRef()
-		c.Priorities = append(c.Priorities, []Endpoint{{
-			Backend: BackendKey(b.Provider, b.UpstreamModel), Host: pr.Host(), Port: pr.Port(), TLS: pr.TLS(),
-		}})
+		level = append(level, Endpoint{
+			Backend: BackendKey(b.Provider, b.UpstreamModel), Host: pr.Host(), Port: pr.Port(), TLS: pr.TLS(), Weight: b.Weight,
+		})
+	}
+	if len(level) > 0 {
+		c.Priorities = append(c.Priorities, level)
 	}
 	return c, true
 }

@@ -54,9 +54,12 @@ const (
 	upstreamCodecFilterName   = "envoy.filters.http.upstream_codec"
 	previousPrioritiesName    = "envoy.retry_priorities.previous_priorities"
 
-	DefaultAttemptsPerLevel   = 3
-	DefaultMaxRetries         = 14 // 15 attempts: five levels of three
-	DefaultPerTryTimeout      = 120 * time.Second
+	DefaultAttemptsPerLevel = 3
+	DefaultMaxRetries       = 14 // 15 attempts: five levels of three
+	// DefaultPerTryTimeout is zero: no per_try_timeout, so the route timeout bounds a whole
+	// attempt and a long stream is never cut while it keeps flowing (per_try_idle_timeout
+	// still cuts a stalled one).
+	DefaultPerTryTimeout      = time.Duration(0)
 	DefaultPerTryIdleTimeout  = 60 * time.Second
 	DefaultBackOffBase        = 300 * time.Millisecond // seed 003
 	DefaultBackOffMax         = 8 * time.Second        // seed 003
@@ -80,13 +83,12 @@ type Fallback struct {
 	// gets before retries move to the next level: previous_priorities' update_frequency.
 	// Default 3.
 	AttemptsPerLevel uint32
-	// MaxRetries caps num_retries. The route is shared by every model cluster, so
-	// num_retries is AttemptsPerLevel × (most levels of any fallback cluster) − 1, at most
-	// MaxRetries (default 14). A cluster with fewer levels starts over at its first level
-	// once every level was tried (previous_priorities falls back to the original load).
+	// MaxRetries caps num_retries. Each fallback cluster has its own route, so num_retries
+	// is AttemptsPerLevel × (that cluster's levels) − 1, at most MaxRetries (default 14).
 	MaxRetries uint32
-	// PerTryTimeout bounds one attempt from the moment its connection is ready to the end of
-	// its response, body included: a stream longer than this is reset (default 120s).
+	// PerTryTimeout, if set, bounds one attempt from the moment its connection is ready to
+	// the end of its response, body included: a stream longer than this is reset. Zero (the
+	// default) renders no per_try_timeout: the route timeout bounds the whole attempt.
 	PerTryTimeout time.Duration
 	// PerTryIdleTimeout bounds the silence of one attempt, before and after response headers
 	// (default 60s): a stalled stream is cut rather than held to the route timeout.
@@ -114,9 +116,6 @@ func (f *Fallback) withDefaults() *Fallback {
 	}
 	if out.MaxRetries == 0 {
 		out.MaxRetries = DefaultMaxRetries
-	}
-	if out.PerTryTimeout == 0 {
-		out.PerTryTimeout = DefaultPerTryTimeout
 	}
 	if out.PerTryIdleTimeout == 0 {
 		out.PerTryIdleTimeout = DefaultPerTryIdleTimeout
@@ -152,9 +151,12 @@ func (f *Fallback) validate(clusters []Cluster) error {
 		return nil
 	}
 	var errs []error
+	if f.PerTryTimeout != 0 && f.PerTryTimeout < time.Millisecond {
+		errs = append(errs, fmt.Errorf("fallback: per-try timeout %s: must be zero (none) or at least 1ms", f.PerTryTimeout))
+	}
 	for name, d := range map[string]time.Duration{
-		"per-try timeout": f.PerTryTimeout, "per-try idle timeout": f.PerTryIdleTimeout,
-		"back-off base": f.BackOffBase, "outlier interval": f.OutlierInterval, "base ejection time": f.BaseEjectionTime,
+		"per-try idle timeout": f.PerTryIdleTimeout,
+		"back-off base":        f.BackOffBase, "outlier interval": f.OutlierInterval, "base ejection time": f.BaseEjectionTime,
 	} {
 		if d < time.Millisecond {
 			errs = append(errs, fmt.Errorf("fallback: %s %s: must be at least 1ms", name, d))
@@ -171,16 +173,11 @@ func (f *Fallback) validate(clusters []Cluster) error {
 	return errors.Join(errs...)
 }
 
-// numRetries is num_retries for the shared route: enough for AttemptsPerLevel attempts on
-// every level of the deepest fallback cluster, capped.
-func (f *Fallback) numRetries(clusters []Cluster) uint32 {
-	levels := 1
-	for _, c := range clusters {
-		if c.Fallback {
-			levels = max(levels, len(c.Priorities))
-		}
-	}
-	return min(f.MaxRetries, f.AttemptsPerLevel*uint32(levels)-1)
+// numRetries is num_retries for the route of cluster c: enough for AttemptsPerLevel attempts
+// on every one of its levels, capped.
+func (f *Fallback) numRetries(c Cluster) uint32 {
+	levels := uint32(max(1, len(c.Priorities)))
+	return min(f.MaxRetries, f.AttemptsPerLevel*levels-1)
 }
 
 // retryPolicy is the route's retry_policy.
@@ -192,15 +189,14 @@ func (f *Fallback) numRetries(clusters []Cluster) uint32 {
 // determinePriorityLoad). With one backend per level and update_frequency = attempts per
 // level, attempts 1..3 go to level 0, 4..6 to level 1, and so on. previous_hosts is not used:
 // it would forbid the same-level attempts, each level having one host.
-func (f *Fallback) retryPolicy(clusters []Cluster) (*routev3.RetryPolicy, error) {
+func (f *Fallback) retryPolicy(c Cluster) (*routev3.RetryPolicy, error) {
 	prio, err := anypb.New(&previouspriovv3.PreviousPrioritiesConfig{UpdateFrequency: int32(f.AttemptsPerLevel)})
 	if err != nil {
 		return nil, fmt.Errorf("previous_priorities: %w", err)
 	}
-	return &routev3.RetryPolicy{
+	rp := &routev3.RetryPolicy{
 		RetryOn:              RetryOn,
-		NumRetries:           wrapperspb.UInt32(f.numRetries(clusters)),
-		PerTryTimeout:        durationpb.New(f.PerTryTimeout),
+		NumRetries:           wrapperspb.UInt32(f.numRetries(c)),
 		PerTryIdleTimeout:    durationpb.New(f.PerTryIdleTimeout),
 		RetriableStatusCodes: append([]uint32(nil), f.RetriableStatusCodes...),
 		RetryBackOff: &routev3.RetryPolicy_RetryBackOff{
@@ -211,7 +207,11 @@ func (f *Fallback) retryPolicy(clusters []Cluster) (*routev3.RetryPolicy, error)
 			Name:       previousPrioritiesName,
 			ConfigType: &routev3.RetryPolicy_RetryPriority_TypedConfig{TypedConfig: prio},
 		},
-	}, nil
+	}
+	if f.PerTryTimeout > 0 {
+		rp.PerTryTimeout = durationpb.New(f.PerTryTimeout)
+	}
+	return rp, nil
 }
 
 // outlierDetection ejects a backend after consecutive 5xx. Success-rate ejection (on by
@@ -228,8 +228,11 @@ func (f *Fallback) outlierDetection() *clusterv3.OutlierDetection {
 }
 
 // UpstreamExtProcFilter is the ext_proc filter that runs per attempt as an upstream HTTP
-// filter of a model cluster: request headers only (the body is rebuilt by extproc from the
-// original request and returned with CONTINUE_AND_REPLACE), the chosen backend in
+// filter of a model cluster: request headers (the body is rebuilt by extproc from the
+// original request and returned with CONTINUE_AND_REPLACE) and response headers, so that
+// extproc learns each attempt's status on that attempt's own stream (it answers with an
+// empty HeadersResponse; the upstream filters' encodeHeaders run before the router's retry
+// decision, source/common/router/upstream_request.cc), no bodies, the chosen backend in
 // request_attributes, the request's tollgate metadata forwarded (so extproc finds the request
 // without relying on a header a previous attempt may have removed) and accepted back.
 func UpstreamExtProcFilter(messageTimeout time.Duration, maxRequestBytes uint32) *extprocv3.ExternalProcessor {
@@ -238,7 +241,7 @@ func UpstreamExtProcFilter(messageTimeout time.Duration, maxRequestBytes uint32)
 	ep.ProcessingMode = &extprocv3.ProcessingMode{
 		RequestHeaderMode:  extprocv3.ProcessingMode_SEND,
 		RequestBodyMode:    extprocv3.ProcessingMode_NONE,
-		ResponseHeaderMode: extprocv3.ProcessingMode_SKIP,
+		ResponseHeaderMode: extprocv3.ProcessingMode_SEND,
 		ResponseBodyMode:   extprocv3.ProcessingMode_NONE,
 	}
 	ep.RequestAttributes = []string{UpstreamBackendAttribute}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tollgate/tollgate/envoy/bootstrap"
@@ -86,7 +87,6 @@ func TestFallbackGoldenAndRoundTrip(t *testing.T) {
 	for _, want := range []string{
 		"retry_on: 5xx,gateway-error,reset,connect-failure,refused-stream,retriable-status-codes",
 		"num_retries: 8", // three levels × three attempts − 1
-		"per_try_timeout: 120s",
 		"per_try_idle_timeout: 60s",
 		"base_interval: 0.300s",
 		"max_interval: 8s",
@@ -98,11 +98,15 @@ func TestFallbackGoldenAndRoundTrip(t *testing.T) {
 		"value: '%DYNAMIC_METADATA(tollgate:content_length)%'",
 		"append_action: OVERWRITE_IF_EXISTS_OR_ADD",
 		"backend: anthropic/claude-sonnet-4-6",
-		"response_header_mode: SKIP",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("fallback bootstrap lacks %q", want)
 		}
+	}
+	// The upstream ext_proc filter sends response headers, no bodies.
+	if m := bootstrap.UpstreamExtProcFilter(0, 0).GetProcessingMode(); m.GetResponseHeaderMode().String() != "SEND" ||
+		m.GetResponseBodyMode().String() != "NONE" || m.GetRequestBodyMode().String() != "NONE" {
+		t.Errorf("upstream ext_proc processing mode = %v", m)
 	}
 	// The management cluster is the last one and has no upstream filters.
 	clusters := got.GetStaticResources().GetClusters()
@@ -189,5 +193,65 @@ func TestFromCatalogFallback(t *testing.T) {
 	}
 	if got := levels(plain, "model_a"); !slices.Equal(got, []string{"oa"}) || plain.Fallback != nil {
 		t.Errorf("without WithFallback: model_a levels = %v, fallback %v", got, plain.Fallback)
+	}
+}
+
+// TestFallbackRoutes: one route per fallback cluster, matched on x-tollgate-cluster exactly
+// and naming its cluster, with num_retries for that cluster's levels (capped by MaxRetries);
+// the management route and the final catch-all (cluster_header) have no retry policy; every
+// route carries the same timeout, auto_host_rewrite and per-filter config.
+func TestFallbackRoutes(t *testing.T) {
+	p := fallbackParams()
+	p.Fallback = &bootstrap.Fallback{MaxRetries: 4}
+	p.RateLimit = &bootstrap.RateLimit{Service: bootstrap.Upstream{Host: "127.0.0.1", Port: 8081}}
+	p.Clusters = append([]bootstrap.Cluster{{Name: "model_one", Fallback: true, Priorities: [][]bootstrap.Endpoint{
+		{{Backend: "x/one", Host: "127.0.0.1", Port: 9000}},
+	}}}, p.Clusters...)
+	b, err := bootstrap.Render(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := b.GetStaticResources().GetListeners()[0].GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+		t.Fatal(err)
+	}
+	routes := hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()
+	type want struct {
+		header, cluster, clusterHeader string
+		retries                        int // -1: no retry policy
+	}
+	wants := []want{
+		{"model_one", "model_one", "", 2},         // 1 level × 3 − 1
+		{"model_gpt-5.4", "model_gpt-5.4", "", 4}, // 3 × 3 − 1 = 8, capped at 4
+		{bootstrap.ManagementClusterName, bootstrap.ManagementClusterName, "", -1},
+		{"", "", bootstrap.ClusterHeader, -1},
+	}
+	if len(routes) != len(wants) {
+		t.Fatalf("%d routes, want %d", len(routes), len(wants))
+	}
+	for i, w := range wants {
+		r := routes[i]
+		var header string
+		if hs := r.GetMatch().GetHeaders(); len(hs) == 1 && hs[0].GetName() == bootstrap.ClusterHeader {
+			header = hs[0].GetStringMatch().GetExact()
+		} else if len(hs) != 0 {
+			t.Errorf("route %d: headers %v", i, hs)
+		}
+		a := r.GetRoute()
+		retries := -1
+		if a.GetRetryPolicy() != nil {
+			retries = int(a.GetRetryPolicy().GetNumRetries().GetValue())
+			if a.GetRetryPolicy().GetPerTryTimeout() != nil {
+				t.Errorf("route %d: per_try_timeout set by default", i)
+			}
+		}
+		got := want{header, a.GetCluster(), a.GetClusterHeader(), retries}
+		if got != w {
+			t.Errorf("route %d = %+v, want %+v", i, got, w)
+		}
+		if a.GetTimeout().AsDuration() != bootstrap.DefaultUpstreamTimeout || !a.GetAutoHostRewrite().GetValue() ||
+			r.GetTypedPerFilterConfig()[bootstrap.RateLimitFilterName] == nil || r.GetMatch().GetPrefix() != "/" {
+			t.Errorf("route %d lacks the shared settings: %v", i, r)
+		}
 	}
 }

@@ -93,7 +93,7 @@ type Params struct {
 	// ExtraClusters are appended after the model clusters (e.g. the ratelimit service's,
 	// built with GRPCCluster).
 	ExtraClusters []*clusterv3.Cluster
-	// RouteTypedPerFilterConfig is set on the one route (e.g. RateLimitPerRoute).
+	// RouteTypedPerFilterConfig is set on every route (e.g. RateLimitPerRoute).
 	RouteTypedPerFilterConfig map[string]*anypb.Any
 }
 

@@ -37,8 +37,9 @@ const (
 
 // Render builds the bootstrap for p (DESIGN.md section 2): admin on 127.0.0.1:9901; one
 // listener whose HTTP connection manager (codec AUTO, so HTTP/1.1 and h2c both work) runs
-// ext_proc, the ratelimit filter if p.RateLimit is set, p.ExtraHTTPFilters, then the router; one route that reads the cluster from
-// x-tollgate-cluster; the extproc cluster (HTTP/2) and one STRICT_DNS cluster per model
+// ext_proc, the ratelimit filter if p.RateLimit is set, p.ExtraHTTPFilters, then the router; a catch-all route that reads the cluster from
+// x-tollgate-cluster (with Fallback, preceded by one route per fallback cluster and the
+// management cluster, see routeList); the extproc cluster (HTTP/2) and one STRICT_DNS cluster per model
 // cluster. It reports every invalid parameter at once.
 func Render(p Params) (*bootstrapv3.Bootstrap, error) {
 	p = p.withDefaults()
@@ -139,28 +140,12 @@ func httpConnectionManager(p Params) (*hcmv3.HttpConnectionManager, error) {
 		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
 	})
 
-	route := &routev3.Route{
-		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-			ClusterSpecifier: &routev3.RouteAction_ClusterHeader{ClusterHeader: ClusterHeader},
-			Timeout:          durationpb.New(p.UpstreamTimeout),
-			// extproc cannot set :authority under ext_proc's default mutation rules, so the
-			// upstream Host comes from the chosen endpoint's hostname.
-			HostRewriteSpecifier: &routev3.RouteAction_AutoHostRewrite{AutoHostRewrite: wrapperspb.Bool(true)},
-		}},
-	}
-	if p.Fallback != nil {
-		rp, err := p.Fallback.retryPolicy(p.Clusters)
-		if err != nil {
-			return nil, fmt.Errorf("retry policy: %w", err)
-		}
-		route.GetRoute().RetryPolicy = rp
-	}
 	for name, cfg := range p.RouteTypedPerFilterConfig {
 		perFilter[name] = proto.Clone(cfg).(*anypb.Any)
 	}
-	if len(perFilter) > 0 {
-		route.TypedPerFilterConfig = perFilter
+	routes, err := routeList(p, perFilter)
+	if err != nil {
+		return nil, err
 	}
 
 	return &hcmv3.HttpConnectionManager{
@@ -172,7 +157,7 @@ func httpConnectionManager(p Params) (*hcmv3.HttpConnectionManager, error) {
 			VirtualHosts: []*routev3.VirtualHost{{
 				Name:    "tollgate",
 				Domains: []string{"*"},
-				Routes:  []*routev3.Route{route},
+				Routes:  routes,
 			}},
 		}},
 		HttpFilters: filters,
@@ -203,6 +188,72 @@ func ExtProcFilter(messageTimeout time.Duration, maxRequestBytes uint32) *extpro
 			ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{MetadataNamespace}},
 		},
 	}
+}
+
+// routeList is the virtual host's routes. Without fallback, one catch-all route reads the
+// cluster from x-tollgate-cluster (cluster_header). With fallback, every fallback model
+// cluster gets its own route matching x-tollgate-cluster exactly and naming the cluster, with
+// a retry policy sized for that cluster's levels; the management cluster gets one without
+// retries; the catch-all (no retries) stays last for anything else, so an unknown cluster is
+// still Envoy's 503.
+//
+// The header routes work because extproc sets x-tollgate-cluster and clears the route cache:
+// the router filter's next route() call re-matches the whole table against the mutated
+// headers (ext_proc processor_state.cc clearRouteCache →
+// StreamDecoderFilterCallbacks::downstreamCallbacks()->clearRouteCache();
+// source/common/http/conn_manager_impl.cc ActiveStream::refreshCachedRoute). The first
+// route whose path and headers match wins (source/common/router/config_impl.cc
+// VirtualHostImpl::getRouteFromEntries, RouteEntryImplBase::matchRoute →
+// Http::HeaderUtility::matchHeaders).
+func routeList(p Params, perFilter map[string]*anypb.Any) ([]*routev3.Route, error) {
+	newRoute := func(name string, match *routev3.RouteMatch, action *routev3.RouteAction) *routev3.Route {
+		action.Timeout = durationpb.New(p.UpstreamTimeout)
+		// extproc cannot set :authority under ext_proc's default mutation rules, so the
+		// upstream Host comes from the chosen endpoint's hostname.
+		action.HostRewriteSpecifier = &routev3.RouteAction_AutoHostRewrite{AutoHostRewrite: wrapperspb.Bool(true)}
+		r := &routev3.Route{Name: name, Match: match, Action: &routev3.Route_Route{Route: action}}
+		if len(perFilter) > 0 {
+			r.TypedPerFilterConfig = map[string]*anypb.Any{}
+			for k, v := range perFilter {
+				r.TypedPerFilterConfig[k] = proto.Clone(v).(*anypb.Any)
+			}
+		}
+		return r
+	}
+	byHeader := func(cluster string) *routev3.RouteMatch {
+		return &routev3.RouteMatch{
+			PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
+			Headers: []*routev3.HeaderMatcher{{
+				Name: ClusterHeader,
+				HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+					MatchPattern: &matcherv3.StringMatcher_Exact{Exact: cluster},
+				}},
+			}},
+		}
+	}
+	var routes []*routev3.Route
+	if p.Fallback != nil {
+		for _, c := range p.Clusters {
+			switch {
+			case c.Fallback:
+				rp, err := p.Fallback.retryPolicy(c)
+				if err != nil {
+					return nil, fmt.Errorf("cluster %q: retry policy: %w", c.Name, err)
+				}
+				routes = append(routes, newRoute(c.Name, byHeader(c.Name), &routev3.RouteAction{
+					ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: c.Name},
+					RetryPolicy:      rp,
+				}))
+			case c.Name == ManagementClusterName:
+				routes = append(routes, newRoute(c.Name, byHeader(c.Name), &routev3.RouteAction{
+					ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: c.Name},
+				}))
+			}
+		}
+	}
+	routes = append(routes, newRoute("", &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		&routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_ClusterHeader{ClusterHeader: ClusterHeader}}))
+	return routes, nil
 }
 
 // GRPCCluster is a cluster for a gRPC service spoken to over cleartext HTTP/2: STATIC when

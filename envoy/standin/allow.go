@@ -32,7 +32,9 @@ var implemented = map[protoreflect.FullName][]string{
 	"envoy.config.route.v3.RouteConfiguration":                               {"name", "virtual_hosts"},
 	"envoy.config.route.v3.VirtualHost":                                      {"name", "domains", "routes"},
 	"envoy.config.route.v3.Route":                                            {"name", "match", "route", "typed_per_filter_config"},
-	"envoy.config.route.v3.RouteMatch":                                       {"prefix", "path"},
+	"envoy.config.route.v3.RouteMatch":                                       {"prefix", "path", "headers"},
+	// Header matching: an exact string_match only (routes.go).
+	"envoy.config.route.v3.HeaderMatcher": {"name", "string_match"},
 	"envoy.config.route.v3.RouteAction": {
 		"cluster", "cluster_header", "cluster_not_found_response_code", "timeout", "auto_host_rewrite",
 		"retry_policy",

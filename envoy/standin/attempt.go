@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"strconv"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ var (
 type outcome struct {
 	done    bool           // the stream was answered or abandoned: nothing more to do
 	resp    *http.Response // response headers arrived
+	headers *headerMap     // resp's headers as the upstream filters left them
 	failure failure        // otherwise: why it failed
 	err     error
 	start   time.Time
@@ -61,7 +63,7 @@ func (s *stream) forwardAttempts(rm *routeMatch, c *cluster, body *requestBody) 
 		}
 		retriable := false
 		if out.resp != nil {
-			retriable = rs.policy.wouldRetryStatus(out.resp.StatusCode, responseHeaderMap(out.resp.StatusCode, out.resp.Header))
+			retriable = rs.policy.wouldRetryStatus(headerStatus(out.headers, out.resp.StatusCode), out.headers)
 		} else {
 			retriable = rs.policy.wouldRetryFailure(out.failure)
 		}
@@ -116,10 +118,15 @@ func (s *stream) attempt(reqCtx context.Context, rt *route, c *cluster, ep *endp
 
 	// A fresh copy of the router's buffer: whatever the previous attempt's filters replaced is
 	// gone; the header map is the one they left.
-	body, ok := s.runUpstreamFilters(actx, c.filters, ep, bytes.Clone(data))
+	body, open, ok := s.runUpstreamFilters(actx, c.filters, ep, bytes.Clone(data))
 	if !ok {
 		return outcome{done: true}
 	}
+	defer func() {
+		for _, ps := range open {
+			s.closeUpstreamProc(ps) // the attempt's filters are destroyed with it
+		}
+	}()
 	req, err := s.upstreamRequest(actx, rt, ep, &requestBody{data: body})
 	if err != nil {
 		s.log.Warn("building upstream request failed", "error", err)
@@ -186,7 +193,25 @@ func (s *stream) attempt(reqCtx context.Context, rt *route, c *cluster, ep *endp
 	timers.progress()
 	last().Status = res.resp.StatusCode
 	s.outlierResult(c, ep, res.resp.StatusCode >= 500, now)
-	return outcome{resp: res.resp, start: start}
+	h := responseHeaderMap(res.resp.StatusCode, res.resp.Header)
+	if len(open) > 0 {
+		eos := res.resp.Body == http.NoBody || res.resp.ContentLength == 0 || s.head
+		if !s.upstreamResponseFilters(open, h, eos) {
+			res.resp.Body.Close()
+			return outcome{done: true}
+		}
+	}
+	return outcome{resp: res.resp, headers: h, start: start}
+}
+
+// headerStatus is the :status of h, or def when it is missing or malformed.
+func headerStatus(h *headerMap, def int) int {
+	if v, ok := h.get(":status"); ok {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+	}
+	return def
 }
 
 // outlierResult reports an attempt's result to the cluster's outlier detector: a 5xx, or a
@@ -203,7 +228,7 @@ func (s *stream) outlierResult(c *cluster, ep *endpoint, failed bool, now time.T
 func (s *stream) finishAttempt(out outcome) {
 	switch {
 	case out.resp != nil:
-		s.deliverResponse(out.resp, out.start)
+		s.deliverResponseHeaders(out.resp, out.headers, out.start)
 	case out.failure == failPerTryTimeout || out.failure == failPerTryIdleTimeout:
 		s.sendLocalReply(http.StatusGatewayTimeout, []byte("upstream request timeout"), nil, perTryDetails(out.err))
 	default:

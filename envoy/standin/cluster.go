@@ -11,7 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 )
 
@@ -20,9 +20,12 @@ type cluster struct {
 	name    string
 	http2   bool
 	levels  [][]*endpoint
-	next    atomic.Uint64 // round-robin position
 	filters *upstreamFilterChain
 	outlier *outlierDetector // nil without outlier_detection
+
+	seed  uint64 // the load balancer's seed_: where round robin starts
+	mu    sync.Mutex
+	sched map[string]*hostScheduler // by the set of hosts picked from
 }
 
 type endpoint struct {
@@ -32,8 +35,8 @@ type endpoint struct {
 	transport *http.Transport
 }
 
-func newCluster(c *clusterConfig) *cluster {
-	cl := &cluster{name: c.name, http2: c.http2, filters: c.upstreamFilters}
+func newCluster(c *clusterConfig, seed uint64) *cluster {
+	cl := &cluster{name: c.name, http2: c.http2, filters: c.upstreamFilters, seed: seed, sched: map[string]*hostScheduler{}}
 	total := 0
 	for prio, level := range c.levels {
 		var eps []*endpoint
@@ -100,44 +103,116 @@ func (c *cluster) choose(rs *retryState, rng *rand.Rand, now time.Time) *endpoin
 	return c.pickIn(hosts)
 }
 
-// pickIn is weighted round robin over hosts.
+// pickIn is Envoy's default load balancer, ROUND_ROBIN, over hosts (one priority level's
+// healthy hosts, or all of them in panic). Each set of hosts has its own scheduler, built
+// when the set is first used, as Envoy rebuilds it when the host set changes.
+//
+// Envoy: source/common/upstream/load_balancer_impl.cc EdfLoadBalancerBase::refresh (equal
+// weights: no scheduler, plain round robin from seed_, RoundRobinLoadBalancer::
+// unweightedHostPick; otherwise an EDF scheduler built with createWithPicks(hosts, weight,
+// seed_) so that load balancers do not all start on the same host) and
+// EdfLoadBalancerBase::chooseHostOnce (pickAndAdd).
 func (c *cluster) pickIn(hosts []*endpoint) *endpoint {
-	var total uint64
-	for _, e := range hosts {
-		total += uint64(max(e.cfg.weight, 1))
+	if len(hosts) == 0 {
+		return nil
 	}
-	n := c.next.Add(1) % total
+	key := make([]byte, 0, 4*len(hosts))
 	for _, e := range hosts {
-		w := uint64(max(e.cfg.weight, 1))
-		if n < w {
-			return e
-		}
-		n -= w
+		key = append(key, e.addr...)
+		key = append(key, '|')
+		key = strconv.AppendInt(key, int64(e.priority), 10)
+		key = append(key, ';')
 	}
-	return hosts[0]
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sc := c.sched[string(key)]
+	if sc == nil {
+		sc = newHostScheduler(hosts, c.seed)
+		c.sched[string(key)] = sc
+	}
+	return sc.pick()
 }
 
 // pick chooses an endpoint. Without health checking every host is healthy, so Envoy sends
 // all traffic to priority 0 (priority load follows health,
-// source/common/upstream/load_balancer_impl.cc); within the level, weighted round robin.
+// source/common/upstream/load_balancer_impl.cc); within the level, round robin by weight.
 func (c *cluster) pick() *endpoint {
 	if len(c.levels) == 0 || len(c.levels[0]) == 0 {
 		return nil
 	}
-	level := c.levels[0]
+	return c.pickIn(c.levels[0])
+}
+
+// hostScheduler is one host set's round robin: an index when all weights are equal, else
+// Envoy's earliest-deadline-first scheduler. Each host's deadline is the scheduler's time
+// plus 1/weight; a pick takes the earliest deadline (ties: the earliest added), advances the
+// time to it and re-adds the host, so over any sum(weights) picks each host gets its weight's
+// share, interleaved.
+//
+// Envoy: source/common/upstream/edf_scheduler.h EdfScheduler::add, pickAndAdd,
+// createWithPicks.
+type hostScheduler struct {
+	hosts    []*endpoint
+	weighted bool
+	rr       uint64 // unweighted: rr_indexes_, starting at seed_
+	now      float64
+	deadline []float64
+	order    []uint64
+	seq      uint64
+}
+
+func newHostScheduler(hosts []*endpoint, seed uint64) *hostScheduler {
+	sc := &hostScheduler{hosts: hosts, rr: seed}
 	var total uint64
-	for _, e := range level {
-		total += uint64(max(e.cfg.weight, 1))
-	}
-	n := c.next.Add(1) % total
-	for _, e := range level {
-		w := uint64(max(e.cfg.weight, 1))
-		if n < w {
-			return e
+	for _, e := range hosts {
+		total += uint64(e.cfg.weight)
+		if e.cfg.weight != hosts[0].cfg.weight {
+			sc.weighted = true
 		}
-		n -= w
 	}
-	return level[0]
+	if !sc.weighted || len(hosts) <= 1 {
+		sc.weighted = false
+		return sc
+	}
+	sc.deadline = make([]float64, len(hosts))
+	sc.order = make([]uint64, len(hosts))
+	for i := range hosts {
+		sc.add(i)
+	}
+	// createWithPicks: the scheduler as if seed_ picks had been made. The schedule repeats
+	// every sum(weights) picks, so seed_ modulo that is the same starting point (capped, so
+	// huge weights do not cost millions of picks; the start is still seeded).
+	for range seed % min(total, 1<<16) {
+		sc.next()
+	}
+	return sc
+}
+
+func (sc *hostScheduler) add(i int) {
+	sc.deadline[i] = sc.now + 1/float64(sc.hosts[i].cfg.weight)
+	sc.order[i] = sc.seq
+	sc.seq++
+}
+
+func (sc *hostScheduler) next() int {
+	best := 0
+	for i := 1; i < len(sc.hosts); i++ {
+		if sc.deadline[i] < sc.deadline[best] || (sc.deadline[i] == sc.deadline[best] && sc.order[i] < sc.order[best]) {
+			best = i
+		}
+	}
+	sc.now = sc.deadline[best]
+	sc.add(best)
+	return best
+}
+
+func (sc *hostScheduler) pick() *endpoint {
+	if !sc.weighted {
+		e := sc.hosts[sc.rr%uint64(len(sc.hosts))]
+		sc.rr++
+		return e
+	}
+	return sc.hosts[sc.next()]
 }
 
 func (c *cluster) closeIdle() {

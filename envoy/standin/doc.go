@@ -42,9 +42,12 @@
 //     DRAFT_VERSION_03 x-ratelimit-* headers. When the stream is done (finish, Envoy's
 //     onDestroy) the apply_on_stream_done entries are evaluated, hits_addend formatted from
 //     dynamic metadata, and sent fire-and-forget by a goroutine the Proxy owns.
-//  4. Router (router.go): the route is re-matched if a reply cleared the cache; a missing
+//  4. Router (router.go): the route is re-matched if a reply cleared the cache (routes.go:
+//     the first route whose prefix or path and exact string_match header matchers all
+//     match; other header matchers are refused); a missing
 //     route is 404, a missing or unknown cluster 503; the endpoint is picked (priority 0,
-//     weighted round robin); auto_host_rewrite sets Host to the endpoint's hostname; the
+//     round robin by weight: Envoy's EDF scheduler from a seeded start, cluster.go);
+//     auto_host_rewrite sets Host to the endpoint's hostname; the
 //     route timeout runs from the end of the request to the end of the upstream response.
 //     Connect failures and resets before headers are 503 with Envoy's body, a timeout
 //     before headers 504.
@@ -54,7 +57,9 @@
 //     as previous_priorities adjusts it, runs the cluster's upstream filters on the one
 //     request header map (mutated in place across attempts) and a fresh copy of the router's
 //     body — ext_proc in upstream mode (a new stream per attempt, request_headers with the
-//     host's metadata in attributes, CONTINUE_AND_REPLACE replacing the body) and
+//     host's metadata in attributes, CONTINUE_AND_REPLACE replacing the body; with
+//     response_header_mode SEND, the attempt's response_headers on the same stream, whose
+//     header mutation applies before the retry decision) and
 //     header_mutation (%DYNAMIC_METADATA% values, empty ones not written) — then goes
 //     upstream with per-try and per-try idle timeouts. A retriable status (5xx, 502-504, the
 //     retriable status codes) is decided at response headers and discarded before anything

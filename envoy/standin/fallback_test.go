@@ -79,7 +79,12 @@ func statuses(codes ...int) func(int, http.ResponseWriter, *http.Request) {
 // (recognised by its host attributes) it answers CONTINUE_AND_REPLACE with a body rebuilt for
 // the backend it reached, the path, an x-backend header, and content_length metadata.
 func fallbackProcessor(cluster string, replace bool) processFunc {
-	return replyEach(func(m *extprocsvc.ProcessingRequest) *extprocsvc.ProcessingResponse {
+	return replyEach(fallbackReply(cluster, replace))
+}
+
+// fallbackReply is fallbackProcessor's answer to one message.
+func fallbackReply(cluster string, replace bool) func(*extprocsvc.ProcessingRequest) *extprocsvc.ProcessingResponse {
+	return func(m *extprocsvc.ProcessingRequest) *extprocsvc.ProcessingResponse {
 		backend := m.GetAttributes()[bootstrap.ExtProcAttributesKey].GetFields()[bootstrap.UpstreamBackendAttribute].GetStringValue()
 		if m.GetRequestHeaders() != nil && backend != "" {
 			if !replace {
@@ -119,7 +124,7 @@ func fallbackProcessor(cluster string, replace bool) processFunc {
 			}
 		}
 		return continueAll(m)
-	})
+	}
 }
 
 // fallbackBootstrap renders one fallback cluster "model_m" whose levels are the backends.
@@ -148,14 +153,39 @@ func upstreamStreams(f *fakeProcessor) []string {
 	return out
 }
 
-// downstreamResponseHeaders counts response_headers messages (only the router filter's
-// stream gets them) and returns their statuses.
+// isUpstreamStream reports whether a stream is an upstream filter's: its request_headers
+// carry the host attribute.
+func isUpstreamStream(ms []*extprocsvc.ProcessingRequest) bool {
+	if len(ms) == 0 {
+		return false
+	}
+	_, ok := ms[0].GetAttributes()[bootstrap.ExtProcAttributesKey].GetFields()[bootstrap.UpstreamBackendAttribute]
+	return ok
+}
+
+// downstreamResponseHeaders returns the statuses of the response_headers messages the
+// router filter's streams received.
 func downstreamResponseHeaders(f *fakeProcessor) []string {
+	return responseStatuses(f, false)
+}
+
+// upstreamResponseHeaders returns the statuses of the response_headers messages the
+// upstream filter streams received, in stream order.
+func upstreamResponseHeaders(f *fakeProcessor) []string {
+	return responseStatuses(f, true)
+}
+
+func responseStatuses(f *fakeProcessor, upstream bool) []string {
 	var out []string
-	for _, m := range f.messages() {
-		if rh := m.GetResponseHeaders(); rh != nil {
-			s, _ := headerValue(rh.GetHeaders(), ":status")
-			out = append(out, s)
+	for _, ms := range f.streams() {
+		if isUpstreamStream(ms) != upstream {
+			continue
+		}
+		for _, m := range ms {
+			if rh := m.GetResponseHeaders(); rh != nil {
+				s, _ := headerValue(rh.GetHeaders(), ":status")
+				out = append(out, s)
+			}
 		}
 	}
 	return out
@@ -425,5 +455,76 @@ func TestFallbackConfigRefusals(t *testing.T) {
 	c.GetOutlierDetection().EnforcingSuccessRate = nil
 	if _, err := standin.New(b, standin.Options{}, testLogger(t)); err == nil || !strings.Contains(err.Error(), "enforcing_success_rate") {
 		t.Errorf("success rate: New error = %v", err)
+	}
+}
+
+// TestUpstreamResponseHeaders: with response_header_mode SEND, each attempt's upstream
+// ext_proc stream gets response_headers with that attempt's :status, after the
+// request_headers reply, on the same stream; its reply's header mutation is applied to that
+// attempt's response headers before the router decides on a retry, so only the final
+// attempt's mutated headers reach the router filter's processor and the client.
+//
+// Envoy: source/common/router/upstream_request.cc (UpstreamRequestFilterManagerCallbacks::
+// encodeHeaders → UpstreamRequest::decodeHeaders → router.cc Filter::onUpstreamHeaders);
+// source/extensions/filters/http/ext_proc/ext_proc.cc Filter::encodeHeaders.
+func TestUpstreamResponseHeaders(t *testing.T) {
+	primary := &recorder{answer: statuses(503, 429, 200)}
+	reply := fallbackReply("model_m", true)
+	f, addr := startProcessor(t, func(srv extprocsvc.ExternalProcessor_ProcessServer) error {
+		upstream := false
+		for {
+			m, err := srv.Recv()
+			if err != nil {
+				return nil
+			}
+			if _, ok := m.GetAttributes()[bootstrap.ExtProcAttributesKey].GetFields()[bootstrap.UpstreamBackendAttribute]; ok {
+				upstream = true
+			}
+			r := reply(m)
+			if rh := m.GetResponseHeaders(); rh != nil && upstream {
+				st, _ := headerValue(rh.GetHeaders(), ":status")
+				r = matching(m, &extprocsvc.CommonResponse{HeaderMutation: &extprocsvc.HeaderMutation{
+					SetHeaders: []*corev3.HeaderValueOption{setHeader("x-attempt-status", st)},
+				}})
+			}
+			if err := srv.Send(r); err != nil {
+				return nil
+			}
+		}
+	})
+	px := startProxy(t, fallbackBootstrap(t, addr, fastFallback(), backendAt{"openai/gpt-a", startUpstream(t, primary.handler)}))
+	resp, body := do(t, "POST", px.url("/v1/chat/completions"), `{"model":"m"}`)
+	if resp.StatusCode != 200 || body != `{"status":200}` || resp.Header.Get("x-attempt-status") != "200" {
+		t.Fatalf("got %d %q, x-attempt-status %q", resp.StatusCode, body, resp.Header.Get("x-attempt-status"))
+	}
+	px.nextInfo(t)
+	if got := upstreamResponseHeaders(f); !slices.Equal(got, []string{"503", "429", "200"}) {
+		t.Errorf("upstream response_headers statuses = %q", got)
+	}
+	var upstreams int
+	for _, ms := range f.streams() {
+		if !isUpstreamStream(ms) {
+			continue
+		}
+		upstreams++
+		if got := kinds(ms); !slices.Equal(got, []string{"request_headers", "response_headers"}) {
+			t.Errorf("upstream stream %d messages = %q", upstreams, got)
+		}
+	}
+	if upstreams != 3 {
+		t.Errorf("%d upstream streams, want 3", upstreams)
+	}
+	if got := downstreamResponseHeaders(f); !slices.Equal(got, []string{"200"}) {
+		t.Errorf("router filter saw response_headers %q", got)
+	}
+	// The router filter's processor sees the final attempt's mutated headers.
+	for _, ms := range f.streams() {
+		for _, m := range ms {
+			if rh := m.GetResponseHeaders(); rh != nil && !isUpstreamStream(ms) {
+				if v, _ := headerValue(rh.GetHeaders(), "x-attempt-status"); v != "200" {
+					t.Errorf("router filter's response_headers x-attempt-status = %q, want 200", v)
+				}
+			}
+		}
 	}
 }

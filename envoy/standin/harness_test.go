@@ -42,13 +42,18 @@ type fakeProcessor struct {
 	extprocsvc.UnimplementedExternalProcessorServer
 	fn processFunc
 
-	mu       sync.Mutex
-	received []*extprocsvc.ProcessingRequest
-	ended    chan error // one value per finished stream: the stream's context error
+	mu        sync.Mutex
+	received  []*extprocsvc.ProcessingRequest
+	perStream [][]*extprocsvc.ProcessingRequest // received, by stream in the order they opened
+	ended     chan error                        // one value per finished stream: the stream's context error
 }
 
 func (f *fakeProcessor) Process(srv extprocsvc.ExternalProcessor_ProcessServer) error {
-	err := f.fn(&recordingServer{ExternalProcessor_ProcessServer: srv, f: f})
+	f.mu.Lock()
+	id := len(f.perStream)
+	f.perStream = append(f.perStream, nil)
+	f.mu.Unlock()
+	err := f.fn(&recordingServer{ExternalProcessor_ProcessServer: srv, f: f, id: id})
 	select {
 	case f.ended <- srv.Context().Err():
 	default:
@@ -62,9 +67,21 @@ func (f *fakeProcessor) messages() []*extprocsvc.ProcessingRequest {
 	return append([]*extprocsvc.ProcessingRequest(nil), f.received...)
 }
 
+// streams returns the messages received, stream by stream.
+func (f *fakeProcessor) streams() [][]*extprocsvc.ProcessingRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([][]*extprocsvc.ProcessingRequest, len(f.perStream))
+	for i, ms := range f.perStream {
+		out[i] = append([]*extprocsvc.ProcessingRequest(nil), ms...)
+	}
+	return out
+}
+
 type recordingServer struct {
 	extprocsvc.ExternalProcessor_ProcessServer
-	f *fakeProcessor
+	f  *fakeProcessor
+	id int
 }
 
 func (r *recordingServer) Recv() (*extprocsvc.ProcessingRequest, error) {
@@ -72,6 +89,7 @@ func (r *recordingServer) Recv() (*extprocsvc.ProcessingRequest, error) {
 	if err == nil {
 		r.f.mu.Lock()
 		r.f.received = append(r.f.received, m)
+		r.f.perStream[r.id] = append(r.f.perStream[r.id], m)
 		r.f.mu.Unlock()
 	}
 	return m, err

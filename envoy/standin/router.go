@@ -116,9 +116,17 @@ func (s *stream) forward(body *requestBody) {
 
 // deliverResponse hands the upstream response to the encoder filters.
 func (s *stream) deliverResponse(resp *http.Response, start time.Time) {
+	s.deliverResponseHeaders(resp, nil, start)
+}
+
+// deliverResponseHeaders is deliverResponse with the response header map as the upstream
+// filters left it (nil: built from resp).
+func (s *stream) deliverResponseHeaders(resp *http.Response, h *headerMap, start time.Time) {
 	s.upHeaders = true
 	s.touch()
-	h := responseHeaderMap(resp.StatusCode, resp.Header)
+	if h == nil {
+		h = responseHeaderMap(resp.StatusCode, resp.Header)
+	}
 	if !s.p.cfg.listener.router.suppressEnvoyHeaders {
 		// Envoy: router.cc Filter::onUpstreamHeaders adds x-envoy-upstream-service-time
 		// before the encoder filters run, so ext_proc sees it.

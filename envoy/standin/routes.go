@@ -7,6 +7,7 @@ import (
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -24,6 +25,7 @@ type vhost struct {
 type route struct {
 	name            string
 	prefix, path    string
+	headers         []headerMatch // all must match
 	cluster         string
 	clusterHeader   string
 	notFoundCode    int
@@ -32,6 +34,27 @@ type route struct {
 	perFilter       map[string]*anypb.Any // typed_per_filter_config, by filter name
 	rateLimit       *rateLimitPolicy      // the ratelimit filter's RateLimitPerRoute
 	retry           *retryPolicy          // nil: no retry_policy
+}
+
+// headerMatch is a HeaderMatcher with an exact string_match: the header's values, joined
+// with "," when it occurs more than once, must equal value; an absent header never matches.
+//
+// Envoy: source/common/http/header_utility.cc HeaderUtility::matchHeaders and
+// HeaderDataBaseImpl::matchesHeaders (HeaderUtility::getAllOfHeaderAsString joins repeated
+// values with ","; absent and not treat_missing_header_as_empty is no match), with
+// StringHeaderData → Matchers::StringMatcherImpl exact (case-sensitive).
+type headerMatch struct {
+	name, value string
+}
+
+func (m headerMatch) matches(h *headerMap) bool {
+	var vals []string
+	for _, e := range h.entries {
+		if e.key == m.name {
+			vals = append(vals, e.value)
+		}
+	}
+	return len(vals) > 0 && strings.Join(vals, ",") == m.value
 }
 
 // routeMatch is a resolved route: Envoy resolves cluster_header when it matches the route,
@@ -67,6 +90,18 @@ func parseRoutes(rc *routev3.RouteConfiguration, clusters map[string]*clusterCon
 				if _, ok := r.GetMatch().GetPathSpecifier().(*routev3.RouteMatch_Path); !ok {
 					errs = append(errs, fmt.Errorf("%s.match: prefix or path is required", where))
 				}
+			}
+			for hi, hm := range r.GetMatch().GetHeaders() {
+				sm := hm.GetStringMatch()
+				if _, ok := sm.GetMatchPattern().(*matcherv3.StringMatcher_Exact); !ok {
+					errs = append(errs, fmt.Errorf("%s.match.headers[%d]: only string_match with exact is implemented by the stand-in", where, hi))
+					continue
+				}
+				if hm.GetName() == "" {
+					errs = append(errs, fmt.Errorf("%s.match.headers[%d].name: required", where, hi))
+					continue
+				}
+				rt.headers = append(rt.headers, headerMatch{name: strings.ToLower(hm.GetName()), value: sm.GetExact()})
 			}
 			if rt.cluster == "" && rt.clusterHeader == "" {
 				errs = append(errs, fmt.Errorf("%s.route: cluster or cluster_header is required", where))
@@ -123,9 +158,12 @@ func (t *routeTable) bindPerFilterConfig(rl *rateLimitConfig) error {
 }
 
 // match picks the virtual host for :authority (exact, then *suffix, then prefix*, then *)
-// and its first route matching :path, resolving cluster_header from h.
+// and its first route matching :path and all its header matchers, resolving cluster_header
+// from h.
 //
-// Envoy: source/common/router/config_impl.cc RouteMatcher::findVirtualHost and
+// Envoy: source/common/router/config_impl.cc RouteMatcher::findVirtualHost,
+// VirtualHostImpl::getRouteFromEntries (routes in order, the first match wins),
+// RouteEntryImplBase::matchRoute (headers through Http::HeaderUtility::matchHeaders) and
 // RouteEntryImplBase::pickClusterViaClusterHeader (first value of the header).
 func (t *routeTable) match(h *headerMap) *routeMatch {
 	authority, _ := h.get(":authority")
@@ -136,7 +174,8 @@ func (t *routeTable) match(h *headerMap) *routeMatch {
 	}
 	pathOnly, _, _ := strings.Cut(path, "?")
 	for _, r := range v.routes {
-		if (r.path != "" && pathOnly == r.path) || (r.path == "" && strings.HasPrefix(path, r.prefix)) {
+		pathOK := (r.path != "" && pathOnly == r.path) || (r.path == "" && strings.HasPrefix(path, r.prefix))
+		if pathOK && headersMatch(r.headers, h) {
 			m := &routeMatch{route: r, cluster: r.cluster}
 			if r.clusterHeader != "" {
 				m.cluster, _ = h.get(r.clusterHeader)
@@ -145,6 +184,15 @@ func (t *routeTable) match(h *headerMap) *routeMatch {
 		}
 	}
 	return nil
+}
+
+func headersMatch(ms []headerMatch, h *headerMap) bool {
+	for _, m := range ms {
+		if !m.matches(h) {
+			return false
+		}
+	}
+	return true
 }
 
 func (t *routeTable) findVirtualHost(authority string) *vhost {

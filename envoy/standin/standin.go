@@ -85,7 +85,9 @@ func New(b *bootstrapv3.Bootstrap, opts Options, log *slog.Logger) (*Proxy, erro
 		ready:    make(chan struct{}),
 	}
 	for name, c := range cfg.clusters {
-		p.clusters[name] = newCluster(c)
+		// The load balancer's seed_ (Envoy draws it from the server's random generator):
+		// here from the proxy's seed and the cluster's name, so a seed replays.
+		p.clusters[name] = newCluster(c, lbSeed(seed, name))
 		for _, level := range c.levels {
 			for _, e := range level {
 				if e.tls != nil && e.tls.roots == nil {
@@ -286,4 +288,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// recovers it without logging.
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// lbSeed derives a cluster load balancer's seed from the proxy's seed and the cluster name
+// (FNV-1a).
+func lbSeed(seed int64, name string) uint64 {
+	h := uint64(14695981039346656037) ^ uint64(seed)
+	for i := 0; i < len(name); i++ {
+		h ^= uint64(name[i])
+		h *= 1099511628211
+	}
+	return h
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"regexp"
 	"time"
 
@@ -37,10 +38,12 @@ type upstreamFilter struct {
 }
 
 // upstreamExtProcConfig is an ext_proc filter in upstream mode: the stand-in implements the
-// mode Tollgate uses, request headers only, answered with CONTINUE or CONTINUE_AND_REPLACE.
+// modes Tollgate uses, request headers (answered with CONTINUE or CONTINUE_AND_REPLACE) and
+// optionally response headers (answered with CONTINUE and header mutations), no bodies.
 type upstreamExtProcConfig struct {
 	*extProcConfig
-	attributes []hostAttribute
+	attributes          []hostAttribute
+	sendResponseHeaders bool // response_header_mode SEND (or DEFAULT, which is SEND)
 }
 
 // hostAttribute is a request_attributes CEL expression reading the chosen host's metadata,
@@ -117,14 +120,14 @@ func parseUpstreamExtProc(ep *extprocv3.ExternalProcessor, clusters map[string]*
 	base, err := parseExtProc(ep, clusters)
 	errs := []error{err}
 	m := ep.GetProcessingMode()
-	if m.GetRequestBodyMode() != extprocv3.ProcessingMode_NONE || m.GetResponseHeaderMode() != extprocv3.ProcessingMode_SKIP ||
+	if m.GetRequestBodyMode() != extprocv3.ProcessingMode_NONE ||
 		m.GetResponseBodyMode() != extprocv3.ProcessingMode_NONE || m.GetRequestHeaderMode() == extprocv3.ProcessingMode_SKIP {
-		errs = append(errs, errors.New("processing_mode: as an upstream filter the stand-in implements request headers SEND, request body NONE, response headers SKIP and response body NONE"))
+		errs = append(errs, errors.New("processing_mode: as an upstream filter the stand-in implements request headers SEND, request body NONE, response headers SEND or SKIP and response body NONE"))
 	}
 	if ep.GetAllowModeOverride() {
 		errs = append(errs, errors.New("allow_mode_override: not implemented by the stand-in for an upstream filter"))
 	}
-	cfg := &upstreamExtProcConfig{extProcConfig: base}
+	cfg := &upstreamExtProcConfig{extProcConfig: base, sendResponseHeaders: m.GetResponseHeaderMode() != extprocv3.ProcessingMode_SKIP}
 	for i, expr := range ep.GetRequestAttributes() {
 		m := hostAttributeRE.FindStringSubmatch(expr)
 		if m == nil {
@@ -144,23 +147,46 @@ func parseUpstreamExtProc(ep *extprocv3.ExternalProcessor, clusters map[string]*
 // returns the body to send, and false when the stream ended (a local reply, which goes
 // through the downstream filter manager as UpstreamFilterManager::sendLocalReply does, or
 // the client left).
-func (s *stream) runUpstreamFilters(ctx context.Context, chain *upstreamFilterChain, ep *endpoint, body []byte) ([]byte, bool) {
+//
+// It also returns, in chain order, the ext_proc streams left open for the response headers;
+// the caller closes them (closeUpstreamProc) whatever happens to the attempt.
+func (s *stream) runUpstreamFilters(ctx context.Context, chain *upstreamFilterChain, ep *endpoint, body []byte) ([]byte, []*upstreamProcStream, bool) {
 	if chain == nil {
-		return body, true
+		return body, nil, true
 	}
 	hasBody := len(body) > 0
+	var open []*upstreamProcStream
 	for _, f := range chain.filters {
 		switch {
 		case f.extProc != nil:
 			var ok bool
-			if body, ok = s.upstreamExtProc(ctx, f.extProc, ep, body, hasBody); !ok {
-				return nil, false
+			var ps *upstreamProcStream
+			if body, ps, ok = s.upstreamExtProc(ctx, f.extProc, ep, body, hasBody); !ok {
+				for _, o := range open {
+					s.closeUpstreamProc(o)
+				}
+				return nil, nil, false
+			}
+			if ps != nil {
+				open = append(open, ps)
 			}
 		case f.headerMutation != nil:
 			f.headerMutation.apply(s.reqHeaders, &s.md)
 		}
 	}
-	return body, true
+	return body, open, true
+}
+
+// upstreamResponseFilters runs the response headers through the attempt's open ext_proc
+// streams in reverse chain order, as encoder filters run. It reports false when the stream
+// ended.
+func (s *stream) upstreamResponseFilters(open []*upstreamProcStream, h *headerMap, eos bool) bool {
+	for i := len(open) - 1; i >= 0; i-- {
+		if !s.upstreamExtProcResponse(open[i], h, eos) {
+			return false
+		}
+	}
+	return true
 }
 
 // hostAttributes evaluates the filter's request_attributes for the chosen host: strings,
@@ -184,71 +210,77 @@ func (cfg *upstreamExtProcConfig) hostAttributes(ep *endpoint) map[string]*struc
 	return map[string]*structpb.Struct{extProcAttributesKey: out}
 }
 
-// upstreamExtProc is one attempt's ext_proc filter in upstream mode: a new gRPC stream, one
-// request_headers message (the shared header map, the host attributes, the forwarded
-// metadata), one reply. The reply's header mutation changes the shared header map, its
-// dynamic metadata the request's, and CONTINUE_AND_REPLACE with a body_mutation replaces this
-// attempt's body and removes content-length (processor_state.cc handleHeadersResponse).
-// clear_route_cache has no effect: an upstream filter has no route to clear (the decoder
-// callbacks of UpstreamFilterManager carry no downstream callbacks). Failures follow
-// ext_proc.cc as downstream: 504 on message timeout, status_on_error on a gRPC error or a
-// spurious or rejected reply, or continuing without the processor with failure_mode_allow.
-// The stream is closed when the attempt's filter is done with it.
-func (s *stream) upstreamExtProc(ctx context.Context, cfg *upstreamExtProcConfig, ep *endpoint, body []byte, hasBody bool) ([]byte, bool) {
+// upstreamProcStream is one attempt's ext_proc gRPC stream. It stays open from the
+// request_headers message to the response_headers one when response_header_mode is SEND, and
+// is closed when the filter is done with it or the attempt ends (the filter is destroyed with
+// its UpstreamRequest: ext_proc.cc Filter::onDestroy closes the stream).
+type upstreamProcStream struct {
+	cfg      *upstreamExtProcConfig
+	st       extprocsvc.ExternalProcessor_ProcessClient
+	cancel   context.CancelFunc
+	replies  chan *extprocsvc.ProcessingResponse
+	recvDone chan struct{}
+	recvErr  error
+	closed   bool
+}
+
+func (s *stream) openUpstreamProc(ctx context.Context, cfg *upstreamExtProcConfig) (*upstreamProcStream, error) {
 	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	st, err := s.p.extproc.Process(sctx)
 	if err != nil {
-		return s.upstreamExtProcFailed(cfg, body, grpcErrorReply(cfg, err))
+		cancel()
+		return nil, err
 	}
 	s.p.stats.streamsStarted.Add(1)
-	replies := make(chan *extprocsvc.ProcessingResponse, 1)
-	recvDone := make(chan struct{})
-	var recvErr error
+	ps := &upstreamProcStream{cfg: cfg, st: st, cancel: cancel,
+		replies: make(chan *extprocsvc.ProcessingResponse, 1), recvDone: make(chan struct{})}
 	go func() {
-		defer close(recvDone)
+		defer close(ps.recvDone)
 		for {
 			r, err := st.Recv()
 			if err != nil {
-				recvErr = err
+				ps.recvErr = err
 				return
 			}
 			select {
-			case replies <- r:
+			case ps.replies <- r:
 			case <-sctx.Done():
 				return
 			}
 		}
 	}()
-	defer func() {
-		_ = st.CloseSend()
-		cancel()
-		<-recvDone
-		s.p.stats.streamsClosed.Add(1)
-	}()
+	return ps, nil
+}
 
-	req := &extprocsvc.ProcessingRequest{
-		Request: &extprocsvc.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocsvc.HttpHeaders{
-			Headers: s.reqHeaders.toProto(), EndOfStream: !hasBody,
-		}},
-		MetadataContext: s.md.forward(cfg.forwardingNamespaces),
-		Attributes:      cfg.hostAttributes(ep),
-		ProtocolConfig: &extprocsvc.ProtocolConfiguration{
-			RequestBodyMode: extprocv3.ProcessingMode_NONE, ResponseBodyMode: extprocv3.ProcessingMode_NONE,
-		},
+// close half-closes and cancels the stream, as Envoy does without graceful close.
+func (s *stream) closeUpstreamProc(ps *upstreamProcStream) {
+	if ps == nil || ps.closed {
+		return
 	}
+	ps.closed = true
+	_ = ps.st.CloseSend()
+	ps.cancel()
+	<-ps.recvDone
+	s.p.stats.streamsClosed.Add(1)
+}
+
+// exchange sends req on ps and waits for its reply under the message timeout (restarted once
+// by override_message_timeout, Filter::onNewTimeout). It returns the reply; or nil and a
+// failure reply; or nil, nil when the processor closed the stream with OK (Envoy continues
+// without it). alive is false when the client left.
+func (s *stream) exchange(ps *upstreamProcStream, req *extprocsvc.ProcessingRequest) (r *extprocsvc.ProcessingResponse, fail *extprocsvc.ImmediateResponse, alive bool) {
+	cfg := ps.cfg
 	s.p.stats.msgsSent.Add(1)
-	if err := st.Send(req); err != nil && !errors.Is(err, io.EOF) {
-		return s.upstreamExtProcFailed(cfg, body, grpcErrorReply(cfg, err))
+	if err := ps.st.Send(req); err != nil && !errors.Is(err, io.EOF) {
+		return nil, grpcErrorReply(cfg, err), true
 	}
 	timer := time.NewTimer(cfg.messageTimeout)
 	defer timer.Stop()
 	timeoutRestarted := false
 	for {
 		select {
-		case r := <-replies:
+		case r := <-ps.replies:
 			if d := r.GetOverrideMessageTimeout(); d != nil {
-				// Filter::onNewTimeout: once per call, within [1ms, max_message_timeout].
 				t := d.AsDuration()
 				if !timeoutRestarted && d.IsValid() && t >= time.Millisecond && t <= cfg.maxMessageTimeout {
 					timer.Reset(t)
@@ -259,29 +291,146 @@ func (s *stream) upstreamExtProc(ctx context.Context, cfg *upstreamExtProcConfig
 				}
 				continue
 			}
-			return s.onUpstreamExtProcReply(cfg, r, body)
-		case <-recvDone:
+			return r, nil, true
+		case <-ps.recvDone:
 			select {
-			case r := <-replies:
-				return s.onUpstreamExtProcReply(cfg, r, body)
+			case r := <-ps.replies:
+				return r, nil, true
 			default:
 			}
-			if recvErr == nil || errors.Is(recvErr, io.EOF) {
-				return body, true // an OK close: Envoy continues without the processor
+			if ps.recvErr == nil || errors.Is(ps.recvErr, io.EOF) {
+				return nil, nil, true
 			}
 			s.p.stats.streamsFailed.Add(1)
-			return s.upstreamExtProcFailed(cfg, body, grpcErrorReply(cfg, recvErr))
+			return nil, grpcErrorReply(cfg, ps.recvErr), true
 		case <-timer.C:
 			s.p.stats.messageTimeouts.Add(1)
-			return s.upstreamExtProcFailed(cfg, body, &extprocsvc.ImmediateResponse{
+			return nil, &extprocsvc.ImmediateResponse{
 				Status:  &typev3.HttpStatus{Code: typev3.StatusCode_GatewayTimeout},
 				Details: "ext_proc_error_per-message_timeout_exceeded",
-			})
+			}, true
 		case <-s.ctx.Done():
 			s.onClientGone()
-			return nil, false
+			return nil, nil, false
 		}
 	}
+}
+
+// upstreamExtProc is one attempt's ext_proc filter in upstream mode, request side: a new
+// gRPC stream, one request_headers message (the shared header map, the host attributes, the
+// forwarded metadata), one reply. The reply's header mutation changes the shared header map,
+// its dynamic metadata the request's, and CONTINUE_AND_REPLACE with a body_mutation replaces
+// this attempt's body and removes content-length (processor_state.cc handleHeadersResponse).
+// clear_route_cache has no effect: an upstream filter has no route to clear (the decoder
+// callbacks of UpstreamFilterManager carry no downstream callbacks). Failures follow
+// ext_proc.cc as downstream: 504 on message timeout, status_on_error on a gRPC error or a
+// spurious or rejected reply, or continuing without the processor with failure_mode_allow.
+// With response_header_mode SEND the stream is returned open, for the response headers
+// (upstreamExtProcResponse); otherwise it is closed here.
+func (s *stream) upstreamExtProc(ctx context.Context, cfg *upstreamExtProcConfig, ep *endpoint, body []byte, hasBody bool) ([]byte, *upstreamProcStream, bool) {
+	ps, err := s.openUpstreamProc(ctx, cfg)
+	if err != nil {
+		body, ok := s.upstreamExtProcFailed(cfg, body, grpcErrorReply(cfg, err))
+		return body, nil, ok
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			s.closeUpstreamProc(ps)
+		}
+	}()
+	req := &extprocsvc.ProcessingRequest{
+		Request: &extprocsvc.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocsvc.HttpHeaders{
+			Headers: s.reqHeaders.toProto(), EndOfStream: !hasBody,
+		}},
+		MetadataContext: s.md.forward(cfg.forwardingNamespaces),
+		Attributes:      cfg.hostAttributes(ep),
+		ProtocolConfig: &extprocsvc.ProtocolConfiguration{
+			RequestBodyMode: extprocv3.ProcessingMode_NONE, ResponseBodyMode: extprocv3.ProcessingMode_NONE,
+		},
+	}
+	r, fail, alive := s.exchange(ps, req)
+	switch {
+	case !alive:
+		return nil, nil, false
+	case fail != nil:
+		body, ok := s.upstreamExtProcFailed(cfg, body, fail)
+		return body, nil, ok
+	case r == nil:
+		return body, nil, true // an OK close: Envoy continues without the processor
+	}
+	body, ok := s.onUpstreamExtProcReply(cfg, r, body)
+	if ok && cfg.sendResponseHeaders {
+		keep = true
+		return body, ps, true
+	}
+	return body, nil, ok
+}
+
+// upstreamExtProcResponse is the response side of one attempt's upstream ext_proc filter
+// (response_header_mode SEND): response_headers with the attempt's :status on the attempt's
+// own stream, after the request_headers reply; the reply's header mutation changes this
+// attempt's response headers, which the router then sees. The upstream filters' encodeHeaders
+// run before the router's onUpstreamHeaders (source/common/router/upstream_request.cc
+// UpstreamRequestFilterManagerCallbacks::encodeHeaders → UpstreamRequest::decodeHeaders →
+// Filter::onUpstreamHeaders), so the retry decision and the downstream filters see the
+// mutated headers. mode_override is ignored (allow_mode_override is false). It reports false
+// when the stream ended (a local reply or the client left). The stream is closed: with the
+// response body NONE the filter has nothing more to send.
+func (s *stream) upstreamExtProcResponse(ps *upstreamProcStream, h *headerMap, eos bool) bool {
+	defer s.closeUpstreamProc(ps)
+	cfg := ps.cfg
+	req := &extprocsvc.ProcessingRequest{
+		Request:         &extprocsvc.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocsvc.HttpHeaders{Headers: h.toProto(), EndOfStream: eos}},
+		MetadataContext: s.md.forward(cfg.forwardingNamespaces),
+	}
+	r, fail, alive := s.exchange(ps, req)
+	switch {
+	case !alive:
+		return false
+	case fail != nil:
+		_, ok := s.upstreamExtProcFailed(cfg, nil, fail)
+		return ok
+	case r == nil:
+		return true
+	}
+	if dm := r.GetDynamicMetadata(); dm != nil {
+		if dropped := s.md.accept(cfg.receivingNamespaces, dm); len(dropped) > 0 {
+			s.log.Debug("upstream ext_proc dynamic metadata dropped: namespace not in receiving_namespaces", "namespaces", dropped)
+		}
+	}
+	failWith := func(details string) bool {
+		_, ok := s.upstreamExtProcFailed(cfg, nil, &extprocsvc.ImmediateResponse{
+			Status: &typev3.HttpStatus{Code: typev3.StatusCode(cfg.statusOnError)}, Details: details,
+		})
+		return ok
+	}
+	switch v := r.GetResponse().(type) {
+	case *extprocsvc.ProcessingResponse_ResponseHeaders:
+		s.p.stats.msgsReceived.Add(1)
+		cr := v.ResponseHeaders.GetResponse()
+		replacing := cr.GetStatus() == extprocsvc.CommonResponse_CONTINUE_AND_REPLACE
+		if replacing || cr.GetBodyMutation() != nil {
+			s.log.Error("upstream ext_proc: replacing the response in response_headers is not implemented by the stand-in")
+			s.sendLocalReply(http.StatusInternalServerError, nil, nil, "standin_unimplemented_upstream_response_replace")
+			return false
+		}
+		if hm := cr.GetHeaderMutation(); hm != nil {
+			if err := applyHeaderMutation(hm, h, false, cfg.rules, s.rejectedMutation, false); err != nil {
+				return failWith(err.Error())
+			}
+		}
+		return true
+	case *extprocsvc.ProcessingResponse_ImmediateResponse:
+		if cfg.disableImmediateResponse {
+			break
+		}
+		s.p.stats.msgsReceived.Add(1)
+		s.sendImmediateResponseWith(v.ImmediateResponse, cfg.rules)
+		return false
+	}
+	s.p.stats.spuriousMsgs.Add(1)
+	return failWith("spurious message")
 }
 
 func (s *stream) onUpstreamExtProcReply(cfg *upstreamExtProcConfig, r *extprocsvc.ProcessingResponse, body []byte) ([]byte, bool) {
