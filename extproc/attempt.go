@@ -111,9 +111,8 @@ func (s *Server) answerAttempt(req *extprocv3.ProcessingRequest) (resp *extprocv
 	var m mutation
 	m.Set(":path", path)
 	m.Set("content-type", "application/json")
-	// The routing and rate-limit headers have done their work by now; they name the operator's
-	// customers and stay here. The request id stays: a retry's attempt looks the request up by it.
-	m.Remove(headerCluster, headerOrg, headerKey, headerModel)
+	// x-tollgate-org, -key and -model stay: Envoy's ratelimit filter reads them again after the
+	// response, from this same header map, to charge token quotas (apply_on_stream_done).
 	// Credentials of the previous attempt's provider must not reach this one.
 	setUpstreamCredential(&m, provider, authHeaders(x.route.Chain)...)
 	if providerProtocol(provider.Kind) == protoAnthropic {

@@ -67,7 +67,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 
-	envoyYAML, err := renderBootstrap(cat, *listen, *extprocAddr, *rlsAddr, *managementAddr, bootstrap.DefaultAdminPort)
+	envoyYAML, err := renderBootstrap(cat, *listen, *extprocAddr, *rlsAddr, *managementAddr, bootstrap.DefaultAdminPort, bootstrap.WithFallback())
 	if err != nil {
 		return err
 	}
@@ -98,6 +98,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			Addr:           *extprocAddr,
 			ManagementAddr: *managementAddr,
 			SpoolDir:       filepath.Join(*stateDir, "spool"),
+			Fallback:       true,
 			MaxBodyBytes:   extproc.DefaultMaxBodyBytes,
 		}, cat, store, log)
 	})

@@ -36,7 +36,7 @@ func (o *extprocOptions) flags(fs interface {
 	IntVar(*int, string, int, string)
 	BoolVar(*bool, string, bool, string)
 }, addr string) {
-	fs.BoolVar(&o.Fallback, "fallback", envOr("TOLLGATE_FALLBACK", "") == "true", "translate per attempt for Envoy's retries and fallback; render the bootstrap with envoy-config --fallback (env TOLLGATE_FALLBACK=true)")
+	fs.BoolVar(&o.Fallback, "fallback", envOr("TOLLGATE_FALLBACK", "true") == "true", "translate per attempt for Envoy's retries and fallback; envoy-config must render with the same setting (env TOLLGATE_FALLBACK)")
 	fs.StringVar(&o.Addr, "addr", envOr("TOLLGATE_EXTPROC_ADDR", addr), "ext_proc gRPC listen address (env TOLLGATE_EXTPROC_ADDR)")
 	fs.StringVar(&o.ManagementAddr, "management-addr", envOr("TOLLGATE_MANAGEMENT_ADDR", ":8090"), "management API listen address; empty disables it (env TOLLGATE_MANAGEMENT_ADDR)")
 	fs.StringVar(&o.SpoolDir, "spool-dir", envOr("TOLLGATE_SPOOL_DIR", "var/spool"), "local settlement spool, one per process (env TOLLGATE_SPOOL_DIR)")

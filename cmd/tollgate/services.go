@@ -25,7 +25,7 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	rlsAddr := fs.String("ratelimit", envOr("TOLLGATE_ENVOY_RATELIMIT", ""), "ratelimit service address as Envoy reaches it; empty renders no ratelimit filter (env TOLLGATE_ENVOY_RATELIMIT)")
 	mgmtAddr := fs.String("management", envOr("TOLLGATE_ENVOY_MANAGEMENT", ""), "management API address as Envoy reaches it; empty leaves /v1/management/* unrouted (env TOLLGATE_ENVOY_MANAGEMENT)")
 	rlsTimeout := fs.Duration("ratelimit-timeout", 0, "Envoy's deadline for one rate-limit decision (0: bootstrap.DefaultRateLimitTimeout)")
-	fallback := fs.Bool("fallback", false, "render retries and cross-provider fallback: each model cluster's fallback chain as priority levels, Envoy's retry policy and the per-attempt upstream filters (needs an extproc that serves the upstream filter)")
+	fallback := fs.Bool("fallback", envOr("TOLLGATE_FALLBACK", "true") == "true", "render retries and cross-provider fallback: each model cluster's fallback chain as priority levels, a route per cluster with Envoy's retry policy, and the per-attempt upstream filters; extproc must run with the same setting (env TOLLGATE_FALLBACK)")
 	out := fs.String("o", "", "write to this file instead of stdout")
 	if err := parse(fs, args); err != nil {
 		return err

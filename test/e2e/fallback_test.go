@@ -66,7 +66,8 @@ func TestFallback(t *testing.T) {
 // included.
 func TestFallbackSDKs(t *testing.T) {
 	s := startStackWith(t, stackOptions{fallback: true})
-	runNode(t, s, "fallback.mjs", "TOLLGATE_MODEL=mock-primary-down", "TOLLGATE_SERVED=mock-claude")
+	runNode(t, s, "fallback.mjs", "TOLLGATE_MODEL=mock-primary-down", "TOLLGATE_SERVED=mock-claude",
+		"TOLLGATE_FLAKY=mock-flaky", "TOLLGATE_DEAD_FIRST=mock-dead-first")
 	var attempts int
 	eventually(t, "attempts recorded", func() (bool, error) {
 		err := s.DB.QueryRow(t.Context(), `SELECT max(jsonb_array_length(attempts)) FROM usage_records WHERE org_id = $1`, s.OrgID).Scan(&attempts)

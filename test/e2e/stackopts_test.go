@@ -26,7 +26,8 @@ type stackOptions struct {
 	providers, models []string
 	// extprocArgs are added to the extproc's command line.
 	extprocArgs []string
-	// fallback renders Envoy's retries and fallback and runs extproc's per-attempt translation.
+	// fallback asks for Envoy's retries and fallback with extproc's per-attempt translation
+	// explicitly (both commands default to it).
 	fallback bool
 	// beforeStart runs once the organisation and key exist and before any service starts, for
 	// operator commands whose effect must be in place from the first request (limits).

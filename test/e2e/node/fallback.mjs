@@ -12,6 +12,21 @@ const model = process.env.TOLLGATE_MODEL;
 const served = process.env.TOLLGATE_SERVED;
 
 const openai = new OpenAI({ apiKey, baseURL: `${base}/v1`, maxRetries: 0 });
+
+// A backend that answers 503 twice, then 200: Envoy retries it on the same level; the SDK sees
+// one success (it does no retrying of its own: maxRetries 0).
+if (process.env.TOLLGATE_FLAKY) {
+  const data = await openai.chat.completions.create({ model: process.env.TOLLGATE_FLAKY, messages: [{ role: 'user', content: 'hi' }] });
+  assert.equal(data.model, process.env.TOLLGATE_FLAKY);
+  assert.match(data.choices[0].message.content, /You said: hi/);
+}
+
+// A primary that cannot be reached, whose fallback's upstream model name is longer: the body the
+// fallback gets is complete (content-length set anew for the attempt).
+if (process.env.TOLLGATE_DEAD_FIRST) {
+  const data = await openai.chat.completions.create({ model: process.env.TOLLGATE_DEAD_FIRST, messages: [{ role: 'user', content: 'hi' }] });
+  assert.match(data.choices[0].message.content, /You said: hi/);
+}
 {
   const { data, response } = await openai.chat.completions
     .create({ model, messages: [{ role: 'user', content: 'hi' }] })
