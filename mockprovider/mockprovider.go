@@ -16,13 +16,13 @@
 package mockprovider
 
 import (
-	"sync/atomic"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 

@@ -29,7 +29,9 @@ func TestOverridesLive(t *testing.T) {
 	defaults := map[string]Rates{"m": {RPM: 60, TPM: 1000}}
 	watchCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- o.Watch(watchCtx, limits, defaults, 10*time.Millisecond, slog.New(slog.DiscardHandler)) }()
+	go func() {
+		done <- o.Watch(watchCtx, limits, defaults, 10*time.Millisecond, slog.New(slog.DiscardHandler))
+	}()
 	t.Cleanup(func() { stop(); <-done })
 
 	limitOf := func(d Descriptor) uint64 {
