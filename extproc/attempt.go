@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc/codes"
@@ -224,8 +225,28 @@ func (s *Server) serveAttempt(stream extprocv3.ExternalProcessor_ProcessServer, 
 		code, _ := strconv.Atoi(header(rh.GetHeaders(), ":status"))
 		done(code)
 		if err := stream.Send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
-			ResponseHeaders: &extprocv3.HeadersResponse{}}}); err != nil {
+			ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
+				HeaderMutation: providerAccountHeaders(rh.GetHeaders())}}}}); err != nil {
 			return fmt.Errorf("send: %w", err)
 		}
 	}
+}
+
+// providerAccountHeaders removes, from an attempt's response, the headers that describe the
+// operator's account with the provider: its rate limits (x-ratelimit-*, anthropic-ratelimit-*),
+// organisation and project, and cookies. Here, before the downstream filters, they can be told
+// apart from the gateway's own x-ratelimit-* headers, which Envoy's ratelimit filter adds later.
+func providerAccountHeaders(hm *corev3.HeaderMap) *extprocv3.HeaderMutation {
+	var m mutation
+	for _, h := range hm.GetHeaders() {
+		k := h.GetKey()
+		switch {
+		case strings.HasPrefix(k, "x-ratelimit-"), strings.HasPrefix(k, "anthropic-ratelimit-"),
+			k == "openai-organization", k == "openai-project", k == "anthropic-organization-id", k == "set-cookie":
+			if !slices.Contains(m.remove, k) {
+				m.Remove(k)
+			}
+		}
+	}
+	return m.proto()
 }

@@ -147,8 +147,12 @@ func TestAttemptStatusRecorded(t *testing.T) {
 			Headers: headerMap(":method", "POST", ":path", "/v1/chat/completions", "x-tollgate-request-id", set["x-tollgate-request-id"])}},
 		Attributes: map[string]*structpb.Struct{"envoy.filters.http.ext_proc": {Fields: map[string]*structpb.Value{"xds.upstream_host_metadata": structpb.NewStructValue(md)}}},
 	})
-	if a.responseHeaders(false, ":status", "503").GetResponseHeaders() == nil {
+	rh := a.responseHeaders(false, ":status", "503", "x-ratelimit-remaining-requests", "41", "openai-organization", "operator", "content-type", "application/json")
+	if rh.GetResponseHeaders() == nil {
 		t.Fatal("the attempt's response headers get a headers reply")
+	}
+	if _, removed := mutations(rh.GetResponseHeaders().GetResponse().GetHeaderMutation()); !removed["x-ratelimit-remaining-requests"] || !removed["openai-organization"] || removed["content-type"] {
+		t.Errorf("the provider's account headers stay at the attempt: removed %v", removed)
 	}
 	_ = a.s.CloseSend()
 	poll(t, func() bool {

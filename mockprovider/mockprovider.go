@@ -74,6 +74,11 @@ func Handler(cfg Config, log *slog.Logger) http.Handler {
 			_, _ = io.WriteString(w, `{"id": "cmpl-broken", "choices": [`)
 			return
 		}
+		// Like OpenAI, the mock reports the (operator's) account limits; the gateway must not pass
+		// them off as the client's.
+		w.Header().Set("X-Ratelimit-Limit-Requests", "10000")
+		w.Header().Set("X-Ratelimit-Remaining-Requests", "9999")
+		w.Header().Set("Openai-Organization", "mock-operator-org")
 		c := complete(&req, cfg.Created)
 		if req.Stream {
 			stream(w, &req, c)

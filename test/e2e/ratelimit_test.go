@@ -25,6 +25,9 @@ func TestRequestQuota(t *testing.T) {
 		if got := resp.Header.Get("X-Ratelimit-Remaining-Requests"); got != strconv.Itoa(5-i) {
 			t.Errorf("request %d: x-ratelimit-remaining-requests = %q, want %d", i, got, 5-i)
 		}
+		if resp.Header.Get("Openai-Organization") != "" || len(resp.Header.Values("X-Ratelimit-Remaining-Requests")) != 1 {
+			t.Errorf("request %d: the provider's account headers leaked: %v", i, resp.Header)
+		}
 		if got := resp.Header.Get("X-Ratelimit-Limit-Requests"); got != "5" {
 			t.Errorf("request %d: x-ratelimit-limit-requests = %q, want 5", i, got)
 		}
