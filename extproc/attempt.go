@@ -112,8 +112,6 @@ func (s *Server) answerAttempt(req *extprocv3.ProcessingRequest) (resp *extprocv
 	var m mutation
 	m.Set(":path", path)
 	m.Set("content-type", "application/json")
-	// x-tollgate-org, -key and -model stay: Envoy's ratelimit filter reads them again after the
-	// response, from this same header map, to charge token quotas (apply_on_stream_done).
 	// Credentials of the previous attempt's provider must not reach this one.
 	setUpstreamCredential(&m, provider, authHeaders(x.route.Chain)...)
 	if providerProtocol(provider.Kind) == protoAnthropic {

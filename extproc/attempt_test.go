@@ -58,8 +58,8 @@ func TestTranslatePerAttempt(t *testing.T) {
 				t.Fatalf("status %v, want CONTINUE_AND_REPLACE", cr.GetStatus())
 			}
 			set, removed := mutations(cr.GetHeaderMutation())
-			if removed["x-tollgate-org"] || removed["x-tollgate-request-id"] {
-				t.Errorf("the rate-limit and request-id headers must survive every attempt: removed %v", removed)
+			if removed["x-tollgate-request-id"] {
+				t.Errorf("the request id must survive every attempt: removed %v", removed)
 			}
 			if removed[tt.wantAuth] {
 				t.Errorf("the credential header %s is set, not also removed", tt.wantAuth)

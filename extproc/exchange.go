@@ -190,9 +190,6 @@ func (x *exchange) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ex
 	var m mutation
 	m.Set(":path", path)
 	m.Set(headerCluster, route.Cluster)
-	m.Set(headerOrg, x.principal.OrgID)
-	m.Set(headerKey, x.principal.KeyID)
-	m.Set(headerModel, route.Model.ID)
 	m.Set("content-type", "application/json")
 	m.SetContentLength(len(upstream))
 	setUpstreamCredential(&m, provider)
@@ -511,9 +508,6 @@ func (x *exchange) routeForAttempts() *extprocv3.ProcessingResponse {
 	var m mutation
 	m.Set(headerCluster, x.route.Cluster)
 	m.Set(headerRequestID, x.requestID)
-	m.Set(headerOrg, x.principal.OrgID)
-	m.Set(headerKey, x.principal.KeyID)
-	m.Set(headerModel, x.route.Model.ID)
 	return &extprocv3.ProcessingResponse{
 		Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
 			HeaderMutation:  m.proto(),

@@ -17,9 +17,6 @@ const internalPrefix = "x-tollgate-"
 // Headers the gateway sets.
 const (
 	headerCluster   = "x-tollgate-cluster"
-	headerOrg       = "x-tollgate-org"
-	headerKey       = "x-tollgate-key"
-	headerModel     = "x-tollgate-model"
 	headerRequestID = "x-tollgate-request-id"
 )
 

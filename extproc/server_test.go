@@ -184,7 +184,6 @@ func TestRequestBodyRoutes(t *testing.T) {
 			body := cr.GetBodyMutation().GetBody()
 			want := map[string]string{
 				":path": tt.wantPath, "x-tollgate-cluster": tt.wantCluster, tt.wantAuthHeader: tt.wantAuth,
-				"x-tollgate-org": orgID, "x-tollgate-key": keyID, "x-tollgate-model": "gpt-5.4",
 				"content-length": strconv.Itoa(len(body)),
 			}
 			for k, v := range want {
@@ -202,8 +201,12 @@ func TestRequestBodyRoutes(t *testing.T) {
 			if err := json.Unmarshal(body, &sent); err != nil || sent.Model != tt.wantUpstreamModel {
 				t.Errorf("upstream body model = %q (%v), want %q", sent.Model, err, tt.wantUpstreamModel)
 			}
+			if _, leaked := set["x-tollgate-org"]; leaked {
+				t.Error("the org travels as dynamic metadata, not as a header the provider would see")
+			}
+			// The rate-limit descriptors are built from this metadata.
 			md := resp.GetDynamicMetadata().GetFields()["tollgate"].GetStructValue().GetFields()
-			if md["org_id"].GetStringValue() != orgID || md["model"].GetStringValue() != "gpt-5.4" || !strings.HasPrefix(md["request_id"].GetStringValue(), "req_") {
+			if md["org_id"].GetStringValue() != orgID || md["key_id"].GetStringValue() != keyID || md["model"].GetStringValue() != "gpt-5.4" || !strings.HasPrefix(md["request_id"].GetStringValue(), "req_") {
 				t.Errorf("dynamic metadata = %v", md)
 			}
 		})

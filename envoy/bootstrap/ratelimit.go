@@ -3,6 +3,7 @@ package bootstrap
 import (
 	"errors"
 	"fmt"
+	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -31,8 +32,14 @@ const (
 	// decision authoritative under load while adding nothing to the common case.
 	DefaultRateLimitTimeout = 50 * time.Millisecond
 
-	// OrgHeader, KeyHeader and ModelHeader are the request headers extproc sets in its
-	// request_body reply; the descriptors read them.
+	// OrgMetadataKey, KeyMetadataKey and ModelMetadataKey are the fields of extproc's dynamic
+	// metadata (namespace tollgate) the rate-limit descriptors are built from.
+	OrgMetadataKey   = "org_id"
+	KeyMetadataKey   = "key_id"
+	ModelMetadataKey = "model"
+	// OrgHeader, KeyHeader and ModelHeader are the descriptor headers of earlier renderings; the
+	// rate limits now read the metadata above, and the stand-in's tests still send them to show
+	// that headers are not what counts.
 	OrgHeader   = "x-tollgate-org"
 	KeyHeader   = "x-tollgate-key"
 	ModelHeader = "x-tollgate-model"
@@ -117,9 +124,12 @@ var rateLimitScopes = []rateLimitScope{
 //   - tpm and tpd with apply_on_stream_done, hits_addend read from
 //     %DYNAMIC_METADATA(tollgate:total_tokens)%: consumed once the response is done.
 //
-// A scope whose header is missing (no key for an unauthenticated request) yields no
-// descriptor: Envoy drops a descriptor when a request_headers action finds nothing
-// (source/common/router/router_ratelimit.cc RequestHeadersAction::populateDescriptor).
+// The org, key and model come from the dynamic metadata extproc writes with its request-body
+// reply (namespace tollgate), not from request headers: headers would travel on to the provider,
+// and the apply_on_stream_done entries are evaluated only after the whole response. A scope whose
+// value is missing yields no descriptor: Envoy drops a descriptor when a metadata action finds
+// nothing and has no default (source/common/router/router_ratelimit.cc
+// MetaDataAction::populateDescriptor).
 // These entries must sit in RateLimitPerRoute: hits_addend is only allowed there and the
 // filter-level rate_limits never evaluate apply_on_stream_done (ratelimit.cc
 // populateRateLimitDescriptors; research doc section 3.3).
@@ -128,12 +138,12 @@ func RateLimitPerRoute() *ratelimitv3.RateLimitPerRoute {
 	var limits []*routev3.RateLimit
 	for _, s := range rateLimitScopes {
 		entry := func(quota string, hits *routev3.RateLimit_HitsAddend, onDone bool) *routev3.RateLimit {
-			actions := []*routev3.RateLimit_Action{genericKey("quota", quota), requestHeader(OrgHeader, "org")}
+			actions := []*routev3.RateLimit_Action{genericKey("quota", quota), dynamicMetadata(OrgMetadataKey, "org")}
 			if s.key {
-				actions = append(actions, requestHeader(KeyHeader, "key"))
+				actions = append(actions, dynamicMetadata(KeyMetadataKey, "key"))
 			}
 			if s.model {
-				actions = append(actions, requestHeader(ModelHeader, "model"))
+				actions = append(actions, dynamicMetadata(ModelMetadataKey, "model"))
 			}
 			return &routev3.RateLimit{Actions: actions, HitsAddend: hits, ApplyOnStreamDone: onDone}
 		}
@@ -156,9 +166,14 @@ func genericKey(key, value string) *routev3.RateLimit_Action {
 	}}
 }
 
-func requestHeader(header, key string) *routev3.RateLimit_Action {
-	return &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_RequestHeaders_{
-		RequestHeaders: &routev3.RateLimit_Action_RequestHeaders{HeaderName: header, DescriptorKey: key},
+func dynamicMetadata(field, key string) *routev3.RateLimit_Action {
+	return &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_Metadata{
+		Metadata: &routev3.RateLimit_Action_MetaData{
+			DescriptorKey: key,
+			MetadataKey: &metadatav3.MetadataKey{Key: MetadataNamespace,
+				Path: []*metadatav3.MetadataKey_PathSegment{{Segment: &metadatav3.MetadataKey_PathSegment_Key{Key: field}}}},
+			Source: routev3.RateLimit_Action_MetaData_DYNAMIC,
+		},
 	}}
 }
 

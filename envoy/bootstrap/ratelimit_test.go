@@ -2,6 +2,7 @@ package bootstrap_test
 
 import (
 	"fmt"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"slices"
 	"strings"
 	"testing"
@@ -24,12 +25,16 @@ func TestRateLimitPerRouteEntries(t *testing.T) {
 			switch {
 			case a.GetGenericKey() != nil:
 				parts = append(parts, a.GetGenericKey().GetDescriptorKey()+"="+a.GetGenericKey().GetDescriptorValue())
-			case a.GetRequestHeaders() != nil:
-				rh := a.GetRequestHeaders()
-				if rh.GetSkipIfAbsent() {
-					t.Errorf("skip_if_absent set on %s", rh.GetHeaderName())
+			case a.GetMetadata() != nil:
+				md := a.GetMetadata()
+				if md.GetSkipIfAbsent() || md.GetDefaultValue() != "" || md.GetSource() != routev3.RateLimit_Action_MetaData_DYNAMIC {
+					t.Errorf("metadata action %v must be dynamic, without default or skip_if_absent", md)
 				}
-				parts = append(parts, rh.GetHeaderName()+">"+rh.GetDescriptorKey())
+				path := md.GetMetadataKey().GetKey()
+				for _, seg := range md.GetMetadataKey().GetPath() {
+					path += ":" + seg.GetKey()
+				}
+				parts = append(parts, path+">"+md.GetDescriptorKey())
 			default:
 				t.Fatalf("unexpected action %v", a)
 			}
@@ -47,9 +52,9 @@ func TestRateLimitPerRouteEntries(t *testing.T) {
 		got = append(got, strings.Join(parts, " "))
 	}
 	const (
-		org   = "x-tollgate-org>org"
-		key   = " x-tollgate-key>key"
-		model = " x-tollgate-model>model"
+		org   = "tollgate:org_id>org"
+		key   = " tollgate:key_id>key"
+		model = " tollgate:model>model"
 		check = " hits=0"
 		tok   = " hits=%DYNAMIC_METADATA(tollgate:total_tokens)% done"
 	)

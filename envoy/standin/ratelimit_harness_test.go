@@ -118,10 +118,19 @@ func tollgateReplies(t *testing.T, id identity, totalTokens any) func(*extprocsv
 					set = append(set, setHeader(k, v))
 				}
 			}
-			return matching(m, &extprocsvc.CommonResponse{
+			r := matching(m, &extprocsvc.CommonResponse{
 				HeaderMutation:  &extprocsvc.HeaderMutation{SetHeaders: set},
 				ClearRouteCache: true,
 			})
+			// extproc also writes the identity as dynamic metadata, which the rate limits read.
+			md := map[string]any{}
+			for k, v := range map[string]string{bootstrap.OrgMetadataKey: id.org, bootstrap.KeyMetadataKey: id.key, bootstrap.ModelMetadataKey: id.model} {
+				if v != "" {
+					md[k] = v
+				}
+			}
+			r.DynamicMetadata = structOf(t, map[string]any{bootstrap.MetadataNamespace: md})
+			return r
 		case m.GetResponseBody().GetEndOfStream():
 			r := continueAll(m)
 			r.DynamicMetadata = structOf(t, map[string]any{bootstrap.MetadataNamespace: map[string]any{bootstrap.TotalTokensKey: totalTokens}})
