@@ -44,6 +44,7 @@ type mutation struct {
 func (m *mutation) Set(key, value string) {
 	m.set = append(m.set, &corev3.HeaderValueOption{
 		Header: &corev3.HeaderValue{Key: key, RawValue: []byte(value)},
+		//lint:ignore SA1019 Envoy's ext_proc honours only this deprecated flag, not append_action.
 		Append: wrapperspb.Bool(false),
 	})
 }

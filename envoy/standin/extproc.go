@@ -121,13 +121,6 @@ func (d *direction) timerC() <-chan time.Time {
 	return d.timer.C
 }
 
-func (d *direction) name() string {
-	if d.request {
-		return "request"
-	}
-	return "response"
-}
-
 // processor is one request's ext_proc filter instance: its gRPC stream and both
 // directions' state. It is owned by the stream goroutine; only the receive goroutine it
 // starts touches replies and recvErr, and it exits when the gRPC stream ends.

@@ -160,6 +160,7 @@ func setHeader(k, v string) *corev3.HeaderValueOption {
 }
 
 func appendHeader(k, v string) *corev3.HeaderValueOption {
+	//lint:ignore SA1019 the flag under test: the only one Envoy's ext_proc honours.
 	return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, RawValue: []byte(v)}, Append: wrapperspb.Bool(true)}
 }
 

@@ -60,10 +60,6 @@ func (h *headerMap) remove(key string) {
 	h.entries = slices.DeleteFunc(h.entries, func(e header) bool { return e.key == key })
 }
 
-func (h *headerMap) clone() *headerMap {
-	return &headerMap{entries: slices.Clone(h.entries)}
-}
-
 // byteSize is Envoy's HeaderMap::byteSize: the sum of key and value lengths.
 func (h *headerMap) byteSize() int {
 	n := 0

@@ -177,6 +177,7 @@ func applyHeaderMutation(m *extprocsvc.HeaderMutation, h *headerMap, replacing b
 			return &errMutation{"Invalid character in set_headers mutation."}
 		}
 		name := strings.ToLower(hv.GetKey())
+		//lint:ignore SA1019 Envoy's ext_proc reads only the deprecated append flag (mutation_utils.cc).
 		appendMode := sh.GetAppend().GetValue()
 		op := opSet
 		if appendMode && h.has(name) {
