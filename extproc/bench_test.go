@@ -48,6 +48,10 @@ func drain(h *harness) {
 func BenchmarkBufferedRequest(b *testing.B) {
 	h := newHarness(b)
 	drain(h)
+	benchBuffered(b, h)
+}
+
+func benchBuffered(b *testing.B, h *harness) {
 	b.ReportAllocs()
 	start := cpuTime()
 	for b.Loop() {
@@ -66,6 +70,10 @@ func BenchmarkBufferedRequest(b *testing.B) {
 func BenchmarkStreamedChunk(b *testing.B) {
 	h := newHarness(b)
 	drain(h)
+	benchStream(b, h)
+}
+
+func benchStream(b *testing.B, h *harness) {
 	chunk := []byte("data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1767225600,\"model\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" word\"},\"finish_reason\":null}],\"usage\":null}\n\n")
 	const chunks = 500
 	b.ReportAllocs()
@@ -132,43 +140,10 @@ func noopHarness(b *testing.B) *harness {
 }
 
 // BenchmarkNoopBufferedRequest is BenchmarkBufferedRequest against a processor that does nothing.
-func BenchmarkNoopBufferedRequest(b *testing.B) {
-	h := noopHarness(b)
-	b.ReportAllocs()
-	start := cpuTime()
-	for b.Loop() {
-		s := h.open(b)
-		s.requestHeaders(false, chatHeaders()...)
-		s.requestBody(benchRequest)
-		s.responseHeaders(false, ":status", "200", "content-type", "application/json")
-		s.responseBody([]byte(benchResponse), true)
-		_ = s.s.CloseSend()
-	}
-	reportCPU(b, start)
-}
+func BenchmarkNoopBufferedRequest(b *testing.B) { benchBuffered(b, noopHarness(b)) }
 
 // BenchmarkNoopStreamedChunk is BenchmarkStreamedChunk against a processor that does nothing.
-func BenchmarkNoopStreamedChunk(b *testing.B) {
-	h := noopHarness(b)
-	chunk := []byte("data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1767225600,\"model\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" word\"},\"finish_reason\":null}],\"usage\":null}\n\n")
-	const chunks = 500
-	b.ReportAllocs()
-	start := cpuTime()
-	var n int
-	for b.Loop() {
-		s := h.open(b)
-		s.requestHeaders(false, chatHeaders()...)
-		s.requestBody(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
-		s.responseHeaders(false, ":status", "200", "content-type", "text/event-stream")
-		for range chunks {
-			s.responseBody(chunk, false)
-		}
-		s.responseBody([]byte("data: [DONE]\n\n"), true)
-		_ = s.s.CloseSend()
-		n += chunks
-	}
-	b.ReportMetric(float64((cpuTime()-start).Nanoseconds())/float64(n)/1000, "cpu-µs/chunk")
-}
+func BenchmarkNoopStreamedChunk(b *testing.B) { benchStream(b, noopHarness(b)) }
 
 // BenchmarkRouterAndAttempt is BenchmarkBufferedRequest with per-attempt translation: the router
 // filter's stream and one upstream filter stream per request, as Envoy drives them.
