@@ -292,13 +292,7 @@ func (x *exchange) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Proces
 		// exports need not fit in a buffer. Envoy's plain-text local replies are rewritten below.
 		x.passthrough = true
 		resp.Response.HeaderMutation = m.proto()
-		return &extprocv3.ProcessingResponse{
-			Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: resp},
-			ModeOverride: &filterv3.ProcessingMode{
-				RequestBodyMode:  filterv3.ProcessingMode_BUFFERED,
-				ResponseBodyMode: filterv3.ProcessingMode_STREAMED,
-			},
-		}
+		return streamResponseBody(resp)
 	}
 
 	ok := x.status >= 200 && x.status < 300 && x.req != nil
@@ -310,15 +304,7 @@ func (x *exchange) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Proces
 		x.proc = newStreamProcessor(x.req, x.provider, x.served().ID)
 		m.Remove("content-length")
 		resp.Response.HeaderMutation = m.proto()
-		// mode_override always copies both body modes (research/envoy.md 1.4); the request body
-		// is long gone, so its mode is restated unchanged.
-		return &extprocv3.ProcessingResponse{
-			Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: resp},
-			ModeOverride: &filterv3.ProcessingMode{
-				RequestBodyMode:  filterv3.ProcessingMode_BUFFERED,
-				ResponseBodyMode: filterv3.ProcessingMode_STREAMED,
-			},
-		}
+		return streamResponseBody(resp)
 	case !ok && h.GetEndOfStream():
 		// An error without a body: create one in the client's shape.
 		e := x.errorFor(nil)
@@ -519,5 +505,18 @@ func (x *exchange) routeForAttempts() *extprocv3.ProcessingResponse {
 			"key_id":     x.principal.KeyID,
 			"model":      x.route.Model.ID,
 		}),
+	}
+}
+
+// streamResponseBody answers response headers and switches the response body to STREAMED.
+// mode_override always copies both body modes (research/envoy.md 1.4); the request body is long
+// gone, so its mode is restated unchanged.
+func streamResponseBody(resp *extprocv3.HeadersResponse) *extprocv3.ProcessingResponse {
+	return &extprocv3.ProcessingResponse{
+		Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: resp},
+		ModeOverride: &filterv3.ProcessingMode{
+			RequestBodyMode:  filterv3.ProcessingMode_BUFFERED,
+			ResponseBodyMode: filterv3.ProcessingMode_STREAMED,
+		},
 	}
 }

@@ -42,12 +42,9 @@ type Request struct {
 // openai.MaxMessageChars characters of text per message. Unlike seed 000's OpenAI rule, the last
 // message may be the assistant's: Anthropic continues a prefilled assistant turn.
 func ParseRequest(body []byte) (*Request, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil {
-		return nil, apierror.InvalidParam("", "Request body is not valid JSON: %s", apierror.JSONProblem(err))
-	}
-	if fields == nil {
-		return nil, apierror.InvalidParam("", "Request body must be a JSON object")
+	fields, derr := apierror.DecodeObject(body)
+	if derr != nil {
+		return nil, derr
 	}
 	r := &Request{fields: fields}
 

@@ -121,3 +121,16 @@ func JSONProblem(err error) string {
 		return "malformed JSON"
 	}
 }
+
+// DecodeObject decodes a request body that must be a JSON object into its top-level fields, or
+// returns the 400 that says why it is not one.
+func DecodeObject(body []byte) (map[string]json.RawMessage, *Error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return nil, InvalidParam("", "Request body is not valid JSON: %s", JSONProblem(err))
+	}
+	if fields == nil {
+		return nil, InvalidParam("", "Request body must be a JSON object")
+	}
+	return fields, nil
+}

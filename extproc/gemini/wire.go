@@ -3,11 +3,12 @@ package gemini
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"reflect"
 	"sort"
 	"strings"
+
+	"github.com/tollgate/tollgate/extproc/apierror"
 )
 
 // The Gemini API decodes requests as proto3 JSON, which accepts every field under its camelCase
@@ -130,21 +131,11 @@ func camel(s string) string {
 	return b.String()
 }
 
-// jsonProblem describes a decoding error without echoing request content back at length.
+// jsonProblem describes a decoding error without echoing request content back at length; the
+// field-naming errors of this package's own decoder pass as they are.
 func jsonProblem(err error) string {
-	var syntax *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syntax):
-		return fmt.Sprintf("syntax error at byte %d", syntax.Offset)
-	case errors.As(err, &typ):
-		if typ.Field != "" {
-			return fmt.Sprintf("field %s: expected %s, got %s", typ.Field, typ.Type, typ.Value)
-		}
-		return fmt.Sprintf("expected %s, got %s", typ.Type, typ.Value)
-	case strings.HasPrefix(err.Error(), "field "):
+	if strings.HasPrefix(err.Error(), "field ") {
 		return err.Error()
-	default:
-		return "malformed JSON"
 	}
+	return apierror.JSONProblem(err)
 }

@@ -58,12 +58,9 @@ func (r *ChatRequest) PromptBytes() int64 { return r.promptBytesEstimate }
 // ParseChatRequest decodes and validates body. Its errors are *apierror.Error values naming the
 // parameter at fault.
 func ParseChatRequest(body []byte) (*ChatRequest, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil {
-		return nil, apierror.InvalidParam("", "Request body is not valid JSON: %s", apierror.JSONProblem(err))
-	}
-	if fields == nil {
-		return nil, apierror.InvalidParam("", "Request body must be a JSON object")
+	fields, derr := apierror.DecodeObject(body)
+	if derr != nil {
+		return nil, derr
 	}
 	r := &ChatRequest{Extra: fields}
 
