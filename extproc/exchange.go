@@ -33,6 +33,10 @@ const metadataNamespace = "tollgate"
 type exchange struct {
 	s         *Server
 	requestID string
+	// envoyID is Envoy's id of the HTTP request (the request.id attribute) and peer the
+	// authenticated caller of the router filter's stream: an attempt must match both.
+	envoyID   string
+	peer      string
 	start     time.Time
 	ep        endpoint
 	principal ledger.Principal
@@ -487,13 +491,13 @@ func (x *exchange) finish() {
 }
 
 // routeForAttempts answers the request body when translation happens per attempt: the router
-// filter only routes (cluster, descriptors, the request id the attempts look the request up by)
-// and keeps the client's body, of which Envoy gives every attempt a fresh copy.
+// filter only routes (the cluster header, which each attempt removes again, and the dynamic
+// metadata that carries the rate-limit descriptors and the request id the attempts look the
+// request up by) and keeps the client's body, of which Envoy gives every attempt a fresh copy.
 func (x *exchange) routeForAttempts() *extprocv3.ProcessingResponse {
 	x.s.register(x)
 	var m mutation
 	m.Set(headerCluster, x.route.Cluster)
-	m.Set(headerRequestID, x.requestID)
 	return &extprocv3.ProcessingResponse{
 		Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
 			HeaderMutation:  m.proto(),
