@@ -203,9 +203,14 @@ func (x *exchange) attempted(b *catalog.Backend) func(status int) {
 	x.lastAttempt = b
 	x.attempts = append(x.attempts, ledger.Attempt{Backend: b.Key()})
 	i, start := len(x.attempts)-1, x.s.now()
+	recorded := false
 	return func(status int) {
 		x.attemptMu.Lock()
 		defer x.attemptMu.Unlock()
+		if recorded {
+			return // the stream's end after its response headers changes nothing
+		}
+		recorded = true
 		x.attempts[i].Status = status
 		x.attempts[i].LatencyMs = x.s.now().Sub(start).Milliseconds()
 	}

@@ -132,6 +132,12 @@ func (x *exchange) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeader
 		return x.reject(apierror.New(http.StatusNotFound, apierror.CodeNotFound, "No route for %s %s", method, strings.SplitN(path, "?", 2)[0]))
 	}
 	if method != x.ep.method {
+		if x.ep.kind == routeModel && strings.Contains(x.ep.modelID, ":") {
+			// A Gemini method this gateway does not serve (models/x:embedContent), not a
+			// model retrieval sent with the wrong method: only Gemini posts to a model path.
+			x.ep.proto = protoGemini
+			return x.reject(apierror.New(http.StatusNotFound, apierror.CodeNotFound, "No route for %s %s", method, strings.SplitN(path, "?", 2)[0]))
+		}
 		return x.reject(apierror.New(http.StatusMethodNotAllowed, apierror.CodeInvalidParams, "Method %s is not allowed here; use %s", method, x.ep.method))
 	}
 	p, err := x.s.auth.Authenticate(ctx, credential(hm))
@@ -143,6 +149,11 @@ func (x *exchange) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeader
 		return x.reject(apierror.New(http.StatusServiceUnavailable, apierror.CodeServiceUnavailable, "The gateway cannot verify API keys right now; retry shortly"))
 	}
 	x.principal = p
+	if !p.GatewayEnabled {
+		// Seed 000: an organisation without gateway access gets 403 on every request, model
+		// listings and the management API included.
+		return x.reject(apierror.New(http.StatusForbidden, apierror.CodeGatewayDisabled, "API Gateway access is not enabled for your organization"))
+	}
 
 	switch x.ep.kind {
 	case routeModels, routeModel:
@@ -218,12 +229,10 @@ func (x *exchange) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ex
 	}
 }
 
-// checkOrg refuses organisations that may not use the gateway right now.
+// checkOrg refuses organisations that may not spend right now; seed 000 checks the subscription
+// on every model request. (Gateway access was checked with the key.)
 func (x *exchange) checkOrg() *apierror.Error {
-	switch {
-	case !x.principal.GatewayEnabled:
-		return apierror.New(http.StatusForbidden, apierror.CodeGatewayDisabled, "API Gateway access is not enabled for your organization")
-	case !x.principal.SubscriptionActive:
+	if !x.principal.SubscriptionActive {
 		return apierror.New(http.StatusPaymentRequired, apierror.CodeSubscriptionRequired, "Your organization has no active subscription")
 	}
 	return nil
