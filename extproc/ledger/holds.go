@@ -151,10 +151,10 @@ func (s *Store) ExpireHolds(ctx context.Context, now time.Time) ([]Expired, erro
 		int32(expireLockClass)); err != nil {
 		return nil, fmt.Errorf("expire holds: lock: %w", err)
 	}
-	// Three steps, in the order that cannot deadlock with settlements: take the expired holds
-	// (skipping any a settlement has locked), write their usage (which may wait for a concurrent
-	// settlement of the same request to commit, and then charges nothing), and only then lock
-	// the orgs' balance rows, in id order as SettleBatch does.
+	// Steps in the order that cannot deadlock with settlements: take the expired holds (skipping
+	// any a settlement has locked), lock their orgs' balance rows in id order (as every writer
+	// of usage locks the balance first, a settlement of the same request is then either done
+	// or not begun), and write their usage (a request settled meanwhile is not charged again).
 	rows, err := tx.Query(ctx, `
 		DELETE FROM holds WHERE request_id IN (
 			SELECT request_id FROM holds WHERE expires_at <= $1 FOR UPDATE SKIP LOCKED
@@ -180,11 +180,17 @@ func (s *Store) ExpireHolds(ctx context.Context, now time.Time) ([]Expired, erro
 	}
 	n := len(expired)
 	ids, orgs, keys, inputs := make([]string, n), make([]string, n), make([]*string, n), make([]int64, n)
+	held := map[string]int64{}
 	for i, e := range expired {
 		ids[i], orgs[i], inputs[i] = e.RequestID, e.OrgID, e.InputMicros
 		if e.KeyID != "" {
 			keys[i] = &expired[i].KeyID
 		}
+		held[e.OrgID] += e.AmountMicros
+	}
+	orgIDs := slices.Sorted(maps.Keys(held))
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM org_balances WHERE org_id = ANY($1::uuid[]) ORDER BY org_id FOR UPDATE`, orgIDs); err != nil {
+		return nil, fmt.Errorf("expire holds: lock balances: %w", err)
 	}
 	rows, err = tx.Query(ctx, `
 		WITH rec AS (
@@ -210,22 +216,17 @@ func (s *Store) ExpireHolds(ctx context.Context, now time.Time) ([]Expired, erro
 	for _, id := range chargedIDs {
 		charged[id] = true
 	}
-	held, cost := map[string]int64{}, map[string]int64{}
+	cost := map[string]int64{}
 	for i := range expired {
 		e := &expired[i]
 		e.Charged = charged[e.RequestID]
-		held[e.OrgID] += e.AmountMicros
 		if e.Charged {
 			cost[e.OrgID] += e.InputMicros
 		}
 	}
-	orgIDs := slices.Sorted(maps.Keys(held))
 	heldCol, costCol := make([]int64, len(orgIDs)), make([]int64, len(orgIDs))
 	for i, o := range orgIDs {
 		heldCol[i], costCol[i] = held[o], cost[o]
-	}
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM org_balances WHERE org_id = ANY($1::uuid[]) ORDER BY org_id FOR UPDATE`, orgIDs); err != nil {
-		return nil, fmt.Errorf("expire holds: lock balances: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `
 		UPDATE org_balances b

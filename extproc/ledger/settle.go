@@ -85,7 +85,13 @@ func (s *Store) Settle(ctx context.Context, u Usage) (charged bool, err error) {
 	// this up. The hold is deleted only if no one else has it locked: the one who has is
 	// ExpireHolds, which releases it itself, and waiting for it could deadlock with its usage
 	// insert, which waits for this statement.
-	err = s.pool.QueryRow(ctx, `
+	//
+	// The org's balance row is locked first, in the same implicit transaction (one round trip):
+	// every writer that touches a usage record and a balance takes the balance first, so that a
+	// settlement and a sweep of the same request queue instead of deadlocking.
+	b := &pgx.Batch{}
+	b.Queue(`SELECT 1 FROM org_balances WHERE org_id = $1 FOR UPDATE`, u.OrgID)
+	b.Queue(`
 		WITH rec AS (
 			INSERT INTO usage_records (
 				request_id, org_id, key_id, endpoint, requested_model, model, provider, region,
@@ -138,7 +144,15 @@ func (s *Store) Settle(ctx context.Context, u Usage) (charged bool, err error) {
 		u.RequestID, u.OrgID, nullable(u.KeyID), u.Endpoint, u.RequestedModel, u.Model, u.Provider, u.Region,
 		u.Status, u.FinishReason, u.Streamed,
 		u.PromptTokens, u.CompletionTokens, u.CachedReadTokens, u.CacheWriteTokens, u.ReasoningTokens,
-		u.CostMicros, items, u.Latency.Milliseconds(), ttftMs, createdAt, attemptsJSON(u.Attempts)).Scan(&charged)
+		u.CostMicros, items, u.Latency.Milliseconds(), ttftMs, createdAt, attemptsJSON(u.Attempts))
+	br := s.pool.SendBatch(ctx, b)
+	_, err = br.Exec()
+	if err == nil {
+		err = br.QueryRow().Scan(&charged)
+	}
+	if cerr := br.Close(); err == nil || errors.Is(err, pgx.ErrNoRows) && cerr != nil {
+		err = cerr
+	}
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return false, nil // already settled
