@@ -47,8 +47,11 @@
 //
 // Sequence numbers increase through the file, and the writer applies records in order, so one
 // watermark describes what is applied. A crash can leave the last line torn (no newline, or a
-// CRC that does not match); Open detects it and ignores it — its writer never returned, so
-// nobody was told it was durable. A damaged line elsewhere is logged and skipped.
+// CRC that does not match); its writer never returned, so nobody was told it was durable. A line
+// damaged elsewhere (a bad disk block, a stray edit) is not replayed either, but the lines around
+// it are. Neither is ever deleted: Open first appends each such line verbatim, with its request
+// id when one can be read, to quarantine.log in Config.Dir (fsynced; see quarantine for the
+// format), logs it, and only then rewrites the spool without it.
 //
 // The file is compacted by rewriting it with only the unapplied records (to spool.log.tmp,
 // fsynced, renamed over spool.log, directory fsynced): on Open, on Close when everything is

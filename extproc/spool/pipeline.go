@@ -132,13 +132,24 @@ func Open(cfg Config, store Store, log *slog.Logger) (*Pipeline, error) {
 		lock.Close()
 		return nil, err
 	}
-	if res.torn {
-		log.Warn("spool: ignoring a torn last record (a write cut short by a crash)", "dir", cfg.Dir)
+	// Damaged lines are set aside verbatim before the rewrite below drops them from the spool;
+	// if that fails, Open fails rather than lose them.
+	if err := quarantine(cfg.Dir, res.damaged, time.Now()); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("open spool: %w", err)
 	}
-	if res.corrupt > 0 {
-		log.Error("spool: skipped damaged records", "dir", cfg.Dir, "count", res.corrupt)
+	for _, d := range res.damaged {
+		if d.reason == "torn" {
+			// Its writer never returned, so nobody was told it was durable.
+			log.Warn("spool: quarantined a torn last record (a write cut short by a crash)",
+				"dir", cfg.Dir, "file", quarantineName, "request_id", requestIDIn(d.raw), "bytes", len(d.raw))
+			continue
+		}
+		log.Error("spool: quarantined a damaged record; the records around it are replayed",
+			"dir", cfg.Dir, "file", quarantineName, "request_id", requestIDIn(d.raw), "bytes", len(d.raw))
 	}
-	// Start from a compact file: the torn tail, damaged lines and applied records go.
+	// Start from a compact file: the torn tail, damaged lines (now in quarantine) and applied
+	// records go.
 	lines := make([][]byte, len(res.pending))
 	for i, e := range res.pending {
 		lines[i] = e.line
