@@ -339,11 +339,18 @@ func TestSecondOpenRefused(t *testing.T) {
 	}
 }
 
+// TestSettleAfterClose: a settlement that arrives after Close (a drain that timed out) goes to
+// Postgres directly; if Postgres fails too, it is refused with ErrClosed and logged in full.
 func TestSettleAfterClose(t *testing.T) {
-	p := open(t, Config{Dir: t.TempDir()}, newFakeStore())
+	store := newFakeStore()
+	p := open(t, Config{Dir: t.TempDir(), DirectTimeout: 20 * time.Millisecond, RetryMin: time.Millisecond}, store)
 	closeDrained(t, p)
-	if _, err := p.Settle(context.Background(), testUsage("late")); !errors.Is(err, ErrClosed) {
-		t.Errorf("Settle after Close = %v, want ErrClosed", err)
+	if _, err := p.Settle(context.Background(), testUsage("late")); err != nil || store.settled["late"] != 1 {
+		t.Errorf("Settle after Close = %v, settled %d; want it settled directly", err, store.settled["late"])
+	}
+	store.down.Store(true)
+	if _, err := p.Settle(context.Background(), testUsage("later")); !errors.Is(err, ErrClosed) {
+		t.Errorf("Settle after Close with postgres down = %v, want ErrClosed", err)
 	}
 }
 
