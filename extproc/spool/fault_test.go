@@ -106,7 +106,7 @@ func TestSpoolFailsPostgresUp(t *testing.T) {
 			t.Errorf("%s settled %d times", id, n)
 		}
 	}
-	if !strings.Contains(logs.String(), "settling in postgres directly") {
+	if !strings.Contains(logs.String(), "postgres directly") {
 		t.Errorf("the spool failure was not logged: %s", logs.String())
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -126,6 +127,7 @@ type Pipeline struct {
 	// stranded holds records that neither the spool nor Postgres has taken: in memory only,
 	// retried by the rescuer until one of them does. While it is not empty the alarm is up.
 	stranded  []*entry
+	rescuing  []*entry // the stranded records the rescuer is working on
 	lastAlarm time.Time
 
 	// Owned by the flusher goroutine (and by Close once the flusher has stopped).
@@ -364,10 +366,10 @@ func (p *Pipeline) Pending() int {
 func (p *Pipeline) Stranded() (records int, costMicros int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, e := range p.stranded {
+	for _, e := range slices.Concat(p.stranded, p.rescuing) {
 		costMicros += e.cost()
 	}
-	return len(p.stranded), costMicros
+	return len(p.stranded) + len(p.rescuing), costMicros
 }
 
 // Close stops accepting records, waits until everything pending (and everything stranded in
@@ -433,7 +435,7 @@ func (p *Pipeline) Close(ctx context.Context) error {
 func (p *Pipeline) busy() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.pending)+len(p.bufRecs)+p.writing+len(p.stranded) > 0
+	return len(p.pending)+len(p.bufRecs)+p.writing+len(p.stranded)+len(p.rescuing) > 0
 }
 
 // wake leaves a wake-up in ch unless one is already waiting.

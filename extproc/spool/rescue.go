@@ -80,13 +80,17 @@ func (p *Pipeline) direct(ctx context.Context, e *entry) error {
 
 // rescueLoop owns the stranded records: it offers them to Postgres and then to the spool, with
 // capped exponential backoff and the alarm up, until one takes them or ctx is cancelled (by
-// Close, which then deals with what is left).
+// Close, which then deals with what is left). It takes each batch out of the stranded list
+// while it works on it, so that no one else applies the same record meanwhile.
 func (p *Pipeline) rescueLoop(ctx context.Context) {
 	defer close(p.rescueDone)
 	backoff := p.cfg.RetryMin
 	for {
 		p.mu.Lock()
-		batch := slices.Clone(p.stranded[:min(len(p.stranded), p.cfg.MaxBatch)])
+		n := min(len(p.stranded), p.cfg.MaxBatch)
+		batch := slices.Clone(p.stranded[:n])
+		p.stranded = slices.Delete(p.stranded, 0, n)
+		p.rescuing = batch
 		p.mu.Unlock()
 		if len(batch) == 0 {
 			backoff = p.cfg.RetryMin
@@ -99,20 +103,23 @@ func (p *Pipeline) rescueLoop(ctx context.Context) {
 		}
 		err := p.apply(ctx, batch)
 		if err == nil {
-			p.unstrand(batch...)
+			p.rescued()
 			p.log.Info("spool: stranded records settled in postgres directly", "records", len(batch))
 			continue
 		}
 		if ctx.Err() != nil {
+			p.rescued()
+			p.strand(batch)
 			return
 		}
-		if rerr := p.respool(ctx, batch); rerr == nil {
+		rerr := p.respool(ctx, batch)
+		p.rescued()
+		if rerr == nil {
 			p.log.Info("spool: stranded records written to the spool", "records", len(batch))
 			continue
-		} else {
-			err = errors.Join(err, rerr)
 		}
-		p.alarm(err)
+		// The flusher has stranded them again (or, if ctx ended, still has them).
+		p.alarm(errors.Join(err, rerr))
 		if !sleep(ctx, jitter(backoff)) {
 			return
 		}
@@ -120,28 +127,31 @@ func (p *Pipeline) rescueLoop(ctx context.Context) {
 	}
 }
 
-// respool moves stranded records back into the group commit, with fresh sequence numbers (their
-// old ones may be under an applied watermark by now), and waits for the flush. If it fails, the
-// flusher strands them again.
+// rescued ends the rescuer's hold on its batch.
+func (p *Pipeline) rescued() {
+	p.mu.Lock()
+	p.rescuing = nil
+	p.mu.Unlock()
+	wake(p.progress)
+}
+
+// respool moves the rescuer's batch back into the group commit, with fresh sequence numbers
+// (their old ones may be under an applied watermark by now), and waits for the flush. If it
+// fails, the flusher strands them again.
 func (p *Pipeline) respool(ctx context.Context, batch []*entry) error {
 	p.mu.Lock()
 	var g *flushGen
 	for _, e := range batch {
-		i := slices.Index(p.stranded, e)
-		if i < 0 {
-			continue // taken meanwhile
-		}
 		gen, err := p.enqueueLocked(e)
 		if err != nil {
-			p.mu.Unlock()
-			return err
+			p.stranded = append(p.stranded, e) // cannot be framed: Postgres is its only way
+			continue
 		}
-		p.stranded = slices.Delete(p.stranded, i, i+1)
 		g = gen
 	}
 	p.mu.Unlock()
 	if g == nil {
-		return nil
+		return errors.New("no record could be framed")
 	}
 	wake(p.kickFlush)
 	select {
@@ -156,9 +166,9 @@ func (p *Pipeline) respool(ctx context.Context, batch []*entry) error {
 func (p *Pipeline) alarm(cause error) {
 	now := time.Now()
 	p.mu.Lock()
-	n := len(p.stranded)
+	n := len(p.stranded) + len(p.rescuing)
 	var cost int64
-	for _, e := range p.stranded {
+	for _, e := range slices.Concat(p.stranded, p.rescuing) {
 		cost += e.cost()
 	}
 	due := n > 0 && now.Sub(p.lastAlarm) >= p.cfg.AlarmEvery
