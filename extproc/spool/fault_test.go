@@ -92,13 +92,11 @@ func TestSpoolFailsPostgresUp(t *testing.T) {
 	if err := p.ReleaseHold(context.Background(), "req_released"); err != nil {
 		t.Fatal(err)
 	}
-	if got := store.count(); got != 20 {
-		t.Errorf("settled %d directly, want 20", got)
-	}
-	if store.released["req_released"] != 1 {
-		t.Errorf("release applied %d times, want 1", store.released["req_released"])
-	}
-	waitFor(t, "nothing stranded", func() bool { n, _ := p.Stranded(); return n == 0 })
+	// Each call returns once the pipeline owns the record; the rescuer may be the one writing it.
+	waitFor(t, "everything settled directly", func() bool {
+		n, _ := p.Stranded()
+		return n == 0 && store.count() == 20 && store.releasedTimes("req_released") == 1
+	})
 	fail.Store(false)
 	closeDrained(t, p)
 	for id, n := range store.settled {

@@ -366,10 +366,22 @@ func (p *Pipeline) Pending() int {
 func (p *Pipeline) Stranded() (records int, costMicros int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, e := range slices.Concat(p.stranded, p.rescuing) {
+	for _, e := range p.strandedLocked() {
 		costMicros += e.cost()
 	}
-	return len(p.stranded) + len(p.rescuing), costMicros
+	return len(p.strandedLocked()), costMicros
+}
+
+// strandedLocked is every record held only in memory: the stranded list and the rescuer's batch
+// (a record of which the flusher may have stranded again meanwhile). p.mu must be held.
+func (p *Pipeline) strandedLocked() []*entry {
+	all := slices.Clone(p.stranded)
+	for _, e := range p.rescuing {
+		if !slices.Contains(all, e) {
+			all = append(all, e)
+		}
+	}
+	return all
 }
 
 // Close stops accepting records, waits until everything pending (and everything stranded in

@@ -166,9 +166,10 @@ func (p *Pipeline) respool(ctx context.Context, batch []*entry) error {
 func (p *Pipeline) alarm(cause error) {
 	now := time.Now()
 	p.mu.Lock()
-	n := len(p.stranded) + len(p.rescuing)
+	all := p.strandedLocked()
+	n := len(all)
 	var cost int64
-	for _, e := range slices.Concat(p.stranded, p.rescuing) {
+	for _, e := range all {
 		cost += e.cost()
 	}
 	due := n > 0 && now.Sub(p.lastAlarm) >= p.cfg.AlarmEvery
