@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -161,4 +162,34 @@ func TestAttemptStatusRecorded(t *testing.T) {
 		defer x.attemptMu.Unlock()
 		return len(x.attempts) == 1 && x.attempts[0].Status == 503
 	})
+}
+
+// TestCancelledAfterAttempt: with per-attempt translation, a request whose client leaves after an
+// attempt went upstream is charged its input at the attempted model; one that leaves before any
+// attempt is released.
+func TestCancelledAfterAttempt(t *testing.T) {
+	for _, attempted := range []bool{true, false} {
+		t.Run(fmt.Sprintf("attempted=%v", attempted), func(t *testing.T) {
+			h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+			router := h.open(t)
+			router.requestHeaders(false, chatHeaders()...)
+			set, _ := mutations(router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hello there"}]}`).GetRequestBody().GetResponse().GetHeaderMutation())
+			hold := h.ledger.lastHold(t)
+			if attempted {
+				h.attempt(t, set["x-tollgate-request-id"], "openai/gpt-5.4-2026-03-01")
+			}
+			_ = router.s.CloseSend()
+			if !attempted {
+				poll(t, func() bool { return h.ledger.openHolds() == 0 })
+				if ids := h.ledger.releasedIDs(); len(ids) != 1 || len(h.ledger.usages) != 0 {
+					t.Errorf("released %v, charged %v; want only a release", ids, h.ledger.usages)
+				}
+				return
+			}
+			u := h.ledger.waitSettled(t)
+			if u.CostMicros != hold.InputMicros || u.CostMicros <= 0 || u.Status != 499 || u.Provider != "openai" || len(u.Attempts) != 1 {
+				t.Errorf("settled %+v; want the input (%d µUSD) at the attempted backend", u, hold.InputMicros)
+			}
+		})
+	}
 }
