@@ -72,12 +72,6 @@ func (f *fakeStore) releasedTimes(id string) int {
 	return f.released[id]
 }
 
-func (f *fakeStore) settledTimes(id string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.settled[id]
-}
-
 func (f *fakeStore) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()

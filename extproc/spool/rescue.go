@@ -51,14 +51,6 @@ func (p *Pipeline) claim(e *entry) bool {
 	return true
 }
 
-// unstrand drops records that Postgres or the spool has taken.
-func (p *Pipeline) unstrand(recs ...*entry) {
-	p.mu.Lock()
-	p.stranded = slices.DeleteFunc(p.stranded, func(e *entry) bool { return slices.Contains(recs, e) })
-	p.mu.Unlock()
-	wake(p.progress)
-}
-
 // direct applies e to Postgres without the spool, retrying with backoff for up to
 // Config.DirectTimeout. It is detached from ctx's cancellation: the caller may be a request
 // whose client has gone, and its charge must still be written.
