@@ -23,6 +23,15 @@
 // by record; records that still fail are written to rejected.jsonl in the spool directory and
 // logged at error level, for an operator to correct and replay, instead of blocking the rest.
 //
+// A charge is never dropped. If the spool cannot be written (a full or failing disk), the records
+// of that group commit are "stranded": each caller settles its own in Postgres directly,
+// retrying with backoff for up to Config.DirectTimeout, and a rescuer goroutine takes over any
+// that still fail, offering them to Postgres and then to the spool (with fresh sequence numbers)
+// with capped backoff until one takes them. While any record is held only in memory the alarm is
+// up: Stranded reports it, and an error is logged at most every Config.AlarmEvery. Close gives
+// what is still stranded one last write to the spool and otherwise logs each record in full, as
+// the spool line that replays it.
+//
 // Holds are not spooled: PlaceHold goes straight to Postgres and fails closed, because admitting
 // a request without a hold could overspend. Releases are spooled, like settlements, rather than
 // left to expire: an outage would otherwise keep every in-flight request's credit locked for the
@@ -61,7 +70,8 @@
 //
 // # Ownership
 //
-// A Pipeline owns two goroutines, the flusher and the writer, started by Open and stopped by
-// Close. Unapplied records are also held in memory (about 1 KiB each), so a very long outage
+// A Pipeline owns three goroutines, the flusher, the writer and the rescuer, started by Open and
+// stopped by Close. A record is in exactly one place at a time: the group commit, pending, or
+// stranded (the rescuer takes a batch out while it works on it). Unapplied records are also held in memory (about 1 KiB each), so a very long outage
 // under heavy traffic costs memory in proportion; Pending reports how many there are.
 package spool
