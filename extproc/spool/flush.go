@@ -2,6 +2,7 @@ package spool
 
 import (
 	"fmt"
+	"time"
 )
 
 // flushLoop is the group commit: it writes and fsyncs whatever has accumulated since the last
@@ -41,7 +42,16 @@ func (p *Pipeline) flush() {
 		// The records are not lost: they become stranded, and their callers (if still waiting)
 		// try Postgres directly; the rescuer keeps trying both. Applied marks in the buffer are
 		// lost, which costs only an idempotent replay after a restart.
-		p.log.Error("spool: write failed; its records go to postgres directly", "records", len(recs), "err", err)
+		p.mu.Lock()
+		due := time.Since(p.lastWriteErr) >= p.cfg.AlarmEvery
+		if due {
+			p.lastWriteErr = time.Now()
+		}
+		p.mu.Unlock()
+		if due {
+			p.log.Error("spool: write failed; its records go to postgres directly (logged at most every alarm interval)",
+				"records", len(recs), "err", err)
+		}
 		p.strand(recs)
 		p.mu.Lock()
 		p.writing = 0

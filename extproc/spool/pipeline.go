@@ -44,7 +44,7 @@ type Config struct {
 	// with backoff, when the spool cannot take a record. Default 5s.
 	DirectTimeout time.Duration
 	// AlarmEvery is the least time between two error logs of the alarm raised while records
-	// are held only in memory. Default 30s.
+	// are held only in memory, and between two logs of failed spool writes. Default 30s.
 	AlarmEvery time.Duration
 }
 
@@ -129,6 +129,9 @@ type Pipeline struct {
 	stranded  []*entry
 	rescuing  []*entry // the stranded records the rescuer is working on
 	lastAlarm time.Time
+	// lastWriteErr is when a failed spool write was last logged; a failing disk fails every
+	// group commit, so those logs are throttled like the alarm.
+	lastWriteErr time.Time
 
 	// Owned by the flusher goroutine (and by Close once the flusher has stopped).
 	f    spoolFile
@@ -295,8 +298,8 @@ func (p *Pipeline) submit(ctx context.Context, e *entry) error {
 	default:
 		// It could not even be framed, so it never reached the group commit.
 	}
-	p.log.Error("spool: cannot write a record to the spool; settling in postgres directly",
-		"request_id", e.id(), "op", e.op, "err", err)
+	// No log per record here: a failing disk fails every group commit, and the flusher reports
+	// those (throttled).
 	if derr := p.direct(ctx, e); derr != nil {
 		p.strand([]*entry{e}) // the rescuer keeps trying it
 		p.alarm(derr)
@@ -366,10 +369,11 @@ func (p *Pipeline) Pending() int {
 func (p *Pipeline) Stranded() (records int, costMicros int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, e := range p.strandedLocked() {
+	all := p.strandedLocked()
+	for _, e := range all {
 		costMicros += e.cost()
 	}
-	return len(p.strandedLocked()), costMicros
+	return len(all), costMicros
 }
 
 // strandedLocked is every record held only in memory: the stranded list and the rescuer's batch
@@ -401,7 +405,6 @@ func (p *Pipeline) Close(ctx context.Context) error {
 	p.mu.Unlock()
 	wake(p.kickFlush)
 	wake(p.kickWrite)
-
 	wake(p.kickRescue)
 
 	var drainErr error
