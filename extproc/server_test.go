@@ -419,6 +419,7 @@ func TestInsufficientCredit(t *testing.T) {
 func TestHoldLifecycle(t *testing.T) {
 	tests := []struct {
 		name       string
+		body       string // default: a non-streamed chat request
 		run        func(s *stream)
 		wantCharge bool
 	}{
@@ -433,13 +434,20 @@ func TestHoldLifecycle(t *testing.T) {
 			s.responseHeaders(false, ":status", "200", "content-type", "application/json")
 			_ = s.s.CloseSend()
 		}},
+		{name: "streamed request, client gone before the first byte, is charged its input", wantCharge: true,
+			body: `{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`,
+			run:  func(s *stream) { _ = s.s.CloseSend() }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t)
 			s := h.open(t)
 			s.requestHeaders(false, chatHeaders()...)
-			s.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`)
+			body := tt.body
+			if body == "" {
+				body = `{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`
+			}
+			s.requestBody(body)
 			if h.ledger.openHolds() != 1 {
 				t.Fatalf("an admitted request holds credit: %d holds", h.ledger.openHolds())
 			}
