@@ -3,12 +3,12 @@ package extproc
 import (
 	"context"
 	"encoding/json"
-
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -286,6 +286,36 @@ func TestAttemptBoundToItsRequest(t *testing.T) {
 			}
 			if set, _ := mutations(resp.GetRequestHeaders().GetResponse().GetHeaderMutation()); !tt.answered && len(set) > 0 {
 				t.Errorf("a refused attempt learns nothing: %v", set)
+			}
+		})
+	}
+}
+
+// TestCancelledAfterAttempt: with per-attempt translation, a request whose client leaves after an
+// attempt went upstream is charged its input at the attempted model; one that leaves before any
+// attempt is released.
+func TestCancelledAfterAttempt(t *testing.T) {
+	for _, attempted := range []bool{true, false} {
+		t.Run(fmt.Sprintf("attempted=%v", attempted), func(t *testing.T) {
+			h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+			router := h.open(t)
+			router.requestHeaders(false, chatHeaders()...)
+			id := routedID(router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hello there"}]}`))
+			hold := h.ledger.lastHold(t)
+			if attempted {
+				h.attempt(t, id, "openai/gpt-5.4-2026-03-01")
+			}
+			_ = router.s.CloseSend()
+			if !attempted {
+				poll(t, func() bool { return h.ledger.openHolds() == 0 })
+				if ids := h.ledger.releasedIDs(); len(ids) != 1 || len(h.ledger.usages) != 0 {
+					t.Errorf("released %v, charged %v; want only a release", ids, h.ledger.usages)
+				}
+				return
+			}
+			u := h.ledger.waitSettled(t)
+			if u.CostMicros != hold.InputMicros || u.CostMicros <= 0 || u.Status != 499 || u.Provider != "openai" || len(u.Attempts) != 1 {
+				t.Errorf("settled %+v; want the input (%d µUSD) at the attempted backend", u, hold.InputMicros)
 			}
 		})
 	}

@@ -69,6 +69,8 @@ type exchange struct {
 	streamFailed bool
 	firstByte    time.Time
 	settled      bool
+	// cancelled is set when the request is charged without a response (see chargeInput).
+	cancelled bool
 	// closed is set once an ImmediateResponse has ended the exchange.
 	closed bool
 }
@@ -488,12 +490,15 @@ func (x *exchange) metadata(fields map[string]any) *structpb.Struct {
 }
 
 // finish runs when the stream ends, however it ends. A stream the client abandoned is charged
-// for what was delivered.
+// for what was delivered; a request that reached a provider and got no response is charged its
+// input; only one that never left the gateway is released for free.
 func (x *exchange) finish() {
 	x.s.unregister(x)
 	switch {
 	case x.streaming && !x.settled:
 		x.settleStream()
+	case x.held && !x.settled && x.reachedProvider():
+		x.chargeInput()
 	case x.held && !x.settled:
 		x.release()
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -40,6 +41,7 @@ type fakeLedger struct {
 	mu       sync.Mutex
 	balance  int64
 	holds    map[string]int64
+	placed   []ledger.Hold // every hold placed, as placed
 	released []string
 	usages   []ledger.Usage
 	settled  chan ledger.Usage
@@ -56,7 +58,25 @@ func (f *fakeLedger) PlaceHold(_ context.Context, h ledger.Hold) error {
 		return ledger.ErrInsufficientCredit
 	}
 	f.holds[h.RequestID] = h.AmountMicros
+	f.placed = append(f.placed, h)
 	return nil
+}
+
+// lastHold returns the last hold placed.
+func (f *fakeLedger) lastHold(t testing.TB) ledger.Hold {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.placed) == 0 {
+		t.Fatal("no hold placed")
+	}
+	return f.placed[len(f.placed)-1]
+}
+
+func (f *fakeLedger) releasedIDs() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.released)
 }
 
 func (f *fakeLedger) ReleaseHold(_ context.Context, id string) error {

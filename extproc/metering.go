@@ -57,7 +57,7 @@ func (x *exchange) settle(bu billing.Usage, finish string, streamed bool) {
 		Model:            x.served().ID,
 		Provider:         x.backend.Provider,
 		Region:           x.route.Region,
-		Status:           http.StatusOK,
+		Status:           x.settleStatus(),
 		FinishReason:     finish,
 		Streamed:         streamed,
 		PromptTokens:     promptTokens(bu),
@@ -106,6 +106,9 @@ func (x *exchange) hold(ctx context.Context) *apierror.Error {
 	for _, b := range x.route.Chain {
 		amount = max(amount, holdMicros(b.ModelRef(), x.req.pivot, int64(x.principal.MarkupBps)))
 	}
+	// The input charge (what the hold costs if it expires unsettled) is priced at the model the
+	// request goes to first, which is the one that reads it unless it fails.
+	input := min(inputMicros(x.backend.ModelRef(), x.req.pivot, int64(x.principal.MarkupBps)), amount)
 	ctx, cancel := context.WithTimeout(ctx, x.s.cfg.HoldTimeout)
 	defer cancel()
 	err := x.s.ledger.PlaceHold(ctx, ledger.Hold{
@@ -113,6 +116,7 @@ func (x *exchange) hold(ctx context.Context) *apierror.Error {
 		OrgID:        x.principal.OrgID,
 		KeyID:        x.principal.KeyID,
 		AmountMicros: amount,
+		InputMicros:  input,
 		ExpiresAt:    x.s.now().Add(x.s.cfg.HoldTTL),
 	})
 	switch {
@@ -150,6 +154,55 @@ func holdMicros(m *catalog.Model, chat *openai.ChatRequest, markupBps int64) int
 		billing.ItemRequest:    p[billing.ItemRequest],
 	}
 	return billing.Compute(bound, billing.Usage{InputTokens: chat.PromptBytes(), OutputTokens: maxOut, Requests: 1}, markupBps).TotalMicros
+}
+
+// inputTokenEstimate is a lower-bound estimate of a prompt's tokens: a quarter of its bytes
+// (PromptBytes, framing included), rounded up. Tokenizers average about four bytes of English per
+// token and fewer for most other text, so this rarely exceeds the real count; it is what a
+// request is charged at least once a provider has read it and no usage ever came back.
+func inputTokenEstimate(chat *openai.ChatRequest) int64 { return (chat.PromptBytes() + 3) / 4 }
+
+// inputMicros prices a prompt's lower-bound token estimate at m's prompt rate, markup applied.
+// It never exceeds holdMicros for the same model and request: fewer tokens, at a rate no higher.
+func inputMicros(m *catalog.Model, chat *openai.ChatRequest, markupBps int64) int64 {
+	p := billing.Prices{billing.ItemPrompt: m.Prices()[billing.ItemPrompt]}
+	return billing.Compute(p, billing.Usage{InputTokens: inputTokenEstimate(chat)}, markupBps).TotalMicros
+}
+
+// chargeInput settles a request that reached a provider and then ended without a response (the
+// client left, or Envoy reset the stream): the provider has read, and bills, the prompt, so it
+// is charged its input at the model that was last tried, not released for free.
+func (x *exchange) chargeInput() {
+	x.syncAttempt()
+	x.cancelled = true
+	x.settle(billing.Usage{InputTokens: inputTokenEstimate(x.req.pivot)}, "cancelled", false)
+}
+
+// settleStatus is the status recorded with the usage: the client's, or 499 (the client closed the
+// request, nginx's convention) for a request that ended without a response.
+func (x *exchange) settleStatus() int {
+	if x.cancelled {
+		return statusClientClosed
+	}
+	return http.StatusOK
+}
+
+// statusClientClosed records a request the client abandoned before any response.
+const statusClientClosed = 499
+
+// reachedProvider reports whether a provider may have read the request: with per-attempt
+// translation, once an attempt has been sent; otherwise once the router filter has routed it
+// with its translated body.
+func (x *exchange) reachedProvider() bool {
+	if x.req == nil {
+		return false
+	}
+	if !x.s.cfg.TranslatePerAttempt {
+		return true
+	}
+	x.attemptMu.Lock()
+	defer x.attemptMu.Unlock()
+	return len(x.attempts) > 0
 }
 
 // release returns a hold for a request that will not be charged (it failed before the provider

@@ -457,34 +457,79 @@ func TestInsufficientCredit(t *testing.T) {
 	}
 }
 
+// TestHoldLifecycle: how each way a request can end returns its hold. An upstream error is
+// released; a request the router filter routed (its translated body went to the provider) and
+// that then lost its client is charged its input, not released for free.
 func TestHoldLifecycle(t *testing.T) {
 	tests := []struct {
-		name string
-		run  func(s *stream)
+		name       string
+		body       string // default: a non-streamed chat request
+		run        func(s *stream)
+		wantCharge bool
 	}{
 		{name: "upstream error releases", run: func(s *stream) {
 			s.responseHeaders(false, ":status", "500", "content-type", "application/json")
 			s.responseBody([]byte(`{"error":{"message":"x"}}`), true)
 		}},
-		{name: "client gone before the response releases", run: func(s *stream) {
+		{name: "client gone before the response is charged its input", wantCharge: true, run: func(s *stream) {
 			_ = s.s.CloseSend()
 		}},
+		{name: "client gone after the response headers is charged its input", wantCharge: true, run: func(s *stream) {
+			s.responseHeaders(false, ":status", "200", "content-type", "application/json")
+			_ = s.s.CloseSend()
+		}},
+		{name: "streamed request, client gone before the first byte, is charged its input", wantCharge: true,
+			body: `{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`,
+			run:  func(s *stream) { _ = s.s.CloseSend() }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t)
 			s := h.open(t)
 			s.requestHeaders(false, chatHeaders()...)
-			s.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`)
+			body := tt.body
+			if body == "" {
+				body = `{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`
+			}
+			s.requestBody(body)
 			if h.ledger.openHolds() != 1 {
 				t.Fatalf("an admitted request holds credit: %d holds", h.ledger.openHolds())
 			}
+			hold := h.ledger.lastHold(t)
 			tt.run(s)
-			poll(t, func() bool { return h.ledger.openHolds() == 0 })
-			if len(h.ledger.usages) != 0 {
-				t.Errorf("nothing is charged: %v", h.ledger.usages)
+			if !tt.wantCharge {
+				poll(t, func() bool { return h.ledger.openHolds() == 0 })
+				if len(h.ledger.usages) != 0 {
+					t.Errorf("nothing is charged: %v", h.ledger.usages)
+				}
+				return
+			}
+			u := h.ledger.waitSettled(t)
+			if u.CostMicros != hold.InputMicros || u.CostMicros <= 0 || u.Status != 499 || u.FinishReason != "cancelled" ||
+				u.PromptTokens == 0 || u.CompletionTokens != 0 {
+				t.Errorf("settled %+v; want the input (%d µUSD) of a cancelled request", u, hold.InputMicros)
+			}
+			if ids := h.ledger.releasedIDs(); len(ids) != 0 {
+				t.Errorf("released %v as well as charged", ids)
 			}
 		})
+	}
+}
+
+// TestHoldCarriesInputCharge: the hold records what the request costs at least once a provider
+// has read it (what the sweeper charges if the hold expires): the prompt's lower-bound token
+// estimate at the primary model's prompt rate, with the org's markup, never above the hold.
+func TestHoldCarriesInputCharge(t *testing.T) {
+	h := newHarness(t)
+	s := h.open(t)
+	s.requestHeaders(false, chatHeaders()...)
+	content := strings.Repeat("x", 4000)
+	s.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"` + content + `"}]}`)
+	hold := h.ledger.lastHold(t)
+	// 4000 bytes of content plus the message's framing: at least 1000 tokens at $1/M (1 µUSD
+	// each) plus 10% markup, and at most a quarter more for the framing.
+	if hold.InputMicros < 1_100 || hold.InputMicros > 1_200 || hold.InputMicros > hold.AmountMicros {
+		t.Errorf("hold %+v; want an input charge of about 1100 µUSD, within the hold", hold)
 	}
 }
 

@@ -235,6 +235,14 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("org %s: materialised balance %s differs from the ledger's sum %s",
 			*org, billing.FormatMicros(materialised), billing.FormatMicros(sum))
 	}
+	held, open, err := store.ReconcileHolds(ctx, *org)
+	if err != nil {
+		return err
+	}
+	if held != open {
+		return fmt.Errorf("org %s: materialised held amount %s differs from its open holds' sum %s",
+			*org, billing.FormatMicros(held), billing.FormatMicros(open))
+	}
 	fmt.Fprintln(stdout, billing.FormatMicros(sum))
 	return nil
 }

@@ -48,7 +48,8 @@ func validateUsage(u Usage) error {
 // 'usage' ledger entry, balance decrement, release of its hold), all in one transaction and one
 // network round trip. charged[i] reports whether usages[i] was charged by this call; false means
 // its request id had already been settled (by an earlier call, or earlier in the same slice:
-// the first occurrence wins). Like Settle it is idempotent, so any error leaves it safe to retry.
+// the first occurrence wins). Like Settle it is idempotent, so any error leaves it safe to retry,
+// and like Settle it replaces the provisional input charge of a request whose hold expired.
 //
 // The whole batch succeeds or fails together. A permanent error (see Permanent) in one item
 // fails all of them; the caller can then settle items one by one to isolate the bad one.
@@ -111,17 +112,43 @@ func (s *Store) SettleBatch(ctx context.Context, usages []Usage) (charged []bool
 				prompt_tokens, completion_tokens, cached_read_tokens, cache_write_tokens, reasoning_tokens,
 				cost_micros, cost_items, latency_ms, ttft_ms, created_at, attempts)
 			SELECT * FROM input
-			ON CONFLICT (request_id) DO NOTHING
-			RETURNING request_id, org_id, cost_micros
+			ON CONFLICT (request_id) DO UPDATE SET
+				key_id = EXCLUDED.key_id,
+				endpoint = EXCLUDED.endpoint,
+				requested_model = EXCLUDED.requested_model,
+				model = EXCLUDED.model,
+				provider = EXCLUDED.provider,
+				region = EXCLUDED.region,
+				status = EXCLUDED.status,
+				finish_reason = EXCLUDED.finish_reason,
+				streamed = EXCLUDED.streamed,
+				prompt_tokens = EXCLUDED.prompt_tokens,
+				completion_tokens = EXCLUDED.completion_tokens,
+				cached_read_tokens = EXCLUDED.cached_read_tokens,
+				cache_write_tokens = EXCLUDED.cache_write_tokens,
+				reasoning_tokens = EXCLUDED.reasoning_tokens,
+				cost_micros = EXCLUDED.cost_micros,
+				cost_items = EXCLUDED.cost_items,
+				latency_ms = EXCLUDED.latency_ms,
+				ttft_ms = EXCLUDED.ttft_ms,
+				created_at = EXCLUDED.created_at,
+				attempts = EXCLUDED.attempts,
+				provisional = false, settled_at = now()
+			WHERE usage_records.provisional AND usage_records.org_id = EXCLUDED.org_id
+			RETURNING request_id, org_id, cost_micros, expired_charge_micros IS NOT NULL AS replaces,
+				coalesce(expired_charge_micros, 0) AS before_micros
 		), charge AS (
-			INSERT INTO ledger_entries (org_id, kind, amount_micros, request_id)
-			SELECT org_id, 'usage', -cost_micros, request_id FROM rec
+			INSERT INTO ledger_entries (org_id, kind, amount_micros, request_id, note)
+			SELECT org_id, CASE WHEN replaces THEN 'adjustment' ELSE 'usage' END, before_micros - cost_micros,
+				request_id, CASE WHEN replaces THEN 'settled after its hold expired: replaces the input charge' ELSE '' END
+			FROM rec WHERE NOT replaces OR before_micros <> cost_micros
 		), released AS (
 			DELETE FROM holds h USING rec
 			WHERE h.request_id = rec.request_id AND h.org_id = rec.org_id
+			  AND h.request_id IN (SELECT request_id FROM holds WHERE request_id = ANY($1::text[]) FOR UPDATE SKIP LOCKED)
 			RETURNING h.org_id, h.amount_micros
 		), cost_per_org AS (
-			SELECT org_id, sum(cost_micros)::bigint AS cost FROM rec GROUP BY org_id
+			SELECT org_id, sum(cost_micros - before_micros)::bigint AS cost FROM rec GROUP BY org_id
 		), held_per_org AS (
 			SELECT org_id, sum(amount_micros)::bigint AS held FROM released GROUP BY org_id
 		), moved AS (
@@ -231,7 +258,7 @@ func batchErr(err error, n int) error {
 	return fmt.Errorf("settle batch of %d: %w", n, err)
 }
 
-// ReleaseHolds is ReleaseHold for many requests in one statement: each org's held amount moves
+// ReleaseHolds is ReleaseHold for many requests in one round trip: each org's amounts move
 // once. Ids without a hold are ignored, so it is idempotent and safe to retry. It is detached
 // from ctx's cancellation, like ReleaseHold.
 func (s *Store) ReleaseHolds(ctx context.Context, requestIDs []string) error {
@@ -240,19 +267,53 @@ func (s *Store) ReleaseHolds(ctx context.Context, requestIDs []string) error {
 	}
 	ctx, cancel := detachedBounded(ctx)
 	defer cancel()
-	_, err := s.pool.Exec(ctx, `
+	// One implicit transaction, three statements. The first waits out an ExpireHolds that is
+	// expiring one of these holds, so that the last, with a fresh snapshot, sees the
+	// provisional charge it wrote and refunds it. The second locks the balance rows in id
+	// order, as every multi-org writer does, so that concurrent writers queue, not deadlock.
+	b := &pgx.Batch{}
+	b.Queue(`SELECT 1 FROM holds WHERE request_id = ANY($1::text[]) ORDER BY request_id FOR UPDATE`, requestIDs)
+	b.Queue(`
+		SELECT 1 FROM org_balances WHERE org_id IN (
+			SELECT org_id FROM holds WHERE request_id = ANY($1::text[])
+			UNION SELECT org_id FROM usage_records WHERE request_id = ANY($1::text[]) AND provisional
+		) ORDER BY org_id FOR UPDATE`, requestIDs)
+	b.Queue(`
 		WITH released AS (
 			DELETE FROM holds WHERE request_id = ANY($1::text[]) RETURNING org_id, amount_micros
-		), per_org AS (
-			SELECT org_id, sum(amount_micros)::bigint AS amount FROM released GROUP BY org_id
+		), refunded AS (
+			UPDATE usage_records SET provisional = false, cost_micros = 0, finish_reason = 'released',
+				settled_at = now()
+			WHERE request_id = ANY($1::text[]) AND provisional
+			RETURNING request_id, org_id, expired_charge_micros AS amount
+		), refund AS (
+			INSERT INTO ledger_entries (org_id, kind, amount_micros, request_id, note)
+			SELECT org_id, 'adjustment', amount, request_id, $2 FROM refunded WHERE amount <> 0
+		), held_per_org AS (
+			SELECT org_id, sum(amount_micros)::bigint AS held FROM released GROUP BY org_id
+		), refund_per_org AS (
+			SELECT org_id, sum(amount)::bigint AS refund FROM refunded GROUP BY org_id
 		)
-		UPDATE org_balances b SET held_micros = b.held_micros - p.amount
-		FROM per_org p WHERE b.org_id = p.org_id`, requestIDs)
-	if err != nil {
+		UPDATE org_balances b
+		SET held_micros = b.held_micros - coalesce(h.held, 0),
+		    balance_micros = b.balance_micros + coalesce(r.refund, 0)
+		FROM held_per_org h FULL JOIN refund_per_org r ON r.org_id = h.org_id
+		WHERE b.org_id = coalesce(h.org_id, r.org_id)`, requestIDs, releasedNote)
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	for range 3 {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("release %d holds: %w", len(requestIDs), err)
+		}
+	}
+	if err := br.Close(); err != nil {
 		return fmt.Errorf("release %d holds: %w", len(requestIDs), err)
 	}
 	return nil
 }
+
+// releasedNote marks the refund of an expired hold's input charge by a late release.
+const releasedNote = "released after its hold expired: input charge refunded"
 
 // detachedBounded is detached, except that an earlier deadline of ctx still applies: a caller
 // that retries on its own schedule (the settlement spool) must be able to bound each attempt.

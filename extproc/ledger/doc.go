@@ -11,7 +11,9 @@
 //  3. Settle records the completed request: a usage_records row, a 'usage' ledger entry, the
 //     balance decrement and the release of the hold, in one statement, exactly once per request
 //     id. ReleaseHold instead drops the hold of a request that failed before any usage, and
-//     ExpireHolds sweeps holds left behind by a crashed process.
+//     ExpireHolds sweeps holds left behind by a crashed process, charging each its input
+//     (Hold.InputMicros) as a provisional usage record that a late Settle replaces and a late
+//     ReleaseHold refunds, through 'adjustment' entries.
 //
 // Money is int64 micro-USD throughout. The ledger_entries table is append-only and the
 // balance in org_balances is its materialised sum, checked by Reconcile.

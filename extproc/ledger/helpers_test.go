@@ -57,6 +57,9 @@ func wantMoney(t testing.TB, s *ledger.Store, orgID string, balance, held int64)
 	if mat != sum {
 		t.Errorf("Reconcile: materialised %d != ledger sum %d", mat, sum)
 	}
+	if mat, sum, err := s.ReconcileHolds(context.Background(), orgID); err != nil || mat != sum {
+		t.Errorf("ReconcileHolds: materialised %d, open holds %d, %v", mat, sum, err)
+	}
 }
 
 // count runs a count(*) query in the test's schema.

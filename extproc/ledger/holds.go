@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,7 +17,11 @@ type Hold struct {
 	RequestID, OrgID string
 	KeyID            string // may be empty
 	AmountMicros     int64  // upper bound of the request's cost, >= 0
-	ExpiresAt        time.Time
+	// InputMicros is what the request costs at least once a provider has read it: its prompt
+	// priced at a lower-bound token estimate, markup applied; 0 <= InputMicros <= AmountMicros.
+	// ExpireHolds charges it when the hold expires without a settlement.
+	InputMicros int64
+	ExpiresAt   time.Time
 }
 
 // expireLockClass keys the advisory lock that serialises ExpireHolds callers (per schema, as
@@ -33,6 +40,8 @@ func (s *Store) PlaceHold(ctx context.Context, h Hold) error {
 		return errors.New("place hold: empty request id")
 	case h.AmountMicros < 0:
 		return fmt.Errorf("place hold %s: negative amount %d µUSD", h.RequestID, h.AmountMicros)
+	case h.InputMicros < 0 || h.InputMicros > h.AmountMicros:
+		return fmt.Errorf("place hold %s: input charge %d µUSD outside [0, %d]", h.RequestID, h.InputMicros, h.AmountMicros)
 	case h.ExpiresAt.IsZero():
 		return fmt.Errorf("place hold %s: no expiry", h.RequestID)
 	case !validUUID(h.OrgID) || h.KeyID != "" && !validUUID(h.KeyID):
@@ -56,10 +65,10 @@ func (s *Store) PlaceHold(ctx context.Context, h Hold) error {
 			  AND NOT EXISTS (SELECT 1 FROM usage_records WHERE request_id = $1)
 			RETURNING org_id
 		)
-		INSERT INTO holds (request_id, org_id, key_id, amount_micros, expires_at)
-		SELECT $1, org_id, $3, $4, $5 FROM reserved
+		INSERT INTO holds (request_id, org_id, key_id, amount_micros, input_micros, expires_at)
+		SELECT $1, org_id, $3, $4, $6, $5 FROM reserved
 		RETURNING true`,
-		h.RequestID, h.OrgID, nullable(h.KeyID), h.AmountMicros, h.ExpiresAt).Scan(&placed)
+		h.RequestID, h.OrgID, nullable(h.KeyID), h.AmountMicros, h.ExpiresAt, h.InputMicros).Scan(&placed)
 	switch {
 	case err == nil:
 		return nil
@@ -90,33 +99,46 @@ func (s *Store) PlaceHold(ctx context.Context, h Hold) error {
 }
 
 // ReleaseHold drops the hold of a request that failed before any usage, returning its credit
-// without a charge. Releasing a request that has no hold (never placed, already released,
-// settled or expired) is a no-op, so it is safe to call on every failure path and to retry.
+// without a charge. Releasing a request that has no hold (never placed, already released or
+// settled) is a no-op, so it is safe to call on every failure path and to retry. If the hold
+// has already expired and ExpireHolds charged the request its input, the release refunds that
+// provisional charge (an 'adjustment' entry): the release is the gateway's own word that the
+// request cost nothing, and it only arrives that late when it waited in a spool.
 //
 // Like Settle it is detached from ctx's cancellation (a reservation left behind would block
 // the org's credit until it expires); it is bounded by DefaultTimeout.
 func (s *Store) ReleaseHold(ctx context.Context, requestID string) error {
-	ctx, cancel := detached(ctx)
-	defer cancel()
-	_, err := s.pool.Exec(ctx, `
-		WITH released AS (
-			DELETE FROM holds WHERE request_id = $1 RETURNING org_id, amount_micros
-		)
-		UPDATE org_balances b SET held_micros = b.held_micros - r.amount_micros
-		FROM released r WHERE b.org_id = r.org_id`, requestID)
-	if err != nil {
+	if err := s.ReleaseHolds(ctx, []string{requestID}); err != nil {
 		return fmt.Errorf("release hold %s: %w", requestID, err)
 	}
 	return nil
 }
 
-// ExpireHolds releases every hold whose ExpiresAt is at or before now and returns them, oldest
-// first, so the caller can report them: each is a request whose process died between hold
-// and settlement, and whose usage (if any) is unknown to the ledger.
+// Expired is a hold that ExpireHolds expired.
+type Expired struct {
+	Hold
+	// Charged reports that the expiry charged the request Hold.InputMicros. It is false when
+	// the request was settled meanwhile (its settlement stands, and nothing more is charged).
+	Charged bool
+}
+
+// expiredNote marks the ledger entries and usage records written by ExpireHolds.
+const expiredNote = "hold expired without a settlement: input charged"
+
+// ExpireHolds expires every hold whose ExpiresAt is at or before now and returns them, oldest
+// first. Each is a request whose process died (or was cut off from Postgres) between hold and
+// settlement. The request may have reached a provider, which bills the prompt it read, so an
+// expired hold is not released for free: it is settled as a usage charge of its InputMicros,
+// with a provisional usage record (status 0, finish reason "hold_expired"). If the request's
+// real settlement arrives later, Settle replaces that record and books the difference as an
+// adjustment; a late ReleaseHold refunds it.
 //
-// Holds being settled or released at that moment are skipped, not waited for. Concurrent
-// callers are serialised, so an org's held amount is never updated by two sweeps at once.
-func (s *Store) ExpireHolds(ctx context.Context, now time.Time) ([]Hold, error) {
+// It is exactly once per request id: a request already settled is not charged again, and a
+// settlement racing the sweep either lands first (the expiry then charges nothing) or replaces
+// the provisional charge. Holds being settled or released at that moment are skipped, not
+// waited for. Concurrent callers are serialised, so an org's amounts are never updated by two
+// sweeps at once.
+func (s *Store) ExpireHolds(ctx context.Context, now time.Time) ([]Expired, error) {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
 	tx, err := s.pool.Begin(ctx)
@@ -129,33 +151,98 @@ func (s *Store) ExpireHolds(ctx context.Context, now time.Time) ([]Hold, error) 
 		int32(expireLockClass)); err != nil {
 		return nil, fmt.Errorf("expire holds: lock: %w", err)
 	}
+	// Steps in the order that cannot deadlock with settlements: take the expired holds (skipping
+	// any a settlement has locked), lock their orgs' balance rows in id order (as every writer
+	// of usage locks the balance first, a settlement of the same request is then either done
+	// or not begun), and write their usage (a request settled meanwhile is not charged again).
 	rows, err := tx.Query(ctx, `
-		WITH expired AS (
-			DELETE FROM holds WHERE request_id IN (
-				SELECT request_id FROM holds WHERE expires_at <= $1 FOR UPDATE SKIP LOCKED
-			)
-			RETURNING request_id, org_id, key_id, amount_micros, expires_at
-		), per_org AS (
-			SELECT org_id, sum(amount_micros)::bigint AS amount FROM expired GROUP BY org_id
-		), released AS (
-			UPDATE org_balances b SET held_micros = b.held_micros - p.amount
-			FROM per_org p WHERE b.org_id = p.org_id
+		DELETE FROM holds WHERE request_id IN (
+			SELECT request_id FROM holds WHERE expires_at <= $1 FOR UPDATE SKIP LOCKED
 		)
-		SELECT request_id, org_id::text, coalesce(key_id::text, ''), amount_micros, expires_at
-		FROM expired ORDER BY expires_at, request_id`, now)
+		RETURNING request_id, org_id::text, coalesce(key_id::text, ''), amount_micros, input_micros,
+			created_at, expires_at`, now)
 	if err != nil {
 		return nil, fmt.Errorf("expire holds: %w", err)
 	}
-	expired, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Hold, error) {
-		var h Hold
-		err := r.Scan(&h.RequestID, &h.OrgID, &h.KeyID, &h.AmountMicros, &h.ExpiresAt)
-		return h, err
+	var created []time.Time
+	expired, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Expired, error) {
+		var e Expired
+		var at time.Time
+		err := r.Scan(&e.RequestID, &e.OrgID, &e.KeyID, &e.AmountMicros, &e.InputMicros, &at, &e.ExpiresAt)
+		created = append(created, at)
+		return e, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("expire holds: %w", err)
 	}
+	if len(expired) == 0 {
+		return nil, tx.Commit(ctx)
+	}
+	n := len(expired)
+	ids, orgs, keys, inputs := make([]string, n), make([]string, n), make([]*string, n), make([]int64, n)
+	held := map[string]int64{}
+	for i, e := range expired {
+		ids[i], orgs[i], inputs[i] = e.RequestID, e.OrgID, e.InputMicros
+		if e.KeyID != "" {
+			keys[i] = &expired[i].KeyID
+		}
+		held[e.OrgID] += e.AmountMicros
+	}
+	orgIDs := slices.Sorted(maps.Keys(held))
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM org_balances WHERE org_id = ANY($1::uuid[]) ORDER BY org_id FOR UPDATE`, orgIDs); err != nil {
+		return nil, fmt.Errorf("expire holds: lock balances: %w", err)
+	}
+	rows, err = tx.Query(ctx, `
+		WITH rec AS (
+			INSERT INTO usage_records (request_id, org_id, key_id, status, finish_reason, cost_micros,
+				cost_items, created_at, provisional, expired_charge_micros)
+			SELECT t.id, t.org, t.key, 0, 'hold_expired', t.input, '{}', t.created, true, t.input
+			FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::bigint[], $5::timestamptz[]) AS t(id, org, key, input, created)
+			ON CONFLICT (request_id) DO NOTHING
+			RETURNING request_id, org_id, cost_micros
+		), charge AS (
+			INSERT INTO ledger_entries (org_id, kind, amount_micros, request_id, note)
+			SELECT org_id, 'usage', -cost_micros, request_id, $6 FROM rec
+		)
+		SELECT request_id FROM rec`, ids, orgs, keys, inputs, created, expiredNote)
+	if err != nil {
+		return nil, fmt.Errorf("expire holds: charge input: %w", err)
+	}
+	chargedIDs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("expire holds: charge input: %w", err)
+	}
+	charged := make(map[string]bool, len(chargedIDs))
+	for _, id := range chargedIDs {
+		charged[id] = true
+	}
+	cost := map[string]int64{}
+	for i := range expired {
+		e := &expired[i]
+		e.Charged = charged[e.RequestID]
+		if e.Charged {
+			cost[e.OrgID] += e.InputMicros
+		}
+	}
+	heldCol, costCol := make([]int64, len(orgIDs)), make([]int64, len(orgIDs))
+	for i, o := range orgIDs {
+		heldCol[i], costCol[i] = held[o], cost[o]
+	}
+	if _, err := tx.Exec(ctx, `
+		UPDATE org_balances b
+		SET held_micros = b.held_micros - t.held, balance_micros = b.balance_micros - t.cost
+		FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS t(org, held, cost)
+		WHERE b.org_id = t.org`, orgIDs, heldCol, costCol); err != nil {
+		return nil, fmt.Errorf("expire holds: move balances: %w", err)
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("expire holds: commit: %w", err)
 	}
+	slices.SortFunc(expired, func(a, b Expired) int {
+		if c := a.ExpiresAt.Compare(b.ExpiresAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.RequestID, b.RequestID)
+	})
 	return expired, nil
 }

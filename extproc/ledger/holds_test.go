@@ -39,6 +39,8 @@ func TestPlaceHold(t *testing.T) {
 		{name: "negative amount", hold: hold("r8", orgID, keyID, -1), wantErr: errAny, wantHeld: 1_000},
 		{name: "no request id", hold: hold("", orgID, keyID, 1), wantErr: errAny, wantHeld: 1_000},
 		{name: "no expiry", hold: ledger.Hold{RequestID: "r9", OrgID: orgID, AmountMicros: 1}, wantErr: errAny, wantHeld: 1_000},
+		{name: "input charge above the hold", hold: ledger.Hold{RequestID: "r11", OrgID: orgID, AmountMicros: 0, InputMicros: 1, ExpiresAt: time.Now().Add(time.Minute)}, wantErr: errAny, wantHeld: 1_000},
+		{name: "negative input charge", hold: ledger.Hold{RequestID: "r12", OrgID: orgID, AmountMicros: 0, InputMicros: -1, ExpiresAt: time.Now().Add(time.Minute)}, wantErr: errAny, wantHeld: 1_000},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,15 +161,15 @@ func TestHoldSettleRace(t *testing.T) {
 func TestExpireHolds(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, _ := ledgertest.NewStore(t)
+	s, pool := ledgertest.NewStore(t)
 	orgA, keyA := newOrg(t, s, 10_000)
 	orgB, _ := newOrg(t, s, 10_000)
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
 	holds := []ledger.Hold{
-		{RequestID: "a-old", OrgID: orgA, KeyID: keyA, AmountMicros: 100, ExpiresAt: now.Add(-time.Hour)},
-		{RequestID: "a-due", OrgID: orgA, KeyID: keyA, AmountMicros: 200, ExpiresAt: now},
-		{RequestID: "a-live", OrgID: orgA, KeyID: keyA, AmountMicros: 400, ExpiresAt: now.Add(time.Second)},
+		{RequestID: "a-old", OrgID: orgA, KeyID: keyA, AmountMicros: 100, InputMicros: 30, ExpiresAt: now.Add(-time.Hour)},
+		{RequestID: "a-due", OrgID: orgA, KeyID: keyA, AmountMicros: 200, InputMicros: 20, ExpiresAt: now},
+		{RequestID: "a-live", OrgID: orgA, KeyID: keyA, AmountMicros: 400, InputMicros: 400, ExpiresAt: now.Add(time.Second)},
 		{RequestID: "b-old", OrgID: orgB, AmountMicros: 800, ExpiresAt: now.Add(-time.Minute)},
 	}
 	for _, h := range holds {
@@ -177,14 +179,16 @@ func TestExpireHolds(t *testing.T) {
 	}
 
 	tests := []struct {
-		name         string
-		at           time.Time
-		want         []ledger.Hold
-		heldA, heldB int64
+		name               string
+		at                 time.Time
+		want               []ledger.Hold
+		balanceA, balanceB int64
+		heldA, heldB       int64
 	}{
-		{name: "first sweep", at: now, want: []ledger.Hold{holds[0], holds[3], holds[1]}, heldA: 400, heldB: 0},
-		{name: "second sweep finds nothing", at: now, heldA: 400, heldB: 0},
-		{name: "later sweep", at: now.Add(time.Hour), want: []ledger.Hold{holds[2]}, heldA: 0, heldB: 0},
+		{name: "first sweep charges each expired hold its input", at: now, want: []ledger.Hold{holds[0], holds[3], holds[1]},
+			balanceA: 10_000 - 30 - 20, heldA: 400, balanceB: 10_000},
+		{name: "second sweep finds nothing", at: now, balanceA: 9_950, heldA: 400, balanceB: 10_000},
+		{name: "later sweep", at: now.Add(time.Hour), want: []ledger.Hold{holds[2]}, balanceA: 9_550, balanceB: 10_000},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -198,19 +202,104 @@ func TestExpireHolds(t *testing.T) {
 			for i := range got {
 				w := tt.want[i]
 				if got[i].RequestID != w.RequestID || got[i].OrgID != w.OrgID || got[i].KeyID != w.KeyID ||
-					got[i].AmountMicros != w.AmountMicros || !got[i].ExpiresAt.Equal(w.ExpiresAt) {
-					t.Errorf("expired[%d] = %+v; want %+v", i, got[i], w)
+					got[i].AmountMicros != w.AmountMicros || got[i].InputMicros != w.InputMicros ||
+					!got[i].ExpiresAt.Equal(w.ExpiresAt) || !got[i].Charged {
+					t.Errorf("expired[%d] = %+v; want %+v, charged", i, got[i], w)
 				}
 			}
-			wantMoney(t, s, orgA, 10_000, tt.heldA)
-			wantMoney(t, s, orgB, 10_000, tt.heldB)
+			wantMoney(t, s, orgA, tt.balanceA, tt.heldA)
+			wantMoney(t, s, orgB, tt.balanceB, tt.heldB)
 		})
 	}
-
-	// A request whose hold expired still settles in full; nothing else is released.
-	charged, err := s.Settle(ctx, ledger.Usage{RequestID: "a-old", OrgID: orgA, KeyID: keyA, Status: 200, CostMicros: 50})
-	if err != nil || !charged {
-		t.Fatalf("Settle after expiry = %v, %v; want true, nil", charged, err)
+	u, err := s.UsageByRequest(ctx, "a-due")
+	if err != nil || u.CostMicros != 20 || u.FinishReason != "hold_expired" || u.Status != 0 || u.KeyID != keyA {
+		t.Errorf("usage of an expired hold = %+v, %v; want a 20 µUSD hold_expired record", u, err)
 	}
-	wantMoney(t, s, orgA, 9_950, 0)
+
+	// A request whose hold expired still settles in full: its real settlement replaces the input
+	// charge (30) and the difference is an adjustment. Once: a replay changes nothing.
+	for range 2 {
+		if _, err := s.Settle(ctx, ledger.Usage{RequestID: "a-old", OrgID: orgA, KeyID: keyA, Status: 200, CostMicros: 50}); err != nil {
+			t.Fatalf("Settle after expiry: %v", err)
+		}
+		wantMoney(t, s, orgA, 9_550-20, 0)
+	}
+	if u, err := s.UsageByRequest(ctx, "a-old"); err != nil || u.CostMicros != 50 || u.Status != 200 {
+		t.Errorf("usage after the late settlement = %+v, %v", u, err)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM ledger_entries WHERE request_id = 'a-old' AND kind = 'adjustment' AND amount_micros = -20`); n != 1 {
+		t.Errorf("%d adjustments of -20 for the late settlement; want 1", n)
+	}
+	// A late release (a request that failed, whose release waited in a spool) refunds the input
+	// charge, once.
+	for range 2 {
+		if err := s.ReleaseHold(ctx, "a-due"); err != nil {
+			t.Fatal(err)
+		}
+		wantMoney(t, s, orgA, 9_530+20, 0)
+	}
+	// Neither a release nor a settlement touches a request settled for real.
+	if err := s.ReleaseHold(ctx, "a-old"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Settle(ctx, ledger.Usage{RequestID: "a-due", OrgID: orgA, Status: 200, CostMicros: 1}); err != nil {
+		t.Fatal(err)
+	}
+	wantMoney(t, s, orgA, 9_550, 0)
+}
+
+// TestExpireRacesSettlement races sweepers against real settlements of the same requests, whose
+// holds have all expired: whoever wins, each request ends charged exactly its real cost, held
+// returns to zero and the balance reconciles.
+func TestExpireRacesSettlement(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool := ledgertest.NewStore(t)
+	const n, amount, input, cost = 60, 1_000, 100, 300
+	org, key := newOrg(t, s, n*amount)
+	past := time.Now().Add(-time.Minute)
+	for i := range n {
+		h := ledger.Hold{RequestID: fmt.Sprintf("race-%d", i), OrgID: org, KeyID: key, AmountMicros: amount, InputMicros: input, ExpiresAt: past}
+		if err := s.PlaceHold(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			for range 5 {
+				if _, err := s.ExpireHolds(ctx, time.Now()); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	for i := range n {
+		wg.Go(func() {
+			u := ledger.Usage{RequestID: fmt.Sprintf("race-%d", i), OrgID: org, KeyID: key, Status: 200, CostMicros: cost}
+			var err error
+			if i%2 == 0 {
+				_, err = s.Settle(ctx, u)
+			} else {
+				_, err = s.SettleBatch(ctx, []ledger.Usage{u})
+			}
+			for err != nil && !ledger.Permanent(err) { // a deadlock victim retries, as the spool does
+				_, err = s.Settle(ctx, u)
+			}
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if _, err := s.ExpireHolds(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	wantMoney(t, s, org, n*amount-n*cost, 0)
+	if got := count(t, pool, `SELECT count(*) FROM usage_records WHERE cost_micros = $1 AND NOT provisional`, cost); got != n {
+		t.Errorf("%d requests settled at their real cost; want %d", got, n)
+	}
+	if got := count(t, pool, `SELECT count(*) FROM ledger_entries WHERE kind = 'usage'`); got != n {
+		t.Errorf("%d usage entries; want one per request, %d", got, n)
+	}
 }

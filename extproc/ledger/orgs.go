@@ -166,6 +166,27 @@ func (s *Store) Reconcile(ctx context.Context, orgID string) (materialised, sum 
 	return materialised, sum, nil
 }
 
+// ReconcileHolds returns orgID's materialised held amount and the sum of its open holds, read
+// from one snapshot. They are equal unless something moved one without the other.
+func (s *Store) ReconcileHolds(ctx context.Context, orgID string) (materialised, sum int64, err error) {
+	if !validUUID(orgID) {
+		return 0, 0, fmt.Errorf("reconcile holds %s: %w", orgID, ErrNotFound)
+	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
+	err = s.pool.QueryRow(ctx, `
+		SELECT b.held_micros,
+		       (SELECT coalesce(sum(amount_micros), 0)::bigint FROM holds WHERE org_id = $1)
+		FROM org_balances b WHERE b.org_id = $1`, orgID).Scan(&materialised, &sum)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, 0, fmt.Errorf("reconcile holds %s: %w", orgID, ErrNotFound)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("reconcile holds %s: %w", orgID, err)
+	}
+	return materialised, sum, nil
+}
+
 // SetPlan replaces the org's plan; nil allows every model. Keys see the change once their cached
 // lookup expires (seconds).
 func (s *Store) SetPlan(ctx context.Context, orgID string, models []string) error {

@@ -52,7 +52,9 @@ type Usage struct {
 //
 // It is idempotent by RequestID: charged reports whether this call wrote the charge, and a
 // repeated call (a retry, a spool replay, a concurrent duplicate) is a no-op returning false and
-// nil. Any error therefore leaves it safe to retry; ErrNotFound (unknown org or key) is
+// nil. The one record it replaces is the provisional input charge ExpireHolds wrote when the
+// request's hold expired first: the usage record takes the real values and the difference is
+// booked as an 'adjustment' ledger entry, so the request costs exactly CostMicros in the end. Any error therefore leaves it safe to retry; ErrNotFound (unknown org or key) is
 // permanent. The balance may go below zero if the cost exceeds the hold: usage is never
 // refused after the fact.
 //
@@ -76,11 +78,20 @@ func (s *Store) Settle(ctx context.Context, u Usage) (charged bool, err error) {
 
 	ctx, cancel := detached(ctx)
 	defer cancel()
-	// ON CONFLICT DO NOTHING on the usage record is the idempotency gate: a duplicate waits for
-	// the first writer's commit, then inserts nothing, and every later step reads its input from
-	// the rows the insert returned, so it does nothing either. The partial unique index on
-	// ledger_entries(request_id) backs this up.
-	err = s.pool.QueryRow(ctx, `
+	// The upsert of the usage record is the idempotency gate: a duplicate waits for the first
+	// writer's commit, then writes nothing (only a provisional record, ExpireHolds' input charge,
+	// is replaced, once), and every later step reads its input from the rows the upsert returned,
+	// so it does nothing either. The partial unique index on ledger_entries(request_id) backs
+	// this up. The hold is deleted only if no one else has it locked: the one who has is
+	// ExpireHolds, which releases it itself, and waiting for it could deadlock with its usage
+	// insert, which waits for this statement.
+	//
+	// The org's balance row is locked first, in the same implicit transaction (one round trip):
+	// every writer that touches a usage record and a balance takes the balance first, so that a
+	// settlement and a sweep of the same request queue instead of deadlocking.
+	b := &pgx.Batch{}
+	b.Queue(`SELECT 1 FROM org_balances WHERE org_id = $1 FOR UPDATE`, u.OrgID)
+	b.Queue(`
 		WITH rec AS (
 			INSERT INTO usage_records (
 				request_id, org_id, key_id, endpoint, requested_model, model, provider, region,
@@ -89,25 +100,59 @@ func (s *Store) Settle(ctx context.Context, u Usage) (charged bool, err error) {
 				cost_micros, cost_items, latency_ms, ttft_ms, created_at, attempts)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
 				coalesce($21, now()), $22)
-			ON CONFLICT (request_id) DO NOTHING
-			RETURNING request_id, org_id, cost_micros
+			ON CONFLICT (request_id) DO UPDATE SET
+				key_id = EXCLUDED.key_id,
+				endpoint = EXCLUDED.endpoint,
+				requested_model = EXCLUDED.requested_model,
+				model = EXCLUDED.model,
+				provider = EXCLUDED.provider,
+				region = EXCLUDED.region,
+				status = EXCLUDED.status,
+				finish_reason = EXCLUDED.finish_reason,
+				streamed = EXCLUDED.streamed,
+				prompt_tokens = EXCLUDED.prompt_tokens,
+				completion_tokens = EXCLUDED.completion_tokens,
+				cached_read_tokens = EXCLUDED.cached_read_tokens,
+				cache_write_tokens = EXCLUDED.cache_write_tokens,
+				reasoning_tokens = EXCLUDED.reasoning_tokens,
+				cost_micros = EXCLUDED.cost_micros,
+				cost_items = EXCLUDED.cost_items,
+				latency_ms = EXCLUDED.latency_ms,
+				ttft_ms = EXCLUDED.ttft_ms,
+				created_at = EXCLUDED.created_at,
+				attempts = EXCLUDED.attempts,
+				provisional = false, settled_at = now()
+			WHERE usage_records.provisional AND usage_records.org_id = EXCLUDED.org_id
+			RETURNING request_id, org_id, cost_micros, expired_charge_micros IS NOT NULL AS replaces,
+				coalesce(expired_charge_micros, 0) AS before_micros
 		), charge AS (
-			INSERT INTO ledger_entries (org_id, kind, amount_micros, request_id)
-			SELECT org_id, 'usage', -cost_micros, request_id FROM rec
+			INSERT INTO ledger_entries (org_id, kind, amount_micros, request_id, note)
+			SELECT org_id, CASE WHEN replaces THEN 'adjustment' ELSE 'usage' END, before_micros - cost_micros,
+				request_id, CASE WHEN replaces THEN 'settled after its hold expired: replaces the input charge' ELSE '' END
+			FROM rec WHERE NOT replaces OR before_micros <> cost_micros
 		), released AS (
 			DELETE FROM holds h USING rec
 			WHERE h.request_id = rec.request_id AND h.org_id = rec.org_id
+			  AND h.request_id IN (SELECT request_id FROM holds WHERE request_id = $1 FOR UPDATE SKIP LOCKED)
 			RETURNING h.amount_micros
 		)
 		UPDATE org_balances b
-		SET balance_micros = b.balance_micros - rec.cost_micros,
+		SET balance_micros = b.balance_micros - (rec.cost_micros - rec.before_micros),
 		    held_micros = b.held_micros - coalesce((SELECT amount_micros FROM released), 0)
 		FROM rec WHERE b.org_id = rec.org_id
 		RETURNING true`,
 		u.RequestID, u.OrgID, nullable(u.KeyID), u.Endpoint, u.RequestedModel, u.Model, u.Provider, u.Region,
 		u.Status, u.FinishReason, u.Streamed,
 		u.PromptTokens, u.CompletionTokens, u.CachedReadTokens, u.CacheWriteTokens, u.ReasoningTokens,
-		u.CostMicros, items, u.Latency.Milliseconds(), ttftMs, createdAt, attemptsJSON(u.Attempts)).Scan(&charged)
+		u.CostMicros, items, u.Latency.Milliseconds(), ttftMs, createdAt, attemptsJSON(u.Attempts))
+	br := s.pool.SendBatch(ctx, b)
+	_, err = br.Exec()
+	if err == nil {
+		err = br.QueryRow().Scan(&charged)
+	}
+	if cerr := br.Close(); err == nil || errors.Is(err, pgx.ErrNoRows) && cerr != nil {
+		err = cerr
+	}
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return false, nil // already settled

@@ -38,6 +38,7 @@ func TestSweepHoldsLogsEachExpiredHold(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	expired := requestID("expired")
 	h := hold(expired, org, key, 4_000)
+	h.InputMicros = 1_500
 	h.ExpiresAt = time.Now().Add(-time.Second)
 	live := hold(requestID("live"), org, key, 1_000)
 	for _, h := range []ledger.Hold{h, live} {
@@ -69,16 +70,17 @@ func TestSweepHoldsLogsEachExpiredHold(t *testing.T) {
 		RequestID    string `json:"request_id"`
 		OrgID        string `json:"org_id"`
 		AmountMicros int64  `json:"amount_micros"`
+		InputMicros  int64  `json:"input_micros"`
 	}
 	first, _, _ := strings.Cut(logs.String(), "\n")
 	if err := json.Unmarshal([]byte(first), &line); err != nil {
 		t.Fatal(err)
 	}
-	if line.RequestID != expired || line.OrgID != org || line.AmountMicros != 4_000 {
+	if line.RequestID != expired || line.OrgID != org || line.AmountMicros != 4_000 || line.InputMicros != 1_500 {
 		t.Errorf("log = %+v", line)
 	}
 	if strings.Contains(logs.String(), live.RequestID) {
 		t.Errorf("a live hold was reported: %s", logs.String())
 	}
-	wantMoney(t, s, org, 100_000, 1_000)
+	wantMoney(t, s, org, 100_000-1_500, 1_000) // charged its input, not released for free
 }

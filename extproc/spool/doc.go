@@ -23,6 +23,15 @@
 // by record; records that still fail are written to rejected.jsonl in the spool directory and
 // logged at error level, for an operator to correct and replay, instead of blocking the rest.
 //
+// A charge is never dropped. If the spool cannot be written (a full or failing disk), the records
+// of that group commit are "stranded": each caller settles its own in Postgres directly,
+// retrying with backoff for up to Config.DirectTimeout, and a rescuer goroutine takes over any
+// that still fail, offering them to Postgres and then to the spool (with fresh sequence numbers)
+// with capped backoff until one takes them. While any record is held only in memory the alarm is
+// up: Stranded reports it, and an error is logged at most every Config.AlarmEvery. Close gives
+// what is still stranded one last write to the spool and otherwise logs each record in full, as
+// the spool line that replays it.
+//
 // Holds are not spooled: PlaceHold goes straight to Postgres and fails closed, because admitting
 // a request without a hold could overspend. Releases are spooled, like settlements, rather than
 // left to expire: an outage would otherwise keep every in-flight request's credit locked for the
@@ -47,8 +56,11 @@
 //
 // Sequence numbers increase through the file, and the writer applies records in order, so one
 // watermark describes what is applied. A crash can leave the last line torn (no newline, or a
-// CRC that does not match); Open detects it and ignores it — its writer never returned, so
-// nobody was told it was durable. A damaged line elsewhere is logged and skipped.
+// CRC that does not match); its writer never returned, so nobody was told it was durable. A line
+// damaged elsewhere (a bad disk block, a stray edit) is not replayed either, but the lines around
+// it are. Neither is ever deleted: Open first appends each such line verbatim, with its request
+// id when one can be read, to quarantine.log in Config.Dir (fsynced; see quarantine for the
+// format), logs it, and only then rewrites the spool without it.
 //
 // The file is compacted by rewriting it with only the unapplied records (to spool.log.tmp,
 // fsynced, renamed over spool.log, directory fsynced): on Open, on Close when everything is
@@ -58,7 +70,8 @@
 //
 // # Ownership
 //
-// A Pipeline owns two goroutines, the flusher and the writer, started by Open and stopped by
-// Close. Unapplied records are also held in memory (about 1 KiB each), so a very long outage
+// A Pipeline owns three goroutines, the flusher, the writer and the rescuer, started by Open and
+// stopped by Close. A record is in exactly one place at a time: the group commit, pending, or
+// stranded (the rescuer takes a batch out while it works on it). Unapplied records are also held in memory (about 1 KiB each), so a very long outage
 // under heavy traffic costs memory in proportion; Pending reports how many there are.
 package spool

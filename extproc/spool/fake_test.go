@@ -66,6 +66,12 @@ func (f *fakeStore) ReleaseHolds(ctx context.Context, ids []string) error {
 	return nil
 }
 
+func (f *fakeStore) releasedTimes(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.released[id]
+}
+
 func (f *fakeStore) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -2,20 +2,23 @@ package spool
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 )
 
 // File names inside Config.Dir.
 const (
-	logName      = "spool.log"
-	tmpName      = "spool.log.tmp"
-	lockName     = "spool.lock"
-	rejectedName = "rejected.jsonl"
+	logName        = "spool.log"
+	tmpName        = "spool.log.tmp"
+	lockName       = "spool.lock"
+	rejectedName   = "rejected.jsonl"
+	quarantineName = "quarantine.log"
 )
 
 // scanResult is what a spool file holds.
@@ -24,6 +27,15 @@ type scanResult struct {
 	maxSeq  uint64   // highest seq or watermark seen
 	torn    bool     // the last line was torn and is ignored
 	corrupt int      // damaged lines elsewhere, skipped
+	// damaged holds every line that could not be read, torn tail included, verbatim: they are
+	// quarantined before the spool is rewritten without them.
+	damaged []damagedLine
+}
+
+// damagedLine is a spool line that failed its CRC or framing, as read.
+type damagedLine struct {
+	raw    []byte
+	reason string // "torn" (the last line, cut short) or "corrupt"
 }
 
 // scan reads a spool file. Records at or below the highest "applied" watermark are dropped; the
@@ -40,12 +52,15 @@ func scan(r io.Reader) (scanResult, error) {
 			switch {
 			case errors.Is(derr, errTorn):
 				res.torn = true // only the last line can lack its newline
+				res.damaged = append(res.damaged, damagedLine{raw: line, reason: "torn"})
 			case derr != nil:
 				// A damaged final line is a torn write; one followed by more lines is damage.
 				if _, perr := br.Peek(1); perr == io.EOF {
 					res.torn = true
+					res.damaged = append(res.damaged, damagedLine{raw: line, reason: "torn"})
 				} else {
 					res.corrupt++
+					res.damaged = append(res.damaged, damagedLine{raw: line, reason: "corrupt"})
 				}
 			case rec.Op == opApplied:
 				upto = max(upto, rec.Upto)
@@ -72,6 +87,78 @@ func scan(r io.Reader) (scanResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// quarantine appends damaged spool lines, each verbatim, to quarantine.log in dir and fsyncs
+// it, so that the spool can be rewritten without them and nothing it held is ever deleted. Each
+// line is preceded by a header naming why it was set aside, its request id when one can be made
+// out, and its exact length in bytes (a torn line has no newline of its own; one is added after
+// it, outside the counted bytes):
+//
+//	# quarantined at=2026-03-01T12:00:00Z reason=corrupt request_id=req_ab12 bytes=431
+//	<the 431 bytes of the line, as they were in the spool>
+//
+// An operator can repair such a line (or re-frame it with a fresh CRC) and append it to
+// spool.log while the extproc is stopped; settlement is idempotent by request id, so replaying a
+// request that was in fact settled is harmless.
+func quarantine(dir string, lines []damagedLine, now time.Time) error {
+	if len(lines) == 0 {
+		return nil
+	}
+	var buf []byte
+	for _, l := range lines {
+		id := requestIDIn(l.raw)
+		if id == "" {
+			id = "unknown"
+		}
+		buf = fmt.Appendf(buf, "# quarantined at=%s reason=%s request_id=%s bytes=%d\n",
+			now.UTC().Format(time.RFC3339), l.reason, id, len(l.raw))
+		buf = append(buf, l.raw...)
+		if len(l.raw) == 0 || l.raw[len(l.raw)-1] != '\n' {
+			buf = append(buf, '\n')
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(dir, quarantineName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("quarantine damaged spool lines: %w", err)
+	}
+	_, err = f.Write(buf)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncDir(dir) // the file may be new
+	}
+	if err != nil {
+		return fmt.Errorf("quarantine damaged spool lines: %w", err)
+	}
+	return nil
+}
+
+// requestIDIn finds the request id in a damaged line, if its "request_id" field survived: the
+// first one, which for a settlement is its usage's and for a release its own. It returns "" when
+// none can be read, and never more than a plausible id (printable ASCII, at most 128 bytes), so
+// that garbage cannot forge the quarantine header.
+func requestIDIn(raw []byte) string {
+	const key = `"request_id":"`
+	i := bytes.Index(raw, []byte(key))
+	if i < 0 {
+		return ""
+	}
+	rest := raw[i+len(key):]
+	j := bytes.IndexByte(rest, '"')
+	if j <= 0 || j > 128 {
+		return ""
+	}
+	for _, c := range rest[:j] {
+		if c <= ' ' || c > '~' || c == '\\' {
+			return ""
+		}
+	}
+	return string(rest[:j])
 }
 
 // rewrite atomically replaces the spool file with lines and returns the new file, open for

@@ -2,6 +2,7 @@ package spool
 
 import (
 	"fmt"
+	"time"
 )
 
 // flushLoop is the group commit: it writes and fsyncs whatever has accumulated since the last
@@ -24,6 +25,7 @@ func (p *Pipeline) flush() {
 	p.mu.Lock()
 	buf, recs, g := p.buf, p.bufRecs, p.cur
 	p.buf, p.bufRecs, p.cur = nil, nil, newGen()
+	p.writing = len(recs) // still counted by Pending and Close while no list holds them
 	p.mu.Unlock()
 	if len(buf) == 0 {
 		close(g.done) // nobody waits on a generation with nothing in it
@@ -33,12 +35,28 @@ func (p *Pipeline) flush() {
 	if err == nil {
 		p.mu.Lock()
 		p.pending = append(p.pending, recs...)
+		p.writing = 0
 		p.mu.Unlock()
 		wake(p.kickWrite)
 	} else {
-		p.log.Error("spool: write failed; settlements in it were refused", "records", len(recs), "err", err)
-		// Their callers get the error. Applied marks in it are lost too, which costs only an
-		// idempotent replay after a restart.
+		// The records are not lost: they become stranded, and their callers (if still waiting)
+		// try Postgres directly; the rescuer keeps trying both. Applied marks in the buffer are
+		// lost, which costs only an idempotent replay after a restart.
+		p.mu.Lock()
+		due := time.Since(p.lastWriteErr) >= p.cfg.AlarmEvery
+		if due {
+			p.lastWriteErr = time.Now()
+		}
+		p.mu.Unlock()
+		if due {
+			p.log.Error("spool: write failed; its records go to postgres directly (logged at most every alarm interval)",
+				"records", len(recs), "err", err)
+		}
+		p.strand(recs)
+		p.mu.Lock()
+		p.writing = 0
+		p.mu.Unlock()
+		err = fmt.Errorf("%w: %w", errSpoolWrite, err)
 	}
 	g.err = err
 	close(g.done)
@@ -89,5 +107,5 @@ func (p *Pipeline) maybeCompact() {
 		return
 	}
 	p.f.Close()
-	p.f, p.size = f, size
+	p.f, p.size = p.wrap(f), size
 }

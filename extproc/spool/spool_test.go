@@ -99,7 +99,7 @@ func TestTornRecordIgnored(t *testing.T) {
 	for _, tail := range []string{"cut", "garbled"} {
 		t.Run(tail, func(t *testing.T) {
 			dir := t.TempDir()
-			var file []byte
+			var file, tornLine []byte
 			for _, r := range []record{
 				{Seq: 1, Op: opSettle, Usage: toJSON(testUsage("req_applied"))},
 				{Seq: 2, Op: opSettle, Usage: toJSON(testUsage("req_pending"))},
@@ -116,6 +116,7 @@ func TestTornRecordIgnored(t *testing.T) {
 					} else {
 						line = append(bytes.Replace(line[:len(line)-1], []byte("req_torn"), []byte("req_xxxx"), 1), '\n')
 					}
+					tornLine = line
 				}
 				file = append(file, line...)
 			}
@@ -130,6 +131,11 @@ func TestTornRecordIgnored(t *testing.T) {
 			}
 			if n := spoolSize(t, dir); n != 0 {
 				t.Errorf("spool size after a drained close = %d, want 0", n)
+			}
+			// Ignored, not deleted: the torn line is kept verbatim in quarantine.
+			q, err := os.ReadFile(filepath.Join(dir, quarantineName))
+			if err != nil || !bytes.Contains(q, tornLine) || !bytes.Contains(q, []byte("reason=torn")) {
+				t.Errorf("quarantine.log = %q (%v); want the torn line", q, err)
 			}
 		})
 	}
@@ -333,10 +339,123 @@ func TestSecondOpenRefused(t *testing.T) {
 	}
 }
 
+// TestSettleAfterClose: a settlement that arrives after Close (a drain that timed out) goes to
+// Postgres directly; if Postgres fails too, it is refused with ErrClosed and logged in full.
 func TestSettleAfterClose(t *testing.T) {
-	p := open(t, Config{Dir: t.TempDir()}, newFakeStore())
+	store := newFakeStore()
+	p := open(t, Config{Dir: t.TempDir(), DirectTimeout: 20 * time.Millisecond, RetryMin: time.Millisecond}, store)
 	closeDrained(t, p)
-	if _, err := p.Settle(context.Background(), testUsage("late")); !errors.Is(err, ErrClosed) {
-		t.Errorf("Settle after Close = %v, want ErrClosed", err)
+	if _, err := p.Settle(context.Background(), testUsage("late")); err != nil || store.settled["late"] != 1 {
+		t.Errorf("Settle after Close = %v, settled %d; want it settled directly", err, store.settled["late"])
+	}
+	store.down.Store(true)
+	if _, err := p.Settle(context.Background(), testUsage("later")); !errors.Is(err, ErrClosed) {
+		t.Errorf("Settle after Close with postgres down = %v, want ErrClosed", err)
+	}
+}
+
+// TestDamagedLineQuarantined puts garbage and a record with a flipped bit in the middle of a
+// spool: every good record around them is replayed exactly once, and quarantine.log holds each
+// bad line byte for byte, named by its request id where one is readable. A second Open finds
+// nothing more to replay or quarantine.
+func TestDamagedLineQuarantined(t *testing.T) {
+	dir := t.TempDir()
+	line := func(r record) []byte {
+		b, err := encodeLine(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	flipped := line(record{Seq: 3, Op: opSettle, Usage: toJSON(testUsage("req_flipped"))})
+	flipped = bytes.Replace(flipped, []byte(`"cost_micros":56`), []byte(`"cost_micros":66`), 1)
+	garbage := []byte("\x00\xff not a record at all \xfe\n")
+	var file []byte
+	file = append(file, line(record{Seq: 1, Op: opSettle, Usage: toJSON(testUsage("req_1"))})...)
+	file = append(file, line(record{Seq: 2, Op: opSettle, Usage: toJSON(testUsage("req_2"))})...)
+	file = append(file, flipped...)
+	file = append(file, garbage...)
+	file = append(file, line(record{Seq: 4, Op: opRelease, RequestID: "req_released"})...)
+	file = append(file, line(record{Seq: 5, Op: opSettle, Usage: toJSON(testUsage("req_5"))})...)
+	if err := os.WriteFile(filepath.Join(dir, logName), file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	store := newFakeStore()
+	closeDrained(t, open(t, Config{Dir: dir}, store))
+	for _, id := range []string{"req_1", "req_2", "req_5"} {
+		if store.settled[id] != 1 {
+			t.Errorf("%s settled %d times, want 1", id, store.settled[id])
+		}
+	}
+	if store.count() != 3 || store.released["req_released"] != 1 {
+		t.Errorf("settled %v, released %v", store.settled, store.released)
+	}
+	q, err := os.ReadFile(filepath.Join(dir, quarantineName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, header string
+		raw          []byte
+	}{
+		{name: "flipped bit", header: fmt.Sprintf("reason=corrupt request_id=req_flipped bytes=%d\n", len(flipped)), raw: flipped},
+		{name: "garbage", header: fmt.Sprintf("reason=corrupt request_id=unknown bytes=%d\n", len(garbage)), raw: garbage},
+	} {
+		if !bytes.Contains(q, append([]byte(tt.header), tt.raw...)) {
+			t.Errorf("%s: quarantine.log lacks the header %q followed by the line verbatim:\n%q", tt.name, tt.header, q)
+		}
+	}
+
+	// The spool no longer holds them; the quarantine is never rewritten.
+	closeDrained(t, open(t, Config{Dir: dir}, store))
+	if store.count() != 3 || len(store.batches) != 1 {
+		t.Errorf("a second open replayed again: %v in %d batches", store.settled, len(store.batches))
+	}
+	q2, err := os.ReadFile(filepath.Join(dir, quarantineName))
+	if err != nil || !bytes.Equal(q2, q) {
+		t.Errorf("quarantine changed on a second open (%v)", err)
+	}
+}
+
+// TestQuarantineUnwritable: if damaged lines cannot be set aside, Open fails and the spool is
+// left as it was, rather than rewritten without them.
+func TestQuarantineUnwritable(t *testing.T) {
+	dir := t.TempDir()
+	good, err := encodeLine(record{Seq: 1, Op: opSettle, Usage: toJSON(testUsage("req_1"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := append(append([]byte("garbage\n"), good...), good...)
+	if err := os.WriteFile(filepath.Join(dir, logName), file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, quarantineName), 0o700); err != nil { // a directory cannot be appended to
+		t.Fatal(err)
+	}
+	if _, err := Open(Config{Dir: dir}, newFakeStore(), quiet()); err == nil {
+		t.Fatal("Open succeeded without quarantining a damaged line")
+	}
+	got, err := os.ReadFile(filepath.Join(dir, logName))
+	if err != nil || !bytes.Equal(got, file) {
+		t.Errorf("spool changed: %q (%v)", got, err)
+	}
+}
+
+func TestRequestIDIn(t *testing.T) {
+	tests := []struct{ name, raw, want string }{
+		{name: "settlement", raw: `0000 {"seq":1,"op":"settle","usage":{"request_id":"req_a","org_id":"x"}}`, want: "req_a"},
+		{name: "release", raw: `0000 {"seq":1,"op":"release","request_id":"req_b"}`, want: "req_b"},
+		{name: "cut inside the id", raw: `0000 {"seq":1,"op":"release","request_id":"req_`, want: ""},
+		{name: "none", raw: "\x00\x01garbage", want: ""},
+		{name: "a newline cannot forge a header", raw: "{\"request_id\":\"a\nb\"}", want: ""},
+		{name: "too long", raw: `{"request_id":"` + strings.Repeat("x", 200) + `"}`, want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := requestIDIn([]byte(tt.raw)); got != tt.want {
+				t.Errorf("requestIDIn = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
