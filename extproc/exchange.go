@@ -20,6 +20,7 @@ import (
 	"github.com/tollgate/tollgate/extproc/anthropic"
 	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/auth"
+	"github.com/tollgate/tollgate/extproc/billing"
 	"github.com/tollgate/tollgate/extproc/catalog"
 	"github.com/tollgate/tollgate/extproc/ledger"
 )
@@ -50,8 +51,11 @@ type exchange struct {
 	lastAttempt *catalog.Backend
 	attempts    []ledger.Attempt
 	// held is set while the request holds credit that neither settlement nor release has
-	// returned.
-	held bool
+	// returned; holdPlaced and heldMicros say that a hold was placed and for how much, which
+	// caps the settlement.
+	held       bool
+	holdPlaced bool
+	heldMicros int64
 
 	status    int
 	streaming bool
@@ -341,7 +345,13 @@ func (x *exchange) onResponseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRe
 			out = translated
 			m.SetContentLength(len(out))
 			x.firstByte = x.s.now()
-			x.settle(usage, finish, false)
+			if promptTokens(usage)+completionTokens(usage) == 0 {
+				// No usage (no chat prompt is zero tokens): estimated as a cut stream is, from
+				// the response's bytes, never free.
+				x.log().Warn("provider usage anomaly", "anomalies", []string{"response without usage"}, "provider", x.backend.Provider)
+				usage = estimate(billing.Usage{}, false, int64(len(body)), requestBounds(x.served(), x.req.pivot))
+			}
+			usage = x.settle(usage, finish, false)
 			inTokens, outTokens = promptTokens(usage), completionTokens(usage)
 		} else {
 			x.log().Warn("provider sent a malformed response", "err", err, "provider", x.backend.Provider)
@@ -397,11 +407,15 @@ func (x *exchange) onStreamChunk(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 			BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: out}},
 		}}},
 	}
+	// Every reply carries the running token total: Envoy's ratelimit filter charges token quotas
+	// (apply_on_stream_done) with the last value it saw, so a stream the client abandons counts.
+	var u billing.Usage
 	if eos || x.streamFailed {
-		if u := x.settleStream(); eos {
-			resp.DynamicMetadata = x.tokenMetadata(promptTokens(u), completionTokens(u))
-		}
+		u = x.settleStream()
+	} else {
+		u = x.streamUsage()
 	}
+	resp.DynamicMetadata = x.tokenMetadata(promptTokens(u), completionTokens(u))
 	return resp
 }
 
@@ -457,12 +471,17 @@ func (x *exchange) reject(e *apierror.Error) *extprocv3.ProcessingResponse {
 // tokenMetadata is what Envoy's ratelimit filter reads after the response to charge token quotas.
 // It is always set, zero on errors: a missing value would make hits_addend invalid (ai-gateway
 // #1786).
+//
+// It is built directly rather than through structpb.NewStruct: it goes out with every streamed
+// chunk.
 func (x *exchange) tokenMetadata(in, out int64) *structpb.Struct {
-	return x.metadata(map[string]any{
-		"input_tokens":  float64(in),
-		"output_tokens": float64(out),
-		"total_tokens":  float64(in + out),
-	})
+	return &structpb.Struct{Fields: map[string]*structpb.Value{metadataNamespace: structpb.NewStructValue(&structpb.Struct{
+		Fields: map[string]*structpb.Value{
+			"input_tokens":  structpb.NewNumberValue(float64(in)),
+			"output_tokens": structpb.NewNumberValue(float64(out)),
+			"total_tokens":  structpb.NewNumberValue(float64(in + out)),
+		},
+	})}}
 }
 
 func (x *exchange) metadata(fields map[string]any) *structpb.Struct {

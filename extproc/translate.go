@@ -169,10 +169,10 @@ func newStreamProcessor(req *clientRequest, provider protocol, model string) str
 		switch provider {
 		case protoAnthropic:
 			r := anthropic.NewStreamRewriter(model)
-			return &passthrough{feed: r.Feed, usage: r.Usage, finish: r.StopReason}
+			return &passthrough{feed: r.Feed, usage: r.Usage, final: r.UsageFinal, finish: r.StopReason, content: r.ContentBytes}
 		case protoGemini:
 			r := gemini.NewStreamRewriter(model)
-			return &passthrough{feed: r.Feed, usage: r.Usage, finish: r.FinishReason}
+			return &passthrough{feed: r.Feed, usage: r.Usage, final: r.Done, finish: r.FinishReason, content: r.ContentBytes}
 		default:
 			return openaiPassthrough{openai.NewStreamRewriter(model, req.includeUsage)}
 		}

@@ -18,7 +18,7 @@ func TestParseInvalid(t *testing.T) {
 		{"unknown_key_top", []string{
 			`unknown_key_top.yaml:6: modles: unknown key (known: providers, models, defaults)`}},
 		{"unknown_key_model", []string{
-			`unknown_key_model.yaml:7: models[0].contxt: unknown key (known: id, aliases, owned_by, lifecycle, tier, endpoints, max_output_tokens, backends, pricing, fallbacks, limits, replacement, sunset)`}},
+			`unknown_key_model.yaml:7: models[0].contxt: unknown key (known: id, aliases, owned_by, lifecycle, tier, endpoints, max_output_tokens, part_input_tokens, backends, pricing, fallbacks, limits, replacement, sunset)`}},
 		{"unknown_provider", []string{
 			`unknown_provider.yaml:9: models[0].backends[1].provider: unknown provider "azure"`}},
 		{"duplicate_id", []string{
@@ -93,7 +93,7 @@ func TestParseInvalid(t *testing.T) {
 			`many.yaml:8: models[0].pricing.prompt: "$1" is not an exact decimal with at most 6 places`,
 			`many.yaml:9: models[0].fallbacks[0]: model gpt falls back to itself`,
 			`many.yaml:10: models[0].replacement: "claude" is not a model`,
-			`many.yaml:11: models[1].colour: unknown key (known: id, aliases, owned_by, lifecycle, tier, endpoints, max_output_tokens, backends, pricing, fallbacks, limits, replacement, sunset)`,
+			`many.yaml:11: models[1].colour: unknown key (known: id, aliases, owned_by, lifecycle, tier, endpoints, max_output_tokens, part_input_tokens, backends, pricing, fallbacks, limits, replacement, sunset)`,
 			`many.yaml:11: models[1].id: "gpt" is already used by model gpt at line 4`}},
 	}
 	seen := make(map[string]bool)

@@ -10,6 +10,9 @@ type Result struct {
 	Usage        Usage
 	HasUsage     bool
 	FinishReason string
+	// ContentBytes counts the bytes of the choices' text, reasoning, refusal and tool-call
+	// arguments (message or delta), from which an answer without usage is estimated.
+	ContentBytes int64
 }
 
 // RewriteResponse takes a non-streaming chat completion from an OpenAI-kind provider, puts the
@@ -41,8 +44,21 @@ func inspect(fields map[string]json.RawMessage) (Result, error) {
 		res.HasUsage = true
 	}
 	if raw, ok := fields["choices"]; ok && !isNull(raw) {
+		type body struct {
+			Content          *string `json:"content"`
+			ReasoningContent string  `json:"reasoning_content"`
+			Refusal          *string `json:"refusal"`
+			ToolCalls        []struct {
+				Function struct {
+					Name      string `json:"name"`
+					Arguments string `json:"arguments"`
+				} `json:"function"`
+			} `json:"tool_calls"`
+		}
 		var choices []struct {
 			FinishReason *string `json:"finish_reason"`
+			Message      *body   `json:"message"`
+			Delta        *body   `json:"delta"`
 		}
 		if err := json.Unmarshal(raw, &choices); err != nil {
 			return res, fmt.Errorf("decode openai choices: %w", err)
@@ -50,6 +66,21 @@ func inspect(fields map[string]json.RawMessage) (Result, error) {
 		for _, c := range choices {
 			if c.FinishReason != nil {
 				res.FinishReason = *c.FinishReason
+			}
+			for _, b := range []*body{c.Message, c.Delta} {
+				if b == nil {
+					continue
+				}
+				res.ContentBytes += int64(len(b.ReasoningContent))
+				if b.Content != nil {
+					res.ContentBytes += int64(len(*b.Content))
+				}
+				if b.Refusal != nil {
+					res.ContentBytes += int64(len(*b.Refusal))
+				}
+				for _, tc := range b.ToolCalls {
+					res.ContentBytes += int64(len(tc.Function.Name) + len(tc.Function.Arguments))
+				}
 			}
 		}
 	}
