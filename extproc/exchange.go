@@ -345,10 +345,10 @@ func (x *exchange) onResponseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRe
 			out = translated
 			m.SetContentLength(len(out))
 			x.firstByte = x.s.now()
-			if promptTokens(usage)+completionTokens(usage) == 0 {
-				// No usage (no chat prompt is zero tokens): estimated as a cut stream is, from
-				// the response's bytes, never free.
-				x.log().Warn("provider usage anomaly", "anomalies", []string{"response without usage"}, "provider", x.backend.Provider)
+			if promptTokens(usage)+completionTokens(usage) == 0 || negative(usage) {
+				// No usage (no chat prompt is zero tokens), or none usable: estimated as a cut
+				// stream is, from the response's bytes, never free.
+				x.log().Warn("provider usage anomaly", "anomalies", []string{"response without usable usage"}, "provider", x.backend.Provider)
 				usage = estimate(billing.Usage{}, false, int64(len(body)), requestBounds(x.served(), x.req.pivot))
 			}
 			usage = x.settle(usage, finish, false)
@@ -413,7 +413,7 @@ func (x *exchange) onStreamChunk(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 	if eos || x.streamFailed {
 		u = x.settleStream()
 	} else {
-		u = x.streamUsage()
+		u, _ = x.streamUsage()
 	}
 	resp.DynamicMetadata = x.tokenMetadata(promptTokens(u), completionTokens(u))
 	return resp

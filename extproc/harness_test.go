@@ -40,6 +40,7 @@ type fakeLedger struct {
 	mu       sync.Mutex
 	balance  int64
 	holds    map[string]int64
+	placed   map[string]int64 // every hold ever placed, by request id
 	released []string
 	usages   []ledger.Usage
 	settled  chan ledger.Usage
@@ -56,6 +57,10 @@ func (f *fakeLedger) PlaceHold(_ context.Context, h ledger.Hold) error {
 		return ledger.ErrInsufficientCredit
 	}
 	f.holds[h.RequestID] = h.AmountMicros
+	if f.placed == nil {
+		f.placed = map[string]int64{}
+	}
+	f.placed[h.RequestID] = h.AmountMicros
 	return nil
 }
 
@@ -65,6 +70,13 @@ func (f *fakeLedger) ReleaseHold(_ context.Context, id string) error {
 	delete(f.holds, id)
 	f.released = append(f.released, id)
 	return nil
+}
+
+// heldFor returns the hold placed for request id (0 if none).
+func (f *fakeLedger) heldFor(id string) int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.placed[id]
 }
 
 func (f *fakeLedger) openHolds() int {

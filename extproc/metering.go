@@ -58,26 +58,40 @@ func estimate(u billing.Usage, seen bool, contentBytes int64, b bounds) billing.
 	return u
 }
 
-// streamUsage is what the stream has consumed so far: the provider's figure once final, else the
+// streamUsage is what the stream has consumed so far (metered).
+func (x *exchange) streamUsage() (billing.Usage, bool) {
+	return metered(x.proc, requestBounds(x.served(), x.req.pivot))
+}
+
+// metered is what a stream has consumed so far: the provider's figure once final, else the
 // larger of the provider's figure and the estimate from what was delivered.
-func (x *exchange) streamUsage() billing.Usage {
-	u, seen, final := x.proc.Usage()
-	if final {
-		return u
+func metered(p streamProcessor, b bounds) (u billing.Usage, final bool) {
+	u, seen, final := p.Usage()
+	if negative(u) {
+		// A provider reporting negative counts has reported nothing usable.
+		u, seen, final = billing.Usage{}, false, false
 	}
-	return estimate(u, seen, x.proc.ContentBytes(), requestBounds(x.served(), x.req.pivot))
+	if final {
+		return u, true
+	}
+	return estimate(u, seen, p.ContentBytes(), b), false
 }
 
 // settleStream settles a streamed request with what its stream reported, or, when the provider's
 // final usage never arrived (the client left, or the stream broke), with streamUsage's estimate.
 func (x *exchange) settleStream() billing.Usage {
-	_, _, final := x.proc.Usage()
-	u := x.streamUsage()
+	u, final := x.streamUsage()
 	finish := x.proc.FinishReason()
 	if !final && finish == "" {
 		finish = "incomplete"
 	}
 	return x.settle(u, finish, true)
+}
+
+// negative reports whether any count of u is below zero.
+func negative(u billing.Usage) bool {
+	return min(u.InputTokens, u.CacheReadTokens, u.CacheWriteTokens, u.CacheWrite1HTokens,
+		u.OutputTokens, u.ReasoningTokens, u.Images, u.WebSearches) < 0
 }
 
 // checkUsage holds provider-reported usage to what the request could have consumed: counts are

@@ -1,6 +1,10 @@
 package extproc
 
 import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/tollgate/tollgate/extproc/billing"
@@ -53,6 +57,200 @@ func TestHoldMicros(t *testing.T) {
 			}
 			if got := holdMicros(m, chat, tt.markupBps); got != tt.want {
 				t.Errorf("holdMicros = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func meteringCatalog(t *testing.T) *catalog.Model {
+	t.Helper()
+	raw, err := os.ReadFile("testdata/metering_catalog.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := catalog.Parse("metering_catalog.yaml", raw, func(string) string { return "key" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	route, err := c.Resolve("m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return route.Model
+}
+
+// TestUpstreamOutputLimit: whatever the client's protocol and the provider's kind, the provider
+// is sent an explicit output limit, min(client's, model's max_output_tokens): the limit the hold
+// assumed. A client's max_tokens of 1,000,000 once reached the provider while the hold assumed
+// 4096.
+func TestUpstreamOutputLimit(t *testing.T) {
+	m := meteringCatalog(t)
+	clients := []struct {
+		name string
+		ep   endpoint
+		body func(limit string) string
+	}{
+		{"openai max_tokens", classify("/v1/chat/completions"), func(l string) string {
+			return `{"model":"m","messages":[{"role":"user","content":"hi"}]` + cond(l, `,"max_tokens":`+l) + `}`
+		}},
+		{"openai max_completion_tokens", classify("/v1/chat/completions"), func(l string) string {
+			return `{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]` + cond(l, `,"max_completion_tokens":`+l) + `}`
+		}},
+		{"anthropic", classify("/v1/messages"), func(l string) string {
+			if l == "" {
+				l = "1000000" // required by the Messages API
+			}
+			return `{"model":"m","max_tokens":` + l + `,"messages":[{"role":"user","content":"hi"}]}`
+		}},
+		{"gemini", classify("/v1beta/models/m:generateContent"), func(l string) string {
+			return `{"contents":[{"role":"user","parts":[{"text":"hi"}]}]` + cond(l, `,"generationConfig":{"temperature":1,"maxOutputTokens":`+l+`}`) + `}`
+		}},
+		{"gemini snake_case", classify("/v1beta/models/m:streamGenerateContent"), func(l string) string {
+			return `{"contents":[{"role":"user","parts":[{"text":"hi"}]}]` + cond(l, `,"generation_config":{"max_output_tokens":`+l+`}`) + `}`
+		}},
+	}
+	limits := []struct{ client, want string }{
+		{"", "4096"},
+		{"1000000", "4096"},
+		{"10", "10"},
+	}
+	// The JSON path of the limit in each provider kind's body, and the parameter that must be absent.
+	wantField := map[string][2]string{
+		catalog.KindOpenAI:           {"max_completion_tokens", "max_tokens"},
+		catalog.KindOpenAICompatible: {"max_tokens", "max_completion_tokens"},
+		catalog.KindAnthropic:        {"max_tokens", ""},
+		catalog.KindGemini:           {"generationConfig.maxOutputTokens", ""},
+	}
+	for _, c := range clients {
+		for _, l := range limits {
+			if c.name == "anthropic" && l.client == "" {
+				continue // the Anthropic client must send max_tokens; the 1,000,000 case covers it
+			}
+			req, perr := parseClient(c.ep, []byte(c.body(l.client)))
+			if perr != nil {
+				t.Fatalf("%s: parse: %v", c.name, perr)
+			}
+			for i := range m.Backends {
+				b := &m.Backends[i]
+				kind := b.ProviderRef().Kind
+				t.Run(c.name+"/"+cond(l.client, "max="+l.client)+"/"+kind, func(t *testing.T) {
+					_, body, err := upstreamRequest(req, b, m)
+					if err != nil {
+						t.Fatal(err)
+					}
+					var doc map[string]any
+					if err := json.Unmarshal(body, &doc); err != nil {
+						t.Fatal(err)
+					}
+					field := wantField[kind]
+					if got := lookup(doc, field[0]); fmt.Sprint(got) != l.want {
+						t.Errorf("%s = %v, want %s in %s", field[0], got, l.want, body)
+					}
+					if field[1] != "" && lookup(doc, field[1]) != nil {
+						t.Errorf("%s must not be sent beside %s: %s", field[1], field[0], body)
+					}
+					if kind == catalog.KindGemini && strings.Contains(string(body), "max_output_tokens") {
+						t.Errorf("a snake_case limit survived: %s", body)
+					}
+				})
+			}
+		}
+	}
+}
+
+func cond(s, then string) string {
+	if s == "" {
+		return ""
+	}
+	return then
+}
+
+// lookup follows a dotted path through decoded JSON objects; nil when absent.
+func lookup(doc map[string]any, path string) any {
+	var v any = doc
+	for _, k := range strings.Split(path, ".") {
+		o, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = o[k]
+	}
+	return v
+}
+
+// TestAdversarialProviderUsage: whatever a provider reports for a non-streamed answer, the charge
+// stays within the request's bounds (and so within its hold), and an answer without usable usage
+// is estimated, never free. The request: "hi" (a 20-token prompt bound), max_output_tokens 1000
+// on gpt-5.4 ($1/M in, $2/M out, 10% markup).
+func TestAdversarialProviderUsage(t *testing.T) {
+	const answer = `"choices":[{"index":0,"message":{"role":"assistant","content":"yo"},"finish_reason":"stop"}]`
+	tests := []struct {
+		name             string
+		usage            string
+		wantPrompt       int64
+		wantCompletion   int64
+		wantCompletionGE int64 // for estimates: at least this much
+	}{
+		{name: "honest", usage: `,"usage":{"prompt_tokens":12,"completion_tokens":5}`, wantPrompt: 12, wantCompletion: 5},
+		{name: "2^58 completion tokens", usage: `,"usage":{"prompt_tokens":12,"completion_tokens":288230376151711744}`, wantPrompt: 12, wantCompletion: 1000},
+		{name: "1e12 completion tokens", usage: `,"usage":{"prompt_tokens":12,"completion_tokens":1000000000000}`, wantPrompt: 12, wantCompletion: 1000},
+		{name: "absurd prompt", usage: `,"usage":{"prompt_tokens":9223372036854775807,"completion_tokens":5}`, wantPrompt: 20, wantCompletion: 5},
+		{name: "absurd reasoning", usage: `,"usage":{"prompt_tokens":12,"completion_tokens":5,"completion_tokens_details":{"reasoning_tokens":9000000000}}`, wantPrompt: 12, wantCompletion: 5}, // reasoning is part of completion_tokens
+		{name: "negative counts", usage: `,"usage":{"prompt_tokens":-12,"completion_tokens":-5}`, wantPrompt: 20, wantCompletionGE: 100},
+		{name: "no usage", usage: ``, wantPrompt: 20, wantCompletionGE: 100},
+		{name: "null usage", usage: `,"usage":null`, wantPrompt: 20, wantCompletionGE: 100},
+		{name: "zero usage", usage: `,"usage":{"prompt_tokens":0,"completion_tokens":0}`, wantPrompt: 20, wantCompletionGE: 100},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			s := h.open(t)
+			s.requestHeaders(false, chatHeaders()...)
+			s.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`)
+			s.responseHeaders(false, ":status", "200", "content-type", "application/json")
+			rb := s.responseBody([]byte(`{"id":"c","object":"chat.completion","model":"x",`+answer+tt.usage+`}`), true)
+			u := h.ledger.waitSettled(t)
+			hold := h.ledger.heldFor(u.RequestID)
+			if u.PromptTokens != tt.wantPrompt {
+				t.Errorf("prompt tokens = %d, want %d", u.PromptTokens, tt.wantPrompt)
+			}
+			if tt.wantCompletionGE == 0 && u.CompletionTokens != tt.wantCompletion || u.CompletionTokens < tt.wantCompletionGE || u.CompletionTokens > 1000 {
+				t.Errorf("completion tokens = %d, want %d (at least %d, at most 1000)", u.CompletionTokens, tt.wantCompletion, tt.wantCompletionGE)
+			}
+			if u.CostMicros <= 0 || u.CostMicros > hold || u.ExcessMicros != 0 {
+				t.Errorf("cost %d µUSD (excess %d) for a hold of %d", u.CostMicros, u.ExcessMicros, hold)
+			}
+			md := rb.GetDynamicMetadata().GetFields()["tollgate"].GetStructValue().GetFields()
+			if got := int64(md["total_tokens"].GetNumberValue()); got != u.PromptTokens+u.CompletionTokens {
+				t.Errorf("total_tokens metadata %d, charged %d", got, u.PromptTokens+u.CompletionTokens)
+			}
+		})
+	}
+}
+
+func TestCheckUsage(t *testing.T) {
+	b := bounds{prompt: 100, output: 50}
+	tests := []struct {
+		name      string
+		in, want  billing.Usage
+		anomalous bool
+	}{
+		{name: "within", in: billing.Usage{InputTokens: 60, CacheReadTokens: 40, OutputTokens: 30, ReasoningTokens: 20},
+			want: billing.Usage{InputTokens: 60, CacheReadTokens: 40, OutputTokens: 30, ReasoningTokens: 20}},
+		{name: "negative", in: billing.Usage{InputTokens: -1, OutputTokens: -1 << 62},
+			want: billing.Usage{}, anomalous: true},
+		{name: "2^58 output", in: billing.Usage{InputTokens: 10, OutputTokens: 1 << 58},
+			want: billing.Usage{InputTokens: 10, OutputTokens: 50}, anomalous: true},
+		{name: "output and reasoning share the limit", in: billing.Usage{OutputTokens: 30, ReasoningTokens: 30},
+			want: billing.Usage{OutputTokens: 30, ReasoningTokens: 20}, anomalous: true},
+		{name: "prompt: cache reads kept first", in: billing.Usage{InputTokens: 1e12, CacheReadTokens: 80, CacheWriteTokens: 5},
+			want: billing.Usage{InputTokens: 20, CacheReadTokens: 80}, anomalous: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, anomalies := checkUsage(tt.in, b)
+			if got != tt.want || (len(anomalies) > 0) != tt.anomalous {
+				t.Errorf("checkUsage = %+v %v, want %+v (anomalous %v)", got, anomalies, tt.want, tt.anomalous)
 			}
 		})
 	}

@@ -103,16 +103,16 @@ type Limits struct {
 
 // Model is one canonical model id with its aliases, backends, prices and limits.
 type Model struct {
-	ID              string            `yaml:"id"`
-	Aliases         []string          `yaml:"aliases"`
-	OwnedBy         string            `yaml:"owned_by"`
-	Lifecycle       string            `yaml:"lifecycle"`
-	Tier            string            `yaml:"tier"`
-	Endpoints       []string          `yaml:"endpoints"`
-	MaxOutputTokens int64             `yaml:"max_output_tokens"`
+	ID              string   `yaml:"id"`
+	Aliases         []string `yaml:"aliases"`
+	OwnedBy         string   `yaml:"owned_by"`
+	Lifecycle       string   `yaml:"lifecycle"`
+	Tier            string   `yaml:"tier"`
+	Endpoints       []string `yaml:"endpoints"`
+	MaxOutputTokens int64    `yaml:"max_output_tokens"`
 	// PartInputTokens bounds the input tokens of one non-text part; unset kinds take the
 	// defaults of PartTokens.
-	PartInputTokens *PartTokens `yaml:"part_input_tokens"`
+	PartInputTokens *PartTokens       `yaml:"part_input_tokens"`
 	Backends        []Backend         `yaml:"backends"`
 	Pricing         map[string]string `yaml:"pricing"`
 	Fallbacks       []string          `yaml:"fallbacks"`

@@ -371,3 +371,12 @@ func (c *MediaParts) add(content json.RawMessage) {
 		}
 	}
 }
+
+// WithMaxTokens returns a copy of r whose output limit is n, sent as param
+// ("max_completion_tokens" or "max_tokens"): the gateway always sends the output limit its credit
+// hold assumed, in the parameter the provider expects. r is not modified.
+func (r *ChatRequest) WithMaxTokens(n int64, param string) *ChatRequest {
+	c := *r
+	c.MaxTokens, c.usedMaxTokensParam = &n, param
+	return &c
+}
