@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -85,7 +86,7 @@ func (s *Server) lookupPending(id string) *exchange {
 // (router.cc doRetry), but a fresh copy of the buffered client body.
 //
 // The returned done records the attempt's outcome (its status, 0 for none) once known.
-func (s *Server) answerAttempt(req *extprocv3.ProcessingRequest) (resp *extprocv3.ProcessingResponse, done func(status int)) {
+func (s *Server) answerAttempt(ctx context.Context, req *extprocv3.ProcessingRequest) (resp *extprocv3.ProcessingResponse, done func(status int)) {
 	done = func(int) {}
 	hm := req.GetRequestHeaders().GetHeaders()
 	x := s.lookupPending(header(hm, headerRequestID))
@@ -102,6 +103,9 @@ func (s *Server) answerAttempt(req *extprocv3.ProcessingRequest) (resp *extprocv
 	}
 	if backend == nil {
 		return attemptFailure("the attempt reached backend " + key + ", which the catalog does not route this request to"), done
+	}
+	if e := x.holdForAttempt(ctx); e != nil {
+		return holdFailure(e), done
 	}
 	path, body, err := upstreamRequest(x.req, backend, backend.ModelRef())
 	if err != nil {
@@ -161,6 +165,40 @@ func attemptFailure(msg string) *extprocv3.ProcessingResponse {
 	}}}
 }
 
+// holdForAttempt places the request's credit hold when its first attempt starts: only then has
+// Envoy's ratelimit filter, which runs after the router filter's ext_proc, admitted the request,
+// so a request over its quota never costs a hold. Later attempts (retries, fallbacks) reuse the
+// first one's hold, or its failure. attemptMu is held across the ledger call: the router filter
+// reads the hold only after taking it (syncAttempt, finish), and a request that is already over
+// places none.
+func (x *exchange) holdForAttempt(ctx context.Context) *apierror.Error {
+	x.attemptMu.Lock()
+	defer x.attemptMu.Unlock()
+	switch {
+	case x.finished:
+		return apierror.New(http.StatusServiceUnavailable, apierror.CodeServiceUnavailable, "The request ended before it could be sent")
+	case x.holdTried:
+		return x.holdErr
+	}
+	x.holdTried = true
+	x.holdErr = x.hold(ctx)
+	return x.holdErr
+}
+
+// holdFailure ends an attempt whose request could not hold credit. Its status is one Envoy's
+// retry policy never retries (402: not 5xx, not a retriable status code); the router filter's
+// exchange answers the client with the hold's own error (exchange.errorFor), not this body.
+func holdFailure(e *apierror.Error) *extprocv3.ProcessingResponse {
+	var m mutation
+	m.Set("content-type", "application/json")
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
+		Status:  &typev3.HttpStatus{Code: typev3.StatusCode_PaymentRequired},
+		Headers: m.proto(),
+		Body:    errorBody(protoOpenAI, e),
+		Details: "tollgate_hold_" + e.Code,
+	}}}
+}
+
 // authHeaders lists the custom credential headers of the providers of chain.
 func authHeaders(chain []*catalog.Backend) []string {
 	var names []string
@@ -190,6 +228,9 @@ func (x *exchange) attempted(b *catalog.Backend) func(status int) {
 
 // syncAttempt adopts the backend of the last attempt, whose response is the one the router
 // filter now sees (only the final attempt's response reaches it).
+//
+// Taking attemptMu also makes what the attempts wrote under it (the hold's fields, set by
+// holdForAttempt) visible to the router filter's goroutine from here on.
 func (x *exchange) syncAttempt() {
 	x.attemptMu.Lock()
 	defer x.attemptMu.Unlock()
@@ -201,7 +242,7 @@ func (x *exchange) syncAttempt() {
 // serveAttempt serves one upstream-filter stream: the attempt's request headers, then, when the
 // filter sends them, the attempt's response headers, whose status is recorded.
 func (s *Server) serveAttempt(stream extprocv3.ExternalProcessor_ProcessServer, first *extprocv3.ProcessingRequest) error {
-	resp, done := s.answerAttempt(first)
+	resp, done := s.answerAttempt(stream.Context(), first)
 	if err := stream.Send(resp); err != nil {
 		done(0)
 		return fmt.Errorf("send: %w", err)

@@ -50,6 +50,12 @@ type exchange struct {
 	attemptMu   sync.Mutex
 	lastAttempt *catalog.Backend
 	attempts    []ledger.Attempt
+	// With per-attempt translation the first attempt places the hold (holdForAttempt), under
+	// attemptMu; holdTried says it did, holdErr is its failure, which the router filter answers
+	// with, and finished stops an attempt from holding for a request that is already over.
+	holdTried bool
+	holdErr   *apierror.Error
+	finished  bool
 	// held is set while the request holds credit that neither settlement nor release has
 	// returned; holdPlaced and heldMicros say that a hold was placed and for how much, which
 	// caps the settlement.
@@ -177,12 +183,14 @@ func (x *exchange) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ex
 	backend := route.Backends[0]
 	provider := backend.ProviderRef()
 	x.req, x.route, x.backend, x.provider = req, route, backend, providerProtocol(provider.Kind)
+	if x.s.cfg.TranslatePerAttempt {
+		// The hold waits for the first attempt (holdForAttempt): Envoy's ratelimit filter, which
+		// runs after this one, must turn away a request over its quota before it costs a hold.
+		return x.routeForAttempts()
+	}
 	if err := x.hold(ctx); err != nil {
 		x.req = nil
 		return x.reject(err)
-	}
-	if x.s.cfg.TranslatePerAttempt {
-		return x.routeForAttempts()
 	}
 	path, upstream, err := upstreamRequest(req, backend, backend.ModelRef())
 	if err != nil {
@@ -425,6 +433,10 @@ func (x *exchange) errorFor(body []byte) *apierror.Error {
 	if x.gatewayLimited {
 		return quotaError(body)
 	}
+	if x.holdErr != nil {
+		// The first attempt could not hold credit; its local reply only carried the news.
+		return x.holdErr
+	}
 	if x.req == nil {
 		// No request reached a provider: this is Envoy's local reply (413 while buffering, 503
 		// when no cluster or upstream could be reached, 504 on timeout).
@@ -497,6 +509,10 @@ func (x *exchange) metadata(fields map[string]any) *structpb.Struct {
 // for what was delivered.
 func (x *exchange) finish() {
 	x.s.unregister(x)
+	// An attempt may have placed the hold without the response ever coming back here.
+	x.attemptMu.Lock()
+	x.finished = true
+	x.attemptMu.Unlock()
 	switch {
 	case x.streaming && !x.settled:
 		x.settleStream()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"sync"
 	"testing"
@@ -70,6 +71,13 @@ func (f *fakeLedger) ReleaseHold(_ context.Context, id string) error {
 	delete(f.holds, id)
 	f.released = append(f.released, id)
 	return nil
+}
+
+// placedHolds returns every hold ever placed, by request id.
+func (f *fakeLedger) placedHolds() map[string]int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.placed)
 }
 
 // heldFor returns the hold placed for request id (0 if none).
