@@ -49,6 +49,28 @@ func TestHoldMicros(t *testing.T) {
 			want:      480,
 		},
 	}
+	// Images count at the catalog's worst case per part (the default, 2500 tokens), besides
+	// their bytes: a 40-byte URL may cost a provider thousands of tokens.
+	images := func(n int) string {
+		parts := `{"type":"text","text":"look"}`
+		for range n {
+			parts += `,{"type":"image_url","image_url":{"url":"https://x.example/a.png"}}`
+		}
+		return "[" + parts + "]"
+	}
+	for _, n := range []int{1, 200} {
+		content := images(n)
+		tests = append(tests, struct {
+			name      string
+			body      string
+			markupBps int64
+			want      int64
+		}{
+			name: fmt.Sprintf("%d images", n),
+			body: `{"model":"m","max_tokens":10,"messages":[{"role":"user","content":` + content + `}]}`,
+			want: (int64(len(content))+16+int64(n)*catalog.DefaultImageTokens)*6 + 200,
+		})
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			chat, err := openai.ParseChatRequest([]byte(tt.body))
@@ -251,6 +273,61 @@ func TestCheckUsage(t *testing.T) {
 			got, anomalies := checkUsage(tt.in, b)
 			if got != tt.want || (len(anomalies) > 0) != tt.anomalous {
 				t.Errorf("checkUsage = %+v %v, want %+v (anomalous %v)", got, anomalies, tt.want, tt.anomalous)
+			}
+		})
+	}
+}
+
+// TestStreamChunksCarryRunningTotal: every streamed chunk's reply carries the token total so
+// far, so that Envoy's ratelimit filter (apply_on_stream_done, which reads the last value it
+// saw) charges token quotas for a stream the client abandons. Before the usage chunk the total
+// is the estimate: the prompt's bound and a token per content byte delivered.
+func TestStreamChunksCarryRunningTotal(t *testing.T) {
+	h := newHarness(t)
+	s := h.open(t)
+	s.requestHeaders(false, chatHeaders()...)
+	s.requestBody(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	s.responseHeaders(false, ":status", "200", "content-type", "text/event-stream")
+	events := strings.SplitAfter(upstreamStream, "\n\n")
+	const promptBound = 20 // len(`"hi"`) + 16 bytes of framing
+	want := []float64{promptBound + 3, promptBound + 6, 9, 9}
+	for i, ev := range events[:len(events)-1] {
+		md := s.responseBody([]byte(ev), false).GetDynamicMetadata().GetFields()["tollgate"].GetStructValue().GetFields()
+		got, ok := md["total_tokens"]
+		if !ok || got.GetNumberValue() != want[i] {
+			t.Errorf("chunk %d: total_tokens %v, want %v", i, got, want[i])
+		}
+	}
+}
+
+// TestPromptBoundCountsImages: every client protocol's images reach the prompt bound at the
+// model's own per-image worst case (part_input_tokens.image: 1000 in the test catalog).
+func TestPromptBoundCountsImages(t *testing.T) {
+	m := meteringCatalog(t)
+	const png = "iVBORw0KGgo="
+	tests := []struct {
+		name string
+		ep   endpoint
+		body string
+	}{
+		{"openai", classify("/v1/chat/completions"), `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"two"},` +
+			`{"type":"image_url","image_url":{"url":"https://x.example/a.png"}},{"type":"image_url","image_url":{"url":"data:image/png;base64,` + png + `"}}]}]}`},
+		{"anthropic", classify("/v1/messages"), `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"text","text":"two"},` +
+			`{"type":"image","source":{"type":"url","url":"https://x.example/a.png"}},{"type":"image","source":{"type":"base64","media_type":"image/png","data":"` + png + `"}}]}]}`},
+		{"gemini", classify("/v1beta/models/m:generateContent"), `{"contents":[{"role":"user","parts":[{"text":"two"},` +
+			`{"inlineData":{"mimeType":"image/png","data":"` + png + `"}},{"fileData":{"mimeType":"image/png","fileUri":"https://x.example/a.png"}}]}]}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, perr := parseClient(tt.ep, []byte(tt.body))
+			if perr != nil {
+				t.Fatal(perr)
+			}
+			if got := req.pivot.MediaParts().Images; got != 2 {
+				t.Fatalf("%d images counted, want 2", got)
+			}
+			if b := requestBounds(m, req.pivot); b.prompt != req.pivot.PromptBytes()+2*1000 {
+				t.Errorf("prompt bound %d, want %d bytes + 2 × 1000", b.prompt, req.pivot.PromptBytes())
 			}
 		})
 	}

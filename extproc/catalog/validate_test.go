@@ -67,6 +67,9 @@ func TestParseInvalid(t *testing.T) {
 			`replacement_unknown.yaml:5: models[0].replacement: "gpt-5" is not a model`}},
 		{"replacement_eu_no_backend", []string{
 			`replacement_eu_no_backend.yaml:5: models[0].replacement: "eu/gpt-5" names an EU model, but gpt-5 has no eu backend`}},
+		{"part_input_tokens", []string{
+			`part_input_tokens.yaml:6: models[0].part_input_tokens.image: must be between 0 (the default) and 10000000`,
+			`part_input_tokens.yaml:6: models[0].part_input_tokens.document: must be between 0 (the default) and 10000000`}},
 		{"sunset", []string{
 			`sunset.yaml:5: models[0].sunset: "next spring" is not a date (2006-01-02) or an RFC 3339 time`}},
 		{"type_mismatch", []string{
