@@ -75,6 +75,9 @@ type exchange struct {
 	streamFailed bool
 	firstByte    time.Time
 	settled      bool
+	// runningMD is the streamed chunks' token metadata, reused (runningTotal).
+	runningMD          *structpb.Struct
+	runningTotalTokens *structpb.Value_NumberValue
 	// closed is set once an ImmediateResponse has ended the exchange.
 	closed bool
 }
@@ -417,13 +420,13 @@ func (x *exchange) onStreamChunk(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 	}
 	// Every reply carries the running token total: Envoy's ratelimit filter charges token quotas
 	// (apply_on_stream_done) with the last value it saw, so a stream the client abandons counts.
-	var u billing.Usage
 	if eos || x.streamFailed {
-		u = x.settleStream()
+		u := x.settleStream()
+		resp.DynamicMetadata = x.tokenMetadata(promptTokens(u), completionTokens(u))
 	} else {
-		u, _ = x.streamUsage()
+		u, _ := x.streamUsage()
+		resp.DynamicMetadata = x.runningTotal(promptTokens(u) + completionTokens(u))
 	}
-	resp.DynamicMetadata = x.tokenMetadata(promptTokens(u), completionTokens(u))
 	return resp
 }
 
@@ -483,9 +486,6 @@ func (x *exchange) reject(e *apierror.Error) *extprocv3.ProcessingResponse {
 // tokenMetadata is what Envoy's ratelimit filter reads after the response to charge token quotas.
 // It is always set, zero on errors: a missing value would make hits_addend invalid (ai-gateway
 // #1786).
-//
-// It is built directly rather than through structpb.NewStruct: it goes out with every streamed
-// chunk.
 func (x *exchange) tokenMetadata(in, out int64) *structpb.Struct {
 	return &structpb.Struct{Fields: map[string]*structpb.Value{metadataNamespace: structpb.NewStructValue(&structpb.Struct{
 		Fields: map[string]*structpb.Value{
@@ -494,6 +494,21 @@ func (x *exchange) tokenMetadata(in, out int64) *structpb.Struct {
 			"total_tokens":  structpb.NewNumberValue(float64(in + out)),
 		},
 	})}}
+}
+
+// runningTotal is the token metadata of a streamed chunk before the end: only total_tokens,
+// the one value the ratelimit filter reads (hits_addend). It goes out with every chunk, so one
+// message is built per stream and its number updated in place: the reply that carried it has
+// been marshalled (stream.Send) before the next chunk is handled.
+func (x *exchange) runningTotal(total int64) *structpb.Struct {
+	if x.runningMD == nil {
+		x.runningTotalTokens = &structpb.Value_NumberValue{}
+		x.runningMD = &structpb.Struct{Fields: map[string]*structpb.Value{metadataNamespace: structpb.NewStructValue(&structpb.Struct{
+			Fields: map[string]*structpb.Value{"total_tokens": {Kind: x.runningTotalTokens}},
+		})}}
+	}
+	x.runningTotalTokens.NumberValue = float64(total)
+	return x.runningMD
 }
 
 func (x *exchange) metadata(fields map[string]any) *structpb.Struct {

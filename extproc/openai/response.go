@@ -45,20 +45,20 @@ func inspect(fields map[string]json.RawMessage) (Result, error) {
 	}
 	if raw, ok := fields["choices"]; ok && !isNull(raw) {
 		type body struct {
-			Content          *string `json:"content"`
-			ReasoningContent string  `json:"reasoning_content"`
-			Refusal          *string `json:"refusal"`
+			Content          textLen `json:"content"`
+			ReasoningContent textLen `json:"reasoning_content"`
+			Refusal          textLen `json:"refusal"`
 			ToolCalls        []struct {
 				Function struct {
-					Name      string `json:"name"`
-					Arguments string `json:"arguments"`
+					Name      textLen `json:"name"`
+					Arguments textLen `json:"arguments"`
 				} `json:"function"`
 			} `json:"tool_calls"`
 		}
 		var choices []struct {
 			FinishReason *string `json:"finish_reason"`
-			Message      *body   `json:"message"`
-			Delta        *body   `json:"delta"`
+			Message      body    `json:"message"`
+			Delta        body    `json:"delta"`
 		}
 		if err := json.Unmarshal(raw, &choices); err != nil {
 			return res, fmt.Errorf("decode openai choices: %w", err)
@@ -67,19 +67,10 @@ func inspect(fields map[string]json.RawMessage) (Result, error) {
 			if c.FinishReason != nil {
 				res.FinishReason = *c.FinishReason
 			}
-			for _, b := range []*body{c.Message, c.Delta} {
-				if b == nil {
-					continue
-				}
-				res.ContentBytes += int64(len(b.ReasoningContent))
-				if b.Content != nil {
-					res.ContentBytes += int64(len(*b.Content))
-				}
-				if b.Refusal != nil {
-					res.ContentBytes += int64(len(*b.Refusal))
-				}
+			for _, b := range []*body{&c.Message, &c.Delta} {
+				res.ContentBytes += int64(b.Content + b.ReasoningContent + b.Refusal)
 				for _, tc := range b.ToolCalls {
-					res.ContentBytes += int64(len(tc.Function.Name) + len(tc.Function.Arguments))
+					res.ContentBytes += int64(tc.Function.Name + tc.Function.Arguments)
 				}
 			}
 		}
@@ -92,4 +83,20 @@ func errOrNull(err error) error {
 		return err
 	}
 	return fmt.Errorf("body is null")
+}
+
+// textLen decodes a JSON string as its length in bytes as written, escapes included (an upper
+// bound of the text's bytes), without allocating the string: it is read from every streamed
+// chunk. null is 0; any other value (some compatible hosts send content as an array of parts)
+// counts whole.
+type textLen int64
+
+func (n *textLen) UnmarshalJSON(b []byte) error {
+	switch {
+	case len(b) >= 2 && b[0] == '"':
+		*n = textLen(len(b) - 2)
+	case string(b) != "null":
+		*n = textLen(len(b))
+	}
+	return nil
 }
