@@ -221,6 +221,7 @@ func TestAdversarialProviderUsage(t *testing.T) {
 		{name: "negative counts", usage: `,"usage":{"prompt_tokens":-12,"completion_tokens":-5}`, wantPrompt: 20, wantCompletionGE: 100},
 		{name: "no usage", usage: ``, wantPrompt: 20, wantCompletionGE: 100},
 		{name: "null usage", usage: `,"usage":null`, wantPrompt: 20, wantCompletionGE: 100},
+		{name: "usage that does not decode", usage: `,"usage":{"prompt_tokens":"12","completion_tokens":1e12}`, wantPrompt: 20, wantCompletionGE: 100},
 		{name: "zero usage", usage: `,"usage":{"prompt_tokens":0,"completion_tokens":0}`, wantPrompt: 20, wantCompletionGE: 100},
 	}
 	for _, tt := range tests {

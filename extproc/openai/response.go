@@ -38,10 +38,12 @@ func RewriteResponse(body []byte, model string) ([]byte, Result, error) {
 func inspect(fields map[string]json.RawMessage) (Result, error) {
 	var res Result
 	if raw, ok := fields["usage"]; ok && !isNull(raw) {
-		if err := json.Unmarshal(raw, &res.Usage); err != nil {
-			return res, fmt.Errorf("decode openai usage: %w", err)
+		// Usage that does not decode (counts written 1e12, or as strings) is no usage: the
+		// answer still reaches the client, and the gateway estimates what it cost.
+		var u Usage
+		if json.Unmarshal(raw, &u) == nil {
+			res.Usage, res.HasUsage = u, true
 		}
-		res.HasUsage = true
 	}
 	if raw, ok := fields["choices"]; ok && !isNull(raw) {
 		type body struct {
