@@ -114,7 +114,9 @@ models:
   - {id: mock-429, owned_by: tollgate, max_output_tokens: 100, backends: [{provider: mock, upstream_model: mock-error-429}]}
   - {id: mock-malformed, owned_by: tollgate, max_output_tokens: 100, backends: [{provider: mock, upstream_model: mock-malformed}]}
   - {id: mock-broken-stream, owned_by: tollgate, max_output_tokens: 100, backends: [{provider: mock, upstream_model: mock-broken-stream}], pricing: {prompt: "1.00", completion: "1.00"}}
-  - {id: mock-cut-stream, owned_by: tollgate, max_output_tokens: 100, backends: [{provider: mock, upstream_model: mock-cut-stream}], pricing: {prompt: "1.00", completion: "1.00"}}
+  - {id: mock-cut-stream, owned_by: tollgate, endpoints: [chat_completions, messages, gemini], max_output_tokens: 100, backends: [{provider: mock, upstream_model: mock-cut-stream}], pricing: {prompt: "1.00", completion: "1.00"}}
+  - {id: mock-cut-stream-claude, owned_by: anthropic, endpoints: [chat_completions, messages, gemini], max_output_tokens: 100, backends: [{provider: mock-anthropic, upstream_model: mock-cut-stream}], pricing: {prompt: "1.00", completion: "1.00"}}
+  - {id: mock-cut-stream-gemini, owned_by: google, endpoints: [chat_completions, messages, gemini], max_output_tokens: 100, backends: [{provider: mock-gemini, upstream_model: mock-cut-stream}], pricing: {prompt: "1.00", completion: "1.00"}}
   - {id: mock-dead, owned_by: tollgate, max_output_tokens: 100, backends: [{provider: dead}]}
   - {id: mock-retired, owned_by: tollgate, lifecycle: SUNSET, replacement: mock-gpt, max_output_tokens: 100, backends: [{provider: mock}]}
   - {id: mock-flaky, owned_by: tollgate, max_output_tokens: 100, backends: [{provider: mock, upstream_model: mock-flaky}], pricing: {prompt: "1.00", completion: "1.00"}}
