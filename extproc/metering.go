@@ -88,6 +88,15 @@ func (x *exchange) settleStream() billing.Usage {
 	return x.settle(u, finish, true)
 }
 
+// capAtHold splits a cost into what is charged, never above the hold the organisation agreed
+// to, and the excess, recorded for the operator instead.
+func capAtHold(costMicros, holdMicros int64) (charge, excess int64) {
+	if costMicros <= holdMicros {
+		return costMicros, 0
+	}
+	return holdMicros, costMicros - holdMicros
+}
+
 // negative reports whether any count of u is below zero.
 func negative(u billing.Usage) bool {
 	return min(u.InputTokens, u.CacheReadTokens, u.CacheWriteTokens, u.CacheWrite1HTokens,
@@ -158,10 +167,10 @@ func (x *exchange) settle(bu billing.Usage, finish string, streamed bool) billin
 	bu.Requests = 1
 	cost := billing.Compute(x.served().Prices(), bu, int64(x.principal.MarkupBps))
 	var excess int64
-	if x.holdPlaced && cost.TotalMicros > x.heldMicros {
-		excess = cost.TotalMicros - x.heldMicros
-		cost.TotalMicros = x.heldMicros
-		log.Warn("charge above hold", "hold_micros", x.heldMicros, "excess_micros", excess)
+	if x.holdPlaced {
+		if cost.TotalMicros, excess = capAtHold(cost.TotalMicros, x.heldMicros); excess > 0 {
+			log.Warn("charge above hold", "hold_micros", x.heldMicros, "excess_micros", excess)
+		}
 	}
 	u := ledger.Usage{
 		RequestID:        x.requestID,

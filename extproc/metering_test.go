@@ -3,6 +3,7 @@ package extproc
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -331,5 +332,20 @@ func TestPromptBoundCountsImages(t *testing.T) {
 				t.Errorf("prompt bound %d, want %d bytes + 2 × 1000", b.prompt, req.pivot.PromptBytes())
 			}
 		})
+	}
+}
+
+func TestCapAtHold(t *testing.T) {
+	tests := []struct{ cost, hold, charge, excess int64 }{
+		{cost: 10, hold: 20, charge: 10},
+		{cost: 20, hold: 20, charge: 20},
+		{cost: 25, hold: 20, charge: 20, excess: 5},
+		{cost: math.MaxInt64, hold: 20, charge: 20, excess: math.MaxInt64 - 20},
+		{cost: 5, hold: 0, charge: 0, excess: 5},
+	}
+	for _, tt := range tests {
+		if charge, excess := capAtHold(tt.cost, tt.hold); charge != tt.charge || excess != tt.excess {
+			t.Errorf("capAtHold(%d, %d) = %d, %d; want %d, %d", tt.cost, tt.hold, charge, excess, tt.charge, tt.excess)
+		}
 	}
 }
