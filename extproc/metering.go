@@ -45,9 +45,10 @@ func outputLimit(m *catalog.Model, chat *openai.ChatRequest) int64 {
 }
 
 // estimate is what a response whose usage is missing or not yet final is charged at least: the
-// prompt at its bound when the provider reported nothing, and as many output tokens as bytes
-// of content were delivered — no tokenizer in use makes a token of less than one byte — within
-// the output bound.
+// prompt at its bound when the provider reported nothing, and a token per byte of content
+// delivered, within the output bound. Like the prompt's bound it errs in the operator's favour:
+// no tokenizer in use makes a token of less than one byte, so the delivered output cannot have
+// had more tokens than that, and a provider cannot make a cut answer cheap by reporting little.
 func estimate(u billing.Usage, seen bool, contentBytes int64, b bounds) billing.Usage {
 	if !seen {
 		u = billing.Usage{InputTokens: b.prompt}
