@@ -349,3 +349,41 @@ func TestCapAtHold(t *testing.T) {
 		}
 	}
 }
+
+// TestAdversarialStreamUsage: a stream's final usage is checked like an answer's: 2^58 output
+// tokens are clamped to the limit the provider was sent, negative counts are replaced by the
+// estimate, and the charge stays within the hold.
+func TestAdversarialStreamUsage(t *testing.T) {
+	const content = `data: {"id":"c","object":"chat.completion.chunk","model":"x","choices":[{"index":0,"delta":{"content":"Hello"},"finish_reason":"stop"}]}` + "\n\n"
+	tests := []struct {
+		name                       string
+		usage                      string
+		wantPrompt, wantCompletion int64
+	}{
+		{"2^58 output", `{"prompt_tokens":12,"completion_tokens":288230376151711744}`, 12, 1000},
+		{"negative", `{"prompt_tokens":-12,"completion_tokens":-5}`, 20, int64(len("Hello"))},
+		{"usage that does not decode", `{"prompt_tokens":12,"completion_tokens":"many"}`, 20, int64(len("Hello"))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			s := h.open(t)
+			s.requestHeaders(false, chatHeaders()...)
+			s.requestBody(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+			s.responseHeaders(false, ":status", "200", "content-type", "text/event-stream")
+			s.responseBody([]byte(content+`data: {"id":"c","object":"chat.completion.chunk","model":"x","choices":[],"usage":`+tt.usage+"}\n\ndata: [DONE]\n\n"), false)
+			last := s.responseBody(nil, true)
+			u := h.ledger.waitSettled(t)
+			if u.PromptTokens != tt.wantPrompt || u.CompletionTokens != tt.wantCompletion {
+				t.Errorf("charged %d prompt, %d completion tokens; want %d, %d", u.PromptTokens, u.CompletionTokens, tt.wantPrompt, tt.wantCompletion)
+			}
+			if hold := h.ledger.heldFor(u.RequestID); u.CostMicros <= 0 || u.CostMicros > hold {
+				t.Errorf("cost %d µUSD for a hold of %d", u.CostMicros, hold)
+			}
+			md := last.GetDynamicMetadata().GetFields()["tollgate"].GetStructValue().GetFields()
+			if got := int64(md["total_tokens"].GetNumberValue()); got != u.PromptTokens+u.CompletionTokens {
+				t.Errorf("total_tokens metadata %d, charged %d", got, u.PromptTokens+u.CompletionTokens)
+			}
+		})
+	}
+}
