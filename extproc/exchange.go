@@ -424,7 +424,7 @@ func (x *exchange) onStreamChunk(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 		u := x.settleStream()
 		resp.DynamicMetadata = x.tokenMetadata(promptTokens(u), completionTokens(u))
 	} else {
-		u, _ := x.streamUsage()
+		u := x.runningUsage()
 		resp.DynamicMetadata = x.runningTotal(promptTokens(u) + completionTokens(u))
 	}
 	return resp

@@ -64,6 +64,15 @@ func (x *exchange) streamUsage() (billing.Usage, bool) {
 	return metered(x.proc, requestBounds(x.served(), x.req.pivot))
 }
 
+// runningUsage is streamUsage within the request's bounds: the running total that token quotas
+// see must not count what settlement would not charge.
+func (x *exchange) runningUsage() billing.Usage {
+	b := requestBounds(x.served(), x.req.pivot)
+	u, _ := metered(x.proc, b)
+	u, _ = checkUsage(u, b)
+	return u
+}
+
 // metered is what a stream has consumed so far: the provider's figure once final, else the
 // larger of the provider's figure and the estimate from what was delivered.
 func metered(p streamProcessor, b bounds) (u billing.Usage, final bool) {

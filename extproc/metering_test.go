@@ -371,7 +371,11 @@ func TestAdversarialStreamUsage(t *testing.T) {
 			s.requestHeaders(false, chatHeaders()...)
 			s.requestBody(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
 			s.responseHeaders(false, ":status", "200", "content-type", "text/event-stream")
-			s.responseBody([]byte(content+`data: {"id":"c","object":"chat.completion.chunk","model":"x","choices":[],"usage":`+tt.usage+"}\n\ndata: [DONE]\n\n"), false)
+			mid := s.responseBody([]byte(content+`data: {"id":"c","object":"chat.completion.chunk","model":"x","choices":[],"usage":`+tt.usage+"}\n\ndata: [DONE]\n\n"), false)
+			// The running total token quotas see is within the request's bounds too.
+			if got := mid.GetDynamicMetadata().GetFields()["tollgate"].GetStructValue().GetFields()["total_tokens"].GetNumberValue(); got <= 0 || got > 20+1000 {
+				t.Errorf("running total_tokens %v, want within the 20 + 1000 token bounds", got)
+			}
 			last := s.responseBody(nil, true)
 			u := h.ledger.waitSettled(t)
 			if u.PromptTokens != tt.wantPrompt || u.CompletionTokens != tt.wantCompletion {
