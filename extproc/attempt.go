@@ -139,6 +139,9 @@ func (s *Server) answerAttempt(ctx context.Context, req *extprocv3.ProcessingReq
 	if backend == nil {
 		return attemptFailure("the attempt reached backend " + key + ", which the catalog does not route this request to"), done
 	}
+	if e := x.holdForAttempt(ctx); e != nil {
+		return holdFailure(e), done
+	}
 	path, body, err := upstreamRequest(x.req, backend, backend.ModelRef())
 	if err != nil {
 		x.log().Error("build upstream request", "err", err, "backend", key)
@@ -195,6 +198,40 @@ func attemptFailure(msg string) *extprocv3.ProcessingResponse {
 	}}}
 }
 
+// holdForAttempt places the request's credit hold when its first attempt starts: only then has
+// Envoy's ratelimit filter, which runs after the router filter's ext_proc, admitted the request,
+// so a request over its quota never costs a hold. Later attempts (retries, fallbacks) reuse the
+// first one's hold, or its failure. attemptMu is held across the ledger call: the router filter
+// reads the hold only after taking it (syncAttempt, finish), and a request that is already over
+// places none.
+func (x *exchange) holdForAttempt(ctx context.Context) *apierror.Error {
+	x.attemptMu.Lock()
+	defer x.attemptMu.Unlock()
+	switch {
+	case x.finished:
+		return apierror.New(http.StatusServiceUnavailable, apierror.CodeServiceUnavailable, "The request ended before it could be sent")
+	case x.holdTried:
+		return x.holdErr
+	}
+	x.holdTried = true
+	x.holdErr = x.hold(ctx)
+	return x.holdErr
+}
+
+// holdFailure ends an attempt whose request could not hold credit. Its status is one Envoy's
+// retry policy never retries (402: not 5xx, not a retriable status code); the router filter's
+// exchange answers the client with the hold's own error (exchange.errorFor), not this body.
+func holdFailure(e *apierror.Error) *extprocv3.ProcessingResponse {
+	var m mutation
+	m.Set("content-type", "application/json")
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
+		Status:  &typev3.HttpStatus{Code: typev3.StatusCode_PaymentRequired},
+		Headers: m.proto(),
+		Body:    errorBody(protoOpenAI, e),
+		Details: "tollgate_hold_" + e.Code,
+	}}}
+}
+
 // attempted records that an attempt went to b and returns the function that records its outcome.
 // It runs on the attempt's stream, concurrently with the router filter's.
 func (x *exchange) attempted(b *catalog.Backend) func(status int) {
@@ -218,6 +255,9 @@ func (x *exchange) attempted(b *catalog.Backend) func(status int) {
 
 // syncAttempt adopts the backend of the last attempt, whose response is the one the router
 // filter now sees (only the final attempt's response reaches it).
+//
+// Taking attemptMu also makes what the attempts wrote under it (the hold's fields, set by
+// holdForAttempt) visible to the router filter's goroutine from here on.
 func (x *exchange) syncAttempt() {
 	x.attemptMu.Lock()
 	defer x.attemptMu.Unlock()

@@ -20,6 +20,7 @@ import (
 	"github.com/tollgate/tollgate/extproc/anthropic"
 	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/auth"
+	"github.com/tollgate/tollgate/extproc/billing"
 	"github.com/tollgate/tollgate/extproc/catalog"
 	"github.com/tollgate/tollgate/extproc/ledger"
 )
@@ -53,9 +54,18 @@ type exchange struct {
 	attemptMu   sync.Mutex
 	lastAttempt *catalog.Backend
 	attempts    []ledger.Attempt
+	// With per-attempt translation the first attempt places the hold (holdForAttempt), under
+	// attemptMu; holdTried says it did, holdErr is its failure, which the router filter answers
+	// with, and finished stops an attempt from holding for a request that is already over.
+	holdTried bool
+	holdErr   *apierror.Error
+	finished  bool
 	// held is set while the request holds credit that neither settlement nor release has
-	// returned.
-	held bool
+	// returned; holdPlaced and heldMicros say that a hold was placed and for how much, which
+	// caps the settlement.
+	held       bool
+	holdPlaced bool
+	heldMicros int64
 
 	status    int
 	streaming bool
@@ -71,6 +81,9 @@ type exchange struct {
 	settled      bool
 	// cancelled is set when the request is charged without a response (see chargeInput).
 	cancelled bool
+	// runningMD is the streamed chunks' token metadata, reused (runningTotal).
+	runningMD          *structpb.Struct
+	runningTotalTokens *structpb.Value_NumberValue
 	// closed is set once an ImmediateResponse has ended the exchange.
 	closed bool
 }
@@ -190,12 +203,14 @@ func (x *exchange) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ex
 	backend := route.Backends[0]
 	provider := backend.ProviderRef()
 	x.req, x.route, x.backend, x.provider = req, route, backend, providerProtocol(provider.Kind)
+	if x.s.cfg.TranslatePerAttempt {
+		// The hold waits for the first attempt (holdForAttempt): Envoy's ratelimit filter, which
+		// runs after this one, must turn away a request over its quota before it costs a hold.
+		return x.routeForAttempts()
+	}
 	if err := x.hold(ctx); err != nil {
 		x.req = nil
 		return x.reject(err)
-	}
-	if x.s.cfg.TranslatePerAttempt {
-		return x.routeForAttempts()
 	}
 	path, upstream, err := upstreamRequest(req, backend, backend.ModelRef())
 	if err != nil {
@@ -356,7 +371,13 @@ func (x *exchange) onResponseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRe
 			out = translated
 			m.SetContentLength(len(out))
 			x.firstByte = x.s.now()
-			x.settle(usage, finish, false)
+			if promptTokens(usage)+completionTokens(usage) == 0 || negative(usage) {
+				// No usage (no chat prompt is zero tokens), or none usable: estimated as a cut
+				// stream is, from the response's bytes, never free.
+				x.log().Warn("provider usage anomaly", "anomalies", []string{"response without usable usage"}, "provider", x.backend.Provider)
+				usage = estimate(billing.Usage{}, false, int64(len(body)), requestBounds(x.served(), x.req.pivot))
+			}
+			usage = x.settle(usage, finish, false)
 			inTokens, outTokens = promptTokens(usage), completionTokens(usage)
 		} else {
 			x.log().Warn("provider sent a malformed response", "err", err, "provider", x.backend.Provider)
@@ -412,10 +433,14 @@ func (x *exchange) onStreamChunk(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 			BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: out}},
 		}}},
 	}
+	// Every reply carries the running token total: Envoy's ratelimit filter charges token quotas
+	// (apply_on_stream_done) with the last value it saw, so a stream the client abandons counts.
 	if eos || x.streamFailed {
-		if u := x.settleStream(); eos {
-			resp.DynamicMetadata = x.tokenMetadata(promptTokens(u), completionTokens(u))
-		}
+		u := x.settleStream()
+		resp.DynamicMetadata = x.tokenMetadata(promptTokens(u), completionTokens(u))
+	} else {
+		u := x.runningUsage()
+		resp.DynamicMetadata = x.runningTotal(promptTokens(u) + completionTokens(u))
 	}
 	return resp
 }
@@ -425,6 +450,10 @@ func (x *exchange) onStreamChunk(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 func (x *exchange) errorFor(body []byte) *apierror.Error {
 	if x.gatewayLimited {
 		return quotaError(body)
+	}
+	if x.holdErr != nil {
+		// The first attempt could not hold credit; its local reply only carried the news.
+		return x.holdErr
 	}
 	if x.req == nil {
 		// No request reached a provider: this is Envoy's local reply (413 while buffering, 503
@@ -473,11 +502,28 @@ func (x *exchange) reject(e *apierror.Error) *extprocv3.ProcessingResponse {
 // It is always set, zero on errors: a missing value would make hits_addend invalid (ai-gateway
 // #1786).
 func (x *exchange) tokenMetadata(in, out int64) *structpb.Struct {
-	return x.metadata(map[string]any{
-		"input_tokens":  float64(in),
-		"output_tokens": float64(out),
-		"total_tokens":  float64(in + out),
-	})
+	return &structpb.Struct{Fields: map[string]*structpb.Value{metadataNamespace: structpb.NewStructValue(&structpb.Struct{
+		Fields: map[string]*structpb.Value{
+			"input_tokens":  structpb.NewNumberValue(float64(in)),
+			"output_tokens": structpb.NewNumberValue(float64(out)),
+			"total_tokens":  structpb.NewNumberValue(float64(in + out)),
+		},
+	})}}
+}
+
+// runningTotal is the token metadata of a streamed chunk before the end: only total_tokens,
+// the one value the ratelimit filter reads (hits_addend). It goes out with every chunk, so one
+// message is built per stream and its number updated in place: the reply that carried it has
+// been marshalled (stream.Send) before the next chunk is handled.
+func (x *exchange) runningTotal(total int64) *structpb.Struct {
+	if x.runningMD == nil {
+		x.runningTotalTokens = &structpb.Value_NumberValue{}
+		x.runningMD = &structpb.Struct{Fields: map[string]*structpb.Value{metadataNamespace: structpb.NewStructValue(&structpb.Struct{
+			Fields: map[string]*structpb.Value{"total_tokens": {Kind: x.runningTotalTokens}},
+		})}}
+	}
+	x.runningTotalTokens.NumberValue = float64(total)
+	return x.runningMD
 }
 
 func (x *exchange) metadata(fields map[string]any) *structpb.Struct {
@@ -494,6 +540,10 @@ func (x *exchange) metadata(fields map[string]any) *structpb.Struct {
 // input; only one that never left the gateway is released for free.
 func (x *exchange) finish() {
 	x.s.unregister(x)
+	// An attempt may have placed the hold without the response ever coming back here.
+	x.attemptMu.Lock()
+	x.finished = true
+	x.attemptMu.Unlock()
 	switch {
 	case x.streaming && !x.settled:
 		x.settleStream()

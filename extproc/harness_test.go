@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -41,7 +42,8 @@ type fakeLedger struct {
 	mu       sync.Mutex
 	balance  int64
 	holds    map[string]int64
-	placed   []ledger.Hold // every hold placed, as placed
+	placed   []ledger.Hold    // every hold placed, as placed
+	heldByID map[string]int64 // every hold ever placed, by request id
 	released []string
 	usages   []ledger.Usage
 	settled  chan ledger.Usage
@@ -59,6 +61,10 @@ func (f *fakeLedger) PlaceHold(_ context.Context, h ledger.Hold) error {
 	}
 	f.holds[h.RequestID] = h.AmountMicros
 	f.placed = append(f.placed, h)
+	if f.heldByID == nil {
+		f.heldByID = map[string]int64{}
+	}
+	f.heldByID[h.RequestID] = h.AmountMicros
 	return nil
 }
 
@@ -85,6 +91,20 @@ func (f *fakeLedger) ReleaseHold(_ context.Context, id string) error {
 	delete(f.holds, id)
 	f.released = append(f.released, id)
 	return nil
+}
+
+// placedHolds returns every hold ever placed, by request id.
+func (f *fakeLedger) placedHolds() map[string]int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.heldByID)
+}
+
+// heldFor returns the hold placed for request id (0 if none).
+func (f *fakeLedger) heldFor(id string) int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.heldByID[id]
 }
 
 func (f *fakeLedger) openHolds() int {

@@ -14,20 +14,135 @@ import (
 	"github.com/tollgate/tollgate/extproc/openai"
 )
 
-// settleStream settles a streamed request with what its stream reported. When the provider's
-// usage never arrived (the client left, or the stream broke), usage is estimated from what was
-// delivered: the prompt at its upper bound in bytes, and one token per content chunk sent.
+// bounds is what one request may consume on one model: no more prompt tokens than its UTF-8
+// bytes plus framing plus each non-text part at its catalog worst case, and no more output
+// tokens than the limit the provider is sent. The hold prices exactly these, so usage inside
+// them can never cost more than the hold.
+type bounds struct{ prompt, output int64 }
+
+func requestBounds(m *catalog.Model, chat *openai.ChatRequest) bounds {
+	media := chat.MediaParts()
+	prompt := chat.PromptBytes() + media.Images*m.PartTokens(catalog.PartImage) +
+		media.Documents*m.PartTokens(catalog.PartDocument) + media.Audio*m.PartTokens(catalog.PartAudio)
+	if len(chat.Tools) > 0 {
+		prompt += toolUseOverheadTokens
+	}
+	return bounds{prompt: prompt, output: outputLimit(m, chat)}
+}
+
+// toolUseOverheadTokens bounds the system prompt a provider adds, unseen, when a request offers
+// tools: Anthropic documents 346 such tokens for its current models (tool use pricing table),
+// OpenAI and Gemini a similar preamble.
+const toolUseOverheadTokens = 1024
+
+// outputLimit is the output limit the provider is always sent, and the hold's: the client's,
+// never above the model's max_output_tokens (which is the limit when the client set none).
+func outputLimit(m *catalog.Model, chat *openai.ChatRequest) int64 {
+	if chat.MaxTokens != nil && *chat.MaxTokens > 0 && *chat.MaxTokens < m.MaxOutputTokens {
+		return *chat.MaxTokens
+	}
+	return m.MaxOutputTokens
+}
+
+// estimate is what a response whose usage is missing or not yet final is charged at least: the
+// prompt at its bound when the provider reported nothing, and a token per byte of content
+// delivered, within the output bound. Like the prompt's bound it errs in the operator's favour:
+// no tokenizer in use makes a token of less than one byte, so the delivered output cannot have
+// had more tokens than that, and a provider cannot make a cut answer cheap by reporting little.
+func estimate(u billing.Usage, seen bool, contentBytes int64, b bounds) billing.Usage {
+	if !seen {
+		u = billing.Usage{InputTokens: b.prompt}
+	}
+	if out := min(contentBytes, b.output); out > completionTokens(u) {
+		u.OutputTokens += out - completionTokens(u)
+	}
+	return u
+}
+
+// streamUsage is what the stream has consumed so far (metered).
+func (x *exchange) streamUsage() (billing.Usage, bool) {
+	return metered(x.proc, requestBounds(x.served(), x.req.pivot))
+}
+
+// runningUsage is streamUsage within the request's bounds: the running total that token quotas
+// see must not count what settlement would not charge.
+func (x *exchange) runningUsage() billing.Usage {
+	b := requestBounds(x.served(), x.req.pivot)
+	u, _ := metered(x.proc, b)
+	u, _ = checkUsage(u, b)
+	return u
+}
+
+// metered is what a stream has consumed so far: the provider's figure once final, else the
+// larger of the provider's figure and the estimate from what was delivered.
+func metered(p streamProcessor, b bounds) (u billing.Usage, final bool) {
+	u, seen, final := p.Usage()
+	if negative(u) {
+		// A provider reporting negative counts has reported nothing usable.
+		u, seen, final = billing.Usage{}, false, false
+	}
+	if final {
+		return u, true
+	}
+	return estimate(u, seen, p.ContentBytes(), b), false
+}
+
+// settleStream settles a streamed request with what its stream reported, or, when the provider's
+// final usage never arrived (the client left, or the stream broke), with streamUsage's estimate.
 func (x *exchange) settleStream() billing.Usage {
-	u, ok := x.proc.Usage()
+	u, final := x.streamUsage()
 	finish := x.proc.FinishReason()
-	if !ok {
-		u = billing.Usage{InputTokens: x.req.pivot.PromptBytes(), OutputTokens: int64(x.proc.Delivered())}
-		if finish == "" {
-			finish = "incomplete"
+	if !final && finish == "" {
+		finish = "incomplete"
+	}
+	return x.settle(u, finish, true)
+}
+
+// capAtHold splits a cost into what is charged, never above the hold the organisation agreed
+// to, and the excess, recorded for the operator instead.
+func capAtHold(costMicros, holdMicros int64) (charge, excess int64) {
+	if costMicros <= holdMicros {
+		return costMicros, 0
+	}
+	return holdMicros, costMicros - holdMicros
+}
+
+// negative reports whether any count of u is below zero.
+func negative(u billing.Usage) bool {
+	return min(u.InputTokens, u.CacheReadTokens, u.CacheWriteTokens, u.CacheWrite1HTokens,
+		u.OutputTokens, u.ReasoningTokens, u.Images, u.WebSearches) < 0
+}
+
+// checkUsage holds provider-reported usage to what the request could have consumed: counts are
+// non-negative, the prompt within its bound and the output within the limit the provider was
+// sent. Anything outside is a provider anomaly: logged, and clamped rather than charged.
+func checkUsage(u billing.Usage, b bounds) (billing.Usage, []string) {
+	var anomalies []string
+	for _, f := range []*int64{&u.InputTokens, &u.CacheReadTokens, &u.CacheWriteTokens, &u.CacheWrite1HTokens,
+		&u.OutputTokens, &u.ReasoningTokens, &u.Images, &u.WebSearches} {
+		if *f < 0 {
+			*f = 0
+			anomalies = append(anomalies, "negative count")
 		}
 	}
-	x.settle(u, finish, true)
-	return u
+	// Within a bound, the cheaper items keep their counts first: the hold priced every token of
+	// the bound at the dearest item, so any split of it stays within the hold.
+	clamp := func(limit int64, what string, fields ...*int64) {
+		left := limit
+		over := false
+		for _, f := range fields {
+			if *f > left {
+				*f, over = left, true
+			}
+			left -= *f
+		}
+		if over {
+			anomalies = append(anomalies, what)
+		}
+	}
+	clamp(b.prompt, "prompt above its bound", &u.CacheReadTokens, &u.InputTokens, &u.CacheWriteTokens, &u.CacheWrite1HTokens)
+	clamp(b.output, "output above the limit sent", &u.OutputTokens, &u.ReasoningTokens)
+	return u, anomalies
 }
 
 // promptTokens and completionTokens total billing's disjoint counts the way providers report
@@ -41,13 +156,32 @@ func completionTokens(u billing.Usage) int64 { return u.OutputTokens + u.Reasoni
 // settle records the request's usage and charge once. The write runs in the background, detached
 // from the stream's context so a departing client cannot cancel its own charge; Server.Drain
 // waits for it on shutdown.
-func (x *exchange) settle(bu billing.Usage, finish string, streamed bool) {
+//
+// The usage is checked against the request's bounds, the per-request fee added, and the charge
+// never exceeds the hold: an excess (which only a catalog change between hold and settlement
+// could cause) is recorded for the operator as ExcessMicros instead of charged. It returns the
+// usage charged.
+func (x *exchange) settle(bu billing.Usage, finish string, streamed bool) billing.Usage {
 	if x.settled {
-		return
+		return bu
 	}
 	x.settled, x.held = true, false // settlement replaces the hold
 	now := x.s.now()
+	log := x.log()
+	reported := bu
+	bu, anomalies := checkUsage(bu, requestBounds(x.served(), x.req.pivot))
+	if len(anomalies) > 0 {
+		log.Warn("provider usage anomaly", "anomalies", anomalies, "provider", x.backend.Provider,
+			"prompt_tokens", promptTokens(reported), "completion_tokens", completionTokens(reported))
+	}
+	bu.Requests = 1
 	cost := billing.Compute(x.served().Prices(), bu, int64(x.principal.MarkupBps))
+	var excess int64
+	if x.holdPlaced {
+		if cost.TotalMicros, excess = capAtHold(cost.TotalMicros, x.heldMicros); excess > 0 {
+			log.Warn("charge above hold", "hold_micros", x.heldMicros, "excess_micros", excess)
+		}
+	}
 	u := ledger.Usage{
 		RequestID:        x.requestID,
 		OrgID:            x.principal.OrgID,
@@ -66,6 +200,7 @@ func (x *exchange) settle(bu billing.Usage, finish string, streamed bool) {
 		CacheWriteTokens: bu.CacheWriteTokens + bu.CacheWrite1HTokens,
 		ReasoningTokens:  bu.ReasoningTokens,
 		CostMicros:       cost.TotalMicros,
+		ExcessMicros:     excess,
 		CostItems:        cost.ItemsMicros(),
 		Latency:          now.Sub(x.start),
 		CreatedAt:        x.start,
@@ -73,7 +208,6 @@ func (x *exchange) settle(bu billing.Usage, finish string, streamed bool) {
 	if !x.firstByte.IsZero() {
 		u.TimeToFirstToken = x.firstByte.Sub(x.start)
 	}
-	log := x.log()
 	x.attemptMu.Lock()
 	u.Attempts = slices.Clone(x.attempts)
 	x.attemptMu.Unlock()
@@ -95,6 +229,7 @@ func (x *exchange) settle(bu billing.Usage, finish string, streamed bool) {
 			log.Error("settle", "err", err, "org_id", u.OrgID, "cost_micros", u.CostMicros)
 		}
 	}()
+	return bu
 }
 
 // hold reserves an upper bound of the request's cost before it goes upstream, so that no number
@@ -127,20 +262,15 @@ func (x *exchange) hold(ctx context.Context) *apierror.Error {
 		x.log().Error("place hold", "err", err)
 		return apierror.New(http.StatusServiceUnavailable, apierror.CodeServiceUnavailable, "The gateway cannot reserve credit right now; retry shortly")
 	}
-	x.held = true
+	x.held, x.holdPlaced, x.heldMicros = true, true, amount
 	return nil
 }
 
-// holdMicros bounds a chat request's cost: the prompt cannot have more tokens than its UTF-8
-// bytes (plus framing, counted by PromptBytes), each priced at the dearest input rate, and the
-// output cannot exceed max_tokens (or the model's max_output_tokens), priced at the dearest
-// output rate.
+// holdMicros bounds a chat request's cost on model m: requestBounds' prompt, each token priced
+// at the dearest input rate, its output limit at the dearest output rate, and the per-request
+// fee.
 func holdMicros(m *catalog.Model, chat *openai.ChatRequest, markupBps int64) int64 {
 	p := m.Prices()
-	maxOut := m.MaxOutputTokens
-	if chat.MaxTokens != nil && *chat.MaxTokens < maxOut {
-		maxOut = *chat.MaxTokens
-	}
 	dearest := func(items ...string) int64 {
 		var v int64
 		for _, it := range items {
@@ -153,7 +283,8 @@ func holdMicros(m *catalog.Model, chat *openai.ChatRequest, markupBps int64) int
 		billing.ItemCompletion: dearest(billing.ItemCompletion, billing.ItemInternalReasoning),
 		billing.ItemRequest:    p[billing.ItemRequest],
 	}
-	return billing.Compute(bound, billing.Usage{InputTokens: chat.PromptBytes(), OutputTokens: maxOut, Requests: 1}, markupBps).TotalMicros
+	b := requestBounds(m, chat)
+	return billing.Compute(bound, billing.Usage{InputTokens: b.prompt, OutputTokens: b.output, Requests: 1}, markupBps).TotalMicros
 }
 
 // inputTokenEstimate is a lower-bound estimate of a prompt's tokens: a quarter of its bytes

@@ -78,16 +78,13 @@ func TestPairs(t *testing.T) {
 					return
 				}
 				sse := g.input(t, "provider.sse")
-				whole, u, ok, finish := feedStream(t, req, proto, sse)
-				whole = stableTime(whole)
-				g.check(t, "client.sse", whole)
-				g.check(t, "usage.json", usageJSON(t, u, ok, finish))
+				whole := feedStream(t, req, proto, sse)
+				g.check(t, "client.sse", whole.out)
+				g.check(t, "usage.json", usageJSON(t, whole.usage, whole.final, whole.finish))
 				g.save(t)
 				for i := 1; i < len(sse); i++ {
-					got, gu, gok, gfinish := feedStream(t, req, proto, sse[:i], sse[i:])
-					if got = stableTime(got); !bytes.Equal(got, whole) || gu != u || gok != ok || gfinish != finish {
-						t.Fatalf("split at byte %d: the client gets\n%s\nusage %+v %v %q; fed whole:\n%s\nusage %+v %v %q",
-							i, got, gu, gok, gfinish, whole, u, ok, finish)
+					if got := feedStream(t, req, proto, sse[:i], sse[i:]); !bytes.Equal(got.out, whole.out) || got.usage != whole.usage || got.final != whole.final || got.finish != whole.finish {
+						t.Fatalf("split at byte %d: the client gets\n%s\n%+v; fed whole:\n%s\n%+v", i, got.out, got, whole.out, whole)
 					}
 				}
 			})
@@ -95,20 +92,31 @@ func TestPairs(t *testing.T) {
 	}
 }
 
-// feedStream feeds the provider's stream in the given chunks, the last marked as the end, and
-// returns what the client receives and the usage read.
-func feedStream(t *testing.T, req *clientRequest, provider protocol, chunks ...[]byte) (out []byte, u billing.Usage, ok bool, finish string) {
+// fed is what a client receives from a stream, and the usage read from it.
+type fed struct {
+	out          []byte
+	usage        billing.Usage
+	seen, final  bool
+	finish       string
+	contentBytes int64
+}
+
+// feedStream feeds the provider's stream in the given chunks, the last marked as the end.
+func feedStream(t *testing.T, req *clientRequest, provider protocol, chunks ...[]byte) fed {
 	t.Helper()
 	p := newStreamProcessor(req, provider, "m")
+	var f fed
 	for i, c := range chunks {
 		b, err := p.Feed(c, i == len(chunks)-1)
 		if err != nil {
 			t.Fatalf("feed: %v", err)
 		}
-		out = append(out, b...)
+		f.out = append(f.out, b...)
 	}
-	u, ok = p.Usage()
-	return out, u, ok, p.FinishReason()
+	f.out = stableTime(f.out)
+	f.usage, f.seen, f.final = p.Usage()
+	f.finish, f.contentBytes = p.FinishReason(), p.ContentBytes()
+	return f
 }
 
 // pairEndpoint is the endpoint a client of protocol name calls; Gemini's path decides streaming.
@@ -141,13 +149,13 @@ func stableTime(b []byte) []byte {
 	})
 }
 
-func usageJSON(t *testing.T, u billing.Usage, reported bool, finish string) []byte {
+func usageJSON(t *testing.T, u billing.Usage, final bool, finish string) []byte {
 	t.Helper()
 	b, err := json.MarshalIndent(struct {
 		Usage        billing.Usage
-		Reported     bool
+		Final        bool
 		FinishReason string
-	}{u, reported, finish}, "", "  ")
+	}{u, final, finish}, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,50 +55,49 @@ type clientRequest struct {
 // returned error ends the client's stream (the caller appends the client's error event).
 type streamProcessor interface {
 	Feed(chunk []byte, endOfStream bool) ([]byte, error)
-	// Usage is the provider-reported usage, once known.
-	Usage() (billing.Usage, bool)
+	// Usage is the provider-reported usage so far: seen once any arrived, final once the
+	// provider's last usage event passed (Anthropic's message_delta, Gemini's frame with a
+	// finish reason, OpenAI's usage chunk). Before that it is only a lower bound.
+	Usage() (u billing.Usage, seen, final bool)
 	FinishReason() string
-	// Delivered counts content-bearing chunks passed to the client, to estimate an abandoned
-	// stream's output.
-	Delivered() int
+	// ContentBytes counts the bytes of content (text, reasoning, tool arguments) passed to the
+	// client, from which a stream cut before its final usage is estimated.
+	ContentBytes() int64
 }
 
 // openaiPassthrough adapts the OpenAI same-protocol rewriter.
 type openaiPassthrough struct{ *openai.StreamRewriter }
 
-func (p openaiPassthrough) Usage() (billing.Usage, bool) {
-	return p.Result.Usage.Billing(), p.Result.HasUsage
+func (p openaiPassthrough) Usage() (billing.Usage, bool, bool) {
+	return p.Result.Usage.Billing(), p.Result.HasUsage, p.Result.HasUsage
 }
 func (p openaiPassthrough) FinishReason() string { return p.Result.FinishReason }
-func (p openaiPassthrough) Delivered() int       { return p.Chunks }
+func (p openaiPassthrough) ContentBytes() int64  { return p.Result.ContentBytes }
 
 // passthrough adapts a same-protocol stream rewriter that reports usage in both forms.
 type passthrough struct {
-	feed      func([]byte, bool) ([]byte, error)
-	usage     func() (openai.Usage, billing.Usage, bool)
-	finish    func() string
-	delivered int
+	feed    func([]byte, bool) ([]byte, error)
+	usage   func() (openai.Usage, billing.Usage, bool)
+	final   func() bool
+	finish  func() string
+	content func() int64
 }
 
-func (p *passthrough) Feed(chunk []byte, eos bool) ([]byte, error) {
-	out, err := p.feed(chunk, eos)
-	if len(out) > 0 {
-		p.delivered++
-	}
-	return out, err
-}
+func (p *passthrough) Feed(chunk []byte, eos bool) ([]byte, error) { return p.feed(chunk, eos) }
 
-func (p *passthrough) Usage() (billing.Usage, bool) {
+func (p *passthrough) Usage() (billing.Usage, bool, bool) {
 	_, u, ok := p.usage()
-	return u, ok
+	return u, ok, ok && p.final()
 }
 func (p *passthrough) FinishReason() string { return p.finish() }
-func (p *passthrough) Delivered() int       { return p.delivered }
+func (p *passthrough) ContentBytes() int64  { return p.content() }
 
 // chunkDecoder reads a provider's stream into pivot chunks.
 type chunkDecoder interface {
 	Feed(chunk []byte, endOfStream bool) ([]openai.ChatCompletionChunk, error)
 	Usage() (openai.Usage, billing.Usage, bool)
+	// UsageFinal reports whether the provider's last usage event passed.
+	UsageFinal() bool
 	FinishReason() string
 }
 
@@ -110,16 +109,26 @@ type chunkEncoder interface {
 
 // bridge translates a stream between protocols through pivot chunks.
 type bridge struct {
-	dec       chunkDecoder
-	enc       chunkEncoder
-	delivered int
+	dec     chunkDecoder
+	enc     chunkEncoder
+	content int64
 }
 
 func (b *bridge) Feed(chunk []byte, endOfStream bool) ([]byte, error) {
 	chunks, err := b.dec.Feed(chunk, endOfStream)
 	for _, c := range chunks {
-		if len(c.Choices) > 0 {
-			b.delivered++
+		for _, ch := range c.Choices {
+			d := &ch.Delta
+			b.content += int64(len(d.ReasoningContent))
+			if d.Content != nil {
+				b.content += int64(len(*d.Content))
+			}
+			if d.Refusal != nil {
+				b.content += int64(len(*d.Refusal))
+			}
+			for _, tc := range d.ToolCalls {
+				b.content += int64(len(tc.Function.Name) + len(tc.Function.Arguments))
+			}
 		}
 	}
 	out := b.enc.Encode(nil, chunks)
@@ -136,12 +145,12 @@ func (b *bridge) Feed(chunk []byte, endOfStream bool) ([]byte, error) {
 	return out, nil
 }
 
-func (b *bridge) Usage() (billing.Usage, bool) {
+func (b *bridge) Usage() (billing.Usage, bool, bool) {
 	_, u, ok := b.dec.Usage()
-	return u, ok
+	return u, ok, ok && b.dec.UsageFinal()
 }
 func (b *bridge) FinishReason() string { return b.dec.FinishReason() }
-func (b *bridge) Delivered() int       { return b.delivered }
+func (b *bridge) ContentBytes() int64  { return b.content }
 
 // errorBody renders e in the client's protocol.
 func errorBody(p protocol, e *apierror.Error) []byte {

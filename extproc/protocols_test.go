@@ -30,9 +30,9 @@ func TestBridge(t *testing.T) {
 			if string(out) != want {
 				t.Fatalf("split %d differs:\n%s\nwant\n%s", i, out, want)
 			}
-			u, ok := b.Usage()
-			if !ok || promptTokens(u) != 7 || completionTokens(u) != 2 || b.FinishReason() != "stop" || b.Delivered() != 2 {
-				t.Fatalf("usage %+v %v finish %q delivered %d", u, ok, b.FinishReason(), b.Delivered())
+			u, seen, final := b.Usage()
+			if !seen || !final || promptTokens(u) != 7 || completionTokens(u) != 2 || b.FinishReason() != "stop" || b.ContentBytes() != int64(len("Hé"+"llo")) {
+				t.Fatalf("usage %+v seen %v final %v finish %q content bytes %d", u, seen, final, b.FinishReason(), b.ContentBytes())
 			}
 		}
 		if !strings.HasSuffix(want, "data: [DONE]\n\n") || strings.Contains(want, `"usage"`) != includeUsage {

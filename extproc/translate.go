@@ -61,32 +61,39 @@ func catalogEndpoint(p protocol) string {
 }
 
 // upstreamRequest builds the provider's path and body for req: the client's own request when the
-// provider speaks its protocol, else a translation of the pivot.
+// provider speaks its protocol, else a translation of the pivot. Either way the body carries an
+// explicit output limit, the one the credit hold assumed for model m (outputLimit): a client's
+// max_tokens above the model's maximum, or none at all, must not let a provider bill more.
 func upstreamRequest(req *clientRequest, b *catalog.Backend, m *catalog.Model) (path string, body []byte, err error) {
 	p := b.ProviderRef()
+	limit := outputLimit(m, req.pivot)
 	switch providerProtocol(p.Kind) {
 	case protoAnthropic:
 		if native, ok := req.native.(*anthropic.Request); ok {
-			body, err = anthropic.UpstreamBody(native, b.UpstreamModel)
+			body, err = anthropic.UpstreamBody(native.WithMaxTokens(limit), b.UpstreamModel)
 		} else {
-			body, err = anthropic.FromOpenAI(req.pivot, b.UpstreamModel, m.MaxOutputTokens)
+			body, err = anthropic.FromOpenAI(req.pivot.WithMaxTokens(limit, "max_tokens"), b.UpstreamModel, limit)
 		}
 		return p.PathPrefix() + anthropic.Path, body, err
 	case protoGemini:
 		if native, ok := req.native.(*gemini.Request); ok {
-			body, err = gemini.UpstreamBody(native)
+			body, err = gemini.UpstreamBody(native.WithMaxOutputTokens(limit))
 		} else {
-			body, err = gemini.FromOpenAI(req.pivot)
+			body, err = gemini.FromOpenAI(req.pivot.WithMaxTokens(limit, "max_tokens"))
 		}
 		return p.PathPrefix() + gemini.Path(b.UpstreamModel, req.stream), body, err
 	default:
-		pivot := req.pivot
+		// OpenAI itself takes max_completion_tokens (its reasoning models refuse max_tokens);
+		// compatible hosts (vLLM, Mistral, …) all take max_tokens.
+		param := "max_tokens"
+		if p.Kind == catalog.KindOpenAI {
+			param = "max_completion_tokens"
+		}
+		pivot := req.pivot.WithMaxTokens(limit, param)
 		if req.proto != protoOpenAI && p.Kind == catalog.KindOpenAI && pivot.TopK != nil {
 			// OpenAI refuses top_k, which Anthropic and Gemini clients may send; compatible
-			// hosts (vLLM and the like) take it. The pivot is shared, so drop it on a copy.
-			c := *pivot
-			c.TopK = nil
-			pivot = &c
+			// hosts (vLLM and the like) take it. pivot is already a copy.
+			pivot.TopK = nil
 		}
 		body, err = openai.UpstreamBody(pivot, b.UpstreamModel)
 		return p.PathPrefix() + "/v1/chat/completions", body, err
@@ -169,10 +176,10 @@ func newStreamProcessor(req *clientRequest, provider protocol, model string) str
 		switch provider {
 		case protoAnthropic:
 			r := anthropic.NewStreamRewriter(model)
-			return &passthrough{feed: r.Feed, usage: r.Usage, finish: r.StopReason}
+			return &passthrough{feed: r.Feed, usage: r.Usage, final: r.UsageFinal, finish: r.StopReason, content: r.ContentBytes}
 		case protoGemini:
 			r := gemini.NewStreamRewriter(model)
-			return &passthrough{feed: r.Feed, usage: r.Usage, finish: r.FinishReason}
+			return &passthrough{feed: r.Feed, usage: r.Usage, final: r.Done, finish: r.FinishReason, content: r.ContentBytes}
 		default:
 			return openaiPassthrough{openai.NewStreamRewriter(model, req.includeUsage)}
 		}

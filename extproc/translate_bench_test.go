@@ -128,7 +128,7 @@ func BenchmarkTranslateStream(b *testing.B) {
 					if _, err := proc.Feed(nil, true); err != nil {
 						b.Fatal(err)
 					}
-					if _, ok := proc.Usage(); !ok {
+					if _, _, final := proc.Usage(); !final {
 						b.Fatal("no usage")
 					}
 				}

@@ -13,6 +13,9 @@
 //	mock-broken-stream streams two chunks, then a frame that is not JSON
 //	mock-cut-stream    streams two chunks, then ends without [DONE]
 //	mock-flaky         answers 503 twice, then succeeds, and again (for retry tests)
+//	mock-bill-max      answers normally but bills the most it was allowed: output tokens equal to
+//	                   the output limit it was sent, or 10^12 when it was sent none (an
+//	                   adversarial provider, for metering tests)
 package mockprovider
 
 import (
@@ -123,6 +126,8 @@ type completion struct {
 	finish       string
 	promptTokens int
 	tool         *toolCall
+	// billed, when positive, is the output the mock reports whatever it wrote (mock-bill-max).
+	billed int
 }
 
 // toolCall is the mock's call of a tool: always the first one offered, always for Paris.
@@ -154,11 +159,20 @@ func reply(id, model string, created int64, lastUser, toolResult string, tools [
 	if limit != nil && *limit < len(c.words) {
 		c.words, c.finish = c.words[:max(*limit, 0)], "length"
 	}
+	if model == "mock-bill-max" {
+		c.billed = 1_000_000_000_000
+		if limit != nil {
+			c.billed = *limit
+		}
+	}
 	return c
 }
 
 // outputTokens counts the completion's tokens: its words, or the tool call's arguments.
 func (c completion) outputTokens() int {
+	if c.billed > 0 {
+		return c.billed
+	}
 	if c.tool != nil {
 		return (len(c.tool.args) + 3) / 4
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/tollgate/tollgate/extproc/apierror"
@@ -222,4 +223,17 @@ func marshalVerbatim(v any) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// WithMaxTokens returns a copy of r whose max_tokens is n: the gateway always sends the output
+// limit its credit hold assumed. r is not modified (every attempt starts from the client's).
+func (r *Request) WithMaxTokens(n int64) *Request {
+	c := *r
+	c.MaxTokens = n
+	c.fields = make(map[string]json.RawMessage, len(r.fields))
+	for k, v := range r.fields {
+		c.fields[k] = v
+	}
+	c.fields["max_tokens"] = strconv.AppendInt(nil, n, 10)
+	return &c
 }

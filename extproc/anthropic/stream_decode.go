@@ -119,6 +119,7 @@ func (d *StreamDecoder) event(out []openai.ChatCompletionChunk, e *streamEvent) 
 		return d.blockDelta(out, e), nil
 	case evMessageDelta:
 		d.usage.apply(e.Usage)
+		d.usage.final = d.usage.final || e.Usage != nil
 		if e.Delta.StopReason == nil {
 			return out, nil
 		}
@@ -207,6 +208,10 @@ func (d *StreamDecoder) chunk(delta openai.Delta, finish *string) openai.ChatCom
 func (d *StreamDecoder) Usage() (openai.Usage, billing.Usage, bool) {
 	return d.usage.openAI(), d.usage.billing(), d.usage.seen
 }
+
+// UsageFinal reports whether message_delta has reported the usage: before it, the output count
+// is message_start's placeholder.
+func (d *StreamDecoder) UsageFinal() bool { return d.usage.final }
 
 // FinishReason is the pivot finish reason, once message_delta has reported the stop reason.
 func (d *StreamDecoder) FinishReason() string { return d.finish }

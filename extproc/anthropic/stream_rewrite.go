@@ -20,10 +20,13 @@ type StreamRewriter struct {
 	dec    sse.Decoder
 	events []sse.Event
 
-	usage  usageCounts
-	stop   string
-	done   bool // message_stop passed
-	failed bool // the provider sent an error event
+	usage usageCounts
+	stop  string
+	// content counts the bytes of text, thinking and tool input passed to the client, from which
+	// a stream cut before its final usage is estimated.
+	content int64
+	done    bool // message_stop passed
+	failed  bool // the provider sent an error event
 }
 
 // NewStreamRewriter returns a rewriter naming model (the canonical id) in message_start.
@@ -70,9 +73,12 @@ func (s *StreamRewriter) rewrite(ev sse.Event) ([]byte, error) {
 		return s.renameModel(ev.Data)
 	case evMessageDelta:
 		s.usage.apply(e.Usage)
+		s.usage.final = s.usage.final || e.Usage != nil
 		if e.Delta.StopReason != nil {
 			s.stop = *e.Delta.StopReason
 		}
+	case evContentBlockDelta:
+		s.content += int64(len(e.Delta.Text) + len(e.Delta.Thinking) + len(e.Delta.PartialJSON))
 	case evMessageStop:
 		s.done = true
 	case evError:
@@ -108,6 +114,13 @@ func (s *StreamRewriter) renameModel(data []byte) ([]byte, error) {
 func (s *StreamRewriter) Usage() (openai.Usage, billing.Usage, bool) {
 	return s.usage.openAI(), s.usage.billing(), s.usage.seen
 }
+
+// UsageFinal reports whether message_delta has reported the usage: before it, the output count
+// is message_start's placeholder.
+func (s *StreamRewriter) UsageFinal() bool { return s.usage.final }
+
+// ContentBytes counts the bytes of text, thinking and tool input passed to the client so far.
+func (s *StreamRewriter) ContentBytes() int64 { return s.content }
 
 // StopReason is Anthropic's stop_reason, once message_delta has reported it.
 func (s *StreamRewriter) StopReason() string { return s.stop }

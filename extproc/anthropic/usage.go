@@ -8,7 +8,10 @@ import (
 // usageCounts accumulates Anthropic usage. A stream reports it in message_start and again,
 // cumulatively, in message_delta; a field a later report leaves out keeps its earlier value.
 type usageCounts struct {
-	seen       bool
+	seen bool
+	// final is set by message_delta: message_start's output_tokens is a placeholder (often 1),
+	// and only message_delta carries the real count.
+	final      bool
 	input      int64
 	cacheRead  int64
 	cacheWrite int64 // cache_creation_input_tokens: every TTL

@@ -10,6 +10,8 @@ package billing
 import (
 	"errors"
 	"fmt"
+	"math"
+	"math/big"
 	"math/bits"
 	"sort"
 	"strconv"
@@ -156,29 +158,59 @@ func Compute(p Prices, u Usage, markupBps int64) Cost {
 		{ItemWebSearch, u.WebSearches, price(ItemWebSearch)},
 	}
 	c := Cost{ItemsPico: make(map[string]int64, len(lines))}
-	var total uint64
+	// The sum is kept in 128 bits (hi, lo): a provider-reported count of 2^58 tokens times a
+	// price in pico-USD does not fit in 64, and a wrapped product once charged 30 µUSD for it.
+	var hi, lo uint64
 	for _, l := range lines {
-		if l.count <= 0 || l.price == 0 {
+		if l.count <= 0 || l.price <= 0 {
 			continue
 		}
-		v := l.count * l.price
-		c.ItemsPico[l.item] += v
-		total += uint64(v)
+		ph, pl := bits.Mul64(uint64(l.count), uint64(l.price))
+		c.ItemsPico[l.item] = saturate(ph, pl)
+		var carry uint64
+		lo, carry = bits.Add64(lo, pl, 0)
+		hi, carry = bits.Add64(hi, ph, carry)
+		if carry != 0 {
+			hi, lo = math.MaxUint64, math.MaxUint64
+		}
 	}
-	c.TotalMicros = int64(applyMarkupCeilMicros(total, uint64(10_000+max(markupBps, 0))))
+	c.TotalMicros = applyMarkupCeilMicros(hi, lo, uint64(10_000+max(markupBps, 0)))
 	return c
 }
 
-// applyMarkupCeilMicros returns ceil(pico × factor / 10_000 / 10^6) with a 128-bit intermediate,
-// so no realistic request can overflow.
-func applyMarkupCeilMicros(pico, factor uint64) uint64 {
-	const div = 10_000 * picoPerMicro
-	hi, lo := bits.Mul64(pico, factor)
-	q, r := bits.Div64(hi, lo, div) // hi < factor < div, so the quotient fits
-	if r != 0 {
-		q++
+// saturate returns the 128-bit value hi:lo as an int64, or math.MaxInt64 if it does not fit.
+func saturate(hi, lo uint64) int64 {
+	if hi != 0 || lo > math.MaxInt64 {
+		return math.MaxInt64
 	}
-	return q
+	return int64(lo)
+}
+
+// applyMarkupCeilMicros returns ceil(pico × factor / 10_000 / 10^6), where pico is the 128-bit
+// value hi:lo, saturated at math.MaxInt64: a charge that large is refused by every hold and
+// capped at the hold by every settlement, so saturating loses nothing that could be charged.
+func applyMarkupCeilMicros(hi, lo, factor uint64) int64 {
+	const div = 10_000 * picoPerMicro
+	if hi == 0 && factor < div {
+		// The common case: one 64×64 product and one 128/64 division.
+		ph, pl := bits.Mul64(lo, factor)
+		q, r := bits.Div64(ph, pl, div) // ph < factor < div, so the quotient fits
+		if r != 0 {
+			q++
+		}
+		return saturate(0, q)
+	}
+	n := new(big.Int).Lsh(new(big.Int).SetUint64(hi), 64)
+	n.Or(n, new(big.Int).SetUint64(lo))
+	n.Mul(n, new(big.Int).SetUint64(factor))
+	q, r := n.QuoRem(n, big.NewInt(div), new(big.Int))
+	if r.Sign() != 0 {
+		q.Add(q, big.NewInt(1))
+	}
+	if !q.IsInt64() {
+		return math.MaxInt64
+	}
+	return q.Int64()
 }
 
 // FormatMicros renders micro-USD as a decimal USD string with six places ("12.500000").

@@ -2,6 +2,7 @@ package billing
 
 import (
 	"maps"
+	"math"
 	"strings"
 	"testing"
 )
@@ -126,6 +127,41 @@ func TestCompute(t *testing.T) {
 			markupBps: 10_000,
 			wantMicro: 30_000_000_000,
 			wantItems: map[string]int64{"completion": 15_000_000_000_000_000},
+		},
+		{
+			// 2^58 × 15,000,000 pico does not fit in 64 bits; it wrapped to a 30 µUSD charge once.
+			// 2^58 × 15 µUSD = 4,323,455,642,275,676,160 µUSD, which fits.
+			name:      "2^58 tokens are computed exactly",
+			usage:     Usage{OutputTokens: 1 << 58},
+			wantMicro: 4_323_455_642_275_676_160,
+			wantItems: map[string]int64{"completion": math.MaxInt64},
+		},
+		{
+			// 10^12 × 15,000,000 pico = 1.5e19 pico: above MaxInt64, within uint64.
+			name:      "10^12 tokens are computed exactly",
+			usage:     Usage{OutputTokens: 1_000_000_000_000},
+			wantMicro: 15_000_000_000_000,
+			wantItems: map[string]int64{"completion": math.MaxInt64},
+		},
+		{
+			name:      "a charge beyond int64 saturates",
+			usage:     Usage{OutputTokens: math.MaxInt64, InputTokens: math.MaxInt64},
+			markupBps: 10_000,
+			wantMicro: math.MaxInt64,
+			wantItems: map[string]int64{"completion": math.MaxInt64, "prompt": math.MaxInt64},
+		},
+		{
+			name:      "negative counts cost nothing",
+			usage:     Usage{InputTokens: -5, OutputTokens: -1 << 62, Requests: -1},
+			wantMicro: 0,
+			wantItems: map[string]int64{},
+		},
+		{
+			name:      "an absurd markup does not divide by overflow",
+			usage:     Usage{InputTokens: 1},
+			markupBps: 1 << 40,
+			wantMicro: 329_853_492, // ceil(3e6 × (10^4 + 2^40) / 10^10)
+			wantItems: map[string]int64{"prompt": 3_000_000},
 		},
 	}
 	for _, tt := range tests {

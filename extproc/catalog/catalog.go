@@ -103,13 +103,16 @@ type Limits struct {
 
 // Model is one canonical model id with its aliases, backends, prices and limits.
 type Model struct {
-	ID              string            `yaml:"id"`
-	Aliases         []string          `yaml:"aliases"`
-	OwnedBy         string            `yaml:"owned_by"`
-	Lifecycle       string            `yaml:"lifecycle"`
-	Tier            string            `yaml:"tier"`
-	Endpoints       []string          `yaml:"endpoints"`
-	MaxOutputTokens int64             `yaml:"max_output_tokens"`
+	ID              string   `yaml:"id"`
+	Aliases         []string `yaml:"aliases"`
+	OwnedBy         string   `yaml:"owned_by"`
+	Lifecycle       string   `yaml:"lifecycle"`
+	Tier            string   `yaml:"tier"`
+	Endpoints       []string `yaml:"endpoints"`
+	MaxOutputTokens int64    `yaml:"max_output_tokens"`
+	// PartInputTokens bounds the input tokens of one non-text part; unset kinds take the
+	// defaults of PartTokens.
+	PartInputTokens *PartTokens       `yaml:"part_input_tokens"`
 	Backends        []Backend         `yaml:"backends"`
 	Pricing         map[string]string `yaml:"pricing"`
 	Fallbacks       []string          `yaml:"fallbacks"`
@@ -118,6 +121,61 @@ type Model struct {
 	Sunset          string            `yaml:"sunset"`
 
 	prices billing.Prices
+}
+
+// Kinds of non-text content part.
+const (
+	PartImage    = "image"
+	PartDocument = "document"
+	PartAudio    = "audio"
+)
+
+// Default worst-case input tokens of one non-text part. An image: OpenAI's patch-based models
+// charge at most 1536 patches × 1.62 ≈ 2,490 tokens, Anthropic about 1,600 (1.15 megapixels /
+// 750), Gemini at most 1,120 per image at its highest media resolution. A document or an audio
+// part may fill a whole 200K-token context window, the largest most models read at once; lower
+// these for models whose providers cap parts lower, so holds tie up less credit.
+const (
+	DefaultImageTokens    = 2_500
+	DefaultDocumentTokens = 200_000
+	DefaultAudioTokens    = 200_000
+)
+
+// maxPartTokens keeps a part's bound far from overflowing the hold's arithmetic.
+const maxPartTokens = 10_000_000
+
+// PartTokens are worst-case input tokens of one part of each kind; zero means the default.
+type PartTokens struct {
+	Image    int64 `yaml:"image"`
+	Document int64 `yaml:"document"`
+	Audio    int64 `yaml:"audio"`
+}
+
+// PartTokens returns the worst-case input tokens of one part of kind (PartImage, PartDocument,
+// PartAudio) on this model: its catalog value, else the default.
+func (m *Model) PartTokens(kind string) int64 {
+	var v, def int64
+	switch kind {
+	case PartImage:
+		def = DefaultImageTokens
+		if m.PartInputTokens != nil {
+			v = m.PartInputTokens.Image
+		}
+	case PartDocument:
+		def = DefaultDocumentTokens
+		if m.PartInputTokens != nil {
+			v = m.PartInputTokens.Document
+		}
+	case PartAudio:
+		def = DefaultAudioTokens
+		if m.PartInputTokens != nil {
+			v = m.PartInputTokens.Audio
+		}
+	}
+	if v > 0 {
+		return v
+	}
+	return def
 }
 
 // Prices returns the model's parsed prices.

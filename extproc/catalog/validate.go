@@ -116,6 +116,16 @@ func (c *Catalog) validateModels(ps *problems) {
 		if m.MaxOutputTokens <= 0 {
 			ps.errorf(at.key("max_output_tokens"), "must be positive")
 		}
+		if pt := m.PartInputTokens; pt != nil {
+			for _, f := range []struct {
+				key string
+				v   int64
+			}{{PartImage, pt.Image}, {PartDocument, pt.Document}, {PartAudio, pt.Audio}} {
+				if f.v < 0 || f.v > maxPartTokens {
+					ps.errorf(at.key("part_input_tokens").key(f.key), "must be between 0 (the default) and %d", maxPartTokens)
+				}
+			}
+		}
 		if m.Sunset != "" && !isDate(m.Sunset) {
 			ps.errorf(at.key("sunset"), "%q is not a date (2006-01-02) or an RFC 3339 time", m.Sunset)
 		}

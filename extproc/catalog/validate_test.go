@@ -18,7 +18,7 @@ func TestParseInvalid(t *testing.T) {
 		{"unknown_key_top", []string{
 			`unknown_key_top.yaml:6: modles: unknown key (known: providers, models, defaults)`}},
 		{"unknown_key_model", []string{
-			`unknown_key_model.yaml:7: models[0].contxt: unknown key (known: id, aliases, owned_by, lifecycle, tier, endpoints, max_output_tokens, backends, pricing, fallbacks, limits, replacement, sunset)`}},
+			`unknown_key_model.yaml:7: models[0].contxt: unknown key (known: id, aliases, owned_by, lifecycle, tier, endpoints, max_output_tokens, part_input_tokens, backends, pricing, fallbacks, limits, replacement, sunset)`}},
 		{"unknown_provider", []string{
 			`unknown_provider.yaml:9: models[0].backends[1].provider: unknown provider "azure"`}},
 		{"duplicate_id", []string{
@@ -67,6 +67,9 @@ func TestParseInvalid(t *testing.T) {
 			`replacement_unknown.yaml:5: models[0].replacement: "gpt-5" is not a model`}},
 		{"replacement_eu_no_backend", []string{
 			`replacement_eu_no_backend.yaml:5: models[0].replacement: "eu/gpt-5" names an EU model, but gpt-5 has no eu backend`}},
+		{"part_input_tokens", []string{
+			`part_input_tokens.yaml:6: models[0].part_input_tokens.image: must be between 0 (the default) and 10000000`,
+			`part_input_tokens.yaml:6: models[0].part_input_tokens.document: must be between 0 (the default) and 10000000`}},
 		{"sunset", []string{
 			`sunset.yaml:5: models[0].sunset: "next spring" is not a date (2006-01-02) or an RFC 3339 time`}},
 		{"type_mismatch", []string{
@@ -93,7 +96,7 @@ func TestParseInvalid(t *testing.T) {
 			`many.yaml:8: models[0].pricing.prompt: "$1" is not an exact decimal with at most 6 places`,
 			`many.yaml:9: models[0].fallbacks[0]: model gpt falls back to itself`,
 			`many.yaml:10: models[0].replacement: "claude" is not a model`,
-			`many.yaml:11: models[1].colour: unknown key (known: id, aliases, owned_by, lifecycle, tier, endpoints, max_output_tokens, backends, pricing, fallbacks, limits, replacement, sunset)`,
+			`many.yaml:11: models[1].colour: unknown key (known: id, aliases, owned_by, lifecycle, tier, endpoints, max_output_tokens, part_input_tokens, backends, pricing, fallbacks, limits, replacement, sunset)`,
 			`many.yaml:11: models[1].id: "gpt" is already used by model gpt at line 4`}},
 	}
 	seen := make(map[string]bool)

@@ -209,3 +209,17 @@ func UpstreamBody(r *Request) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// WithMaxOutputTokens returns a copy of r whose generationConfig.maxOutputTokens is n: the
+// gateway always sends the output limit its credit hold assumed. r is not modified (every
+// attempt starts from the client's).
+func (r *Request) WithMaxOutputTokens(n int64) *Request {
+	c := *r
+	var g GenerationConfig
+	if r.GenerationConfig != nil {
+		g = *r.GenerationConfig
+	}
+	g.MaxOutputTokens = &n
+	c.GenerationConfig = &g
+	return &c
+}

@@ -381,6 +381,7 @@ type frameInfo struct {
 	reason  string // candidates[0].finishReason, Gemini's
 	blocked bool   // promptFeedback.blockReason: the prompt got no answer
 	calls   bool   // the frame holds a functionCall part
+	content int64  // bytes of the first candidate's text and function calls
 }
 
 // finish is the pivot's finish reason; calledTools says whether the answer (all frames of a
@@ -400,6 +401,7 @@ func inspect(fields map[string]json.RawMessage) (frameInfo, error) {
 		Candidates []struct {
 			Content *struct {
 				Parts []struct {
+					Text         string          `json:"text"`
 					FunctionCall json.RawMessage `json:"functionCall"`
 				} `json:"parts"`
 			} `json:"content"`
@@ -425,6 +427,10 @@ func inspect(fields map[string]json.RawMessage) (frameInfo, error) {
 		if c := r.Candidates[0].Content; c != nil {
 			for _, p := range c.Parts {
 				info.calls = info.calls || (len(p.FunctionCall) > 0 && !isNull(p.FunctionCall))
+				info.content += int64(len(p.Text))
+				if !isNull(p.FunctionCall) {
+					info.content += int64(len(p.FunctionCall))
+				}
 			}
 		}
 	}

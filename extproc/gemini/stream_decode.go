@@ -156,3 +156,7 @@ func (d *StreamDecoder) FinishReason() string { return d.finish }
 
 // Done reports whether a frame with a finish reason (or a prompt block) was seen.
 func (d *StreamDecoder) Done() bool { return d.done }
+
+// UsageFinal reports whether the frame with a finish reason passed: its usageMetadata is the
+// stream's final count, earlier frames' are running totals.
+func (d *StreamDecoder) UsageFinal() bool { return d.done }

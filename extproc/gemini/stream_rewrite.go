@@ -21,11 +21,14 @@ type StreamRewriter struct {
 	dec    sse.Decoder
 	events []sse.Event
 
-	usage  *UsageMetadata
-	finish string
-	calls  bool // a functionCall part went by: STOP then means tool_calls
-	done   bool
-	failed bool // an error frame went to the client
+	usage *UsageMetadata
+	// content counts the bytes of text and function calls passed to the client, from which a
+	// stream cut before its final frame is estimated.
+	content int64
+	finish  string
+	calls   bool // a functionCall part went by: STOP then means tool_calls
+	done    bool
+	failed  bool // an error frame went to the client
 }
 
 // NewStreamRewriter returns a rewriter naming model in every frame.
@@ -87,6 +90,7 @@ func (s *StreamRewriter) rewrite(data []byte) ([]byte, error) {
 		s.usage = info.usage
 	}
 	s.calls = s.calls || info.calls
+	s.content += info.content
 	if f := info.finish(s.calls); f != "" {
 		s.finish, s.done = f, true
 	}
@@ -110,5 +114,8 @@ func (s *StreamRewriter) Usage() (openai.Usage, billing.Usage, bool) {
 // FinishReason is the pivot's finish reason, "" until a frame carried one.
 func (s *StreamRewriter) FinishReason() string { return s.finish }
 
-// Done reports whether a frame with a finish reason was seen.
+// ContentBytes counts the bytes of text and function calls passed to the client so far.
+func (s *StreamRewriter) ContentBytes() int64 { return s.content }
+
+// Done reports whether a frame with a finish reason was seen: its usageMetadata is final.
 func (s *StreamRewriter) Done() bool { return s.done }

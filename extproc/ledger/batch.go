@@ -38,6 +38,8 @@ func validateUsage(u Usage) error {
 		return fmt.Errorf("empty request id: %w", ErrInvalid)
 	case u.CostMicros < 0:
 		return fmt.Errorf("negative cost %d µUSD: %w", u.CostMicros, ErrInvalid)
+	case u.ExcessMicros < 0:
+		return fmt.Errorf("negative excess %d µUSD: %w", u.ExcessMicros, ErrInvalid)
 	case !validUUID(u.OrgID) || u.KeyID != "" && !validUUID(u.KeyID):
 		return ErrNotFound
 	}
@@ -100,17 +102,17 @@ func (s *Store) SettleBatch(ctx context.Context, usages []Usage) (charged []bool
 			SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
 				$7::text[], $8::text[], $9::int[], $10::text[], $11::bool[], $12::bigint[], $13::bigint[],
 				$14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::jsonb[], $19::bigint[],
-				$20::bigint[], $21::timestamptz[], $22::jsonb[])
+				$20::bigint[], $21::timestamptz[], $22::jsonb[], $23::bigint[])
 			AS t(request_id, org_id, key_id, endpoint, requested_model, model, provider, region, status,
 				finish_reason, streamed, prompt_tokens, completion_tokens, cached_read_tokens,
 				cache_write_tokens, reasoning_tokens, cost_micros, cost_items, latency_ms, ttft_ms, created_at,
-				attempts)
+				attempts, excess_micros)
 		), rec AS (
 			INSERT INTO usage_records (
 				request_id, org_id, key_id, endpoint, requested_model, model, provider, region,
 				status, finish_reason, streamed,
 				prompt_tokens, completion_tokens, cached_read_tokens, cache_write_tokens, reasoning_tokens,
-				cost_micros, cost_items, latency_ms, ttft_ms, created_at, attempts)
+				cost_micros, cost_items, latency_ms, ttft_ms, created_at, attempts, excess_micros)
 			SELECT * FROM input
 			ON CONFLICT (request_id) DO UPDATE SET
 				key_id = EXCLUDED.key_id,
@@ -133,6 +135,7 @@ func (s *Store) SettleBatch(ctx context.Context, usages []Usage) (charged []bool
 				ttft_ms = EXCLUDED.ttft_ms,
 				created_at = EXCLUDED.created_at,
 				attempts = EXCLUDED.attempts,
+				excess_micros = EXCLUDED.excess_micros,
 				provisional = false, settled_at = now()
 			WHERE usage_records.provisional AND usage_records.org_id = EXCLUDED.org_id
 			RETURNING request_id, org_id, cost_micros, expired_charge_micros IS NOT NULL AS replaces,
@@ -161,7 +164,7 @@ func (s *Store) SettleBatch(ctx context.Context, usages []Usage) (charged []bool
 		SELECT request_id FROM rec`,
 		c.ids, c.orgs, c.keys, c.endpoints, c.reqModels, c.models, c.providers, c.regions, c.statuses,
 		c.finishes, c.streamed, c.prompt, c.completion, c.cacheRead, c.cacheWrite, c.reasoning, c.costs,
-		c.items, c.latencies, c.ttfts, c.created, c.attempts)
+		c.items, c.latencies, c.ttfts, c.created, c.attempts, c.excess)
 
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
@@ -199,7 +202,7 @@ type columns struct {
 	keys                                                                                   []*string // NULL: no key
 	statuses                                                                               []int32
 	streamed                                                                               []bool
-	prompt, completion, cacheRead, cacheWrite, reasoning, costs, latencies                 []int64
+	prompt, completion, cacheRead, cacheWrite, reasoning, costs, latencies, excess         []int64
 	ttfts                                                                                  []*int64 // NULL: unknown
 	created                                                                                []time.Time
 }
@@ -244,6 +247,7 @@ func (c *columns) add(u Usage, now time.Time) error {
 	c.cacheWrite = append(c.cacheWrite, u.CacheWriteTokens)
 	c.reasoning = append(c.reasoning, u.ReasoningTokens)
 	c.costs = append(c.costs, u.CostMicros)
+	c.excess = append(c.excess, u.ExcessMicros)
 	c.items = append(c.items, string(b))
 	c.latencies = append(c.latencies, u.Latency.Milliseconds())
 	c.ttfts = append(c.ttfts, ttft)

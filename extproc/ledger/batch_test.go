@@ -34,8 +34,10 @@ func TestSettleBatch(t *testing.T) {
 		}
 	}
 	noHold := requestID("a") // settled without a hold: a replay after the hold expired
+	withExcess := usage(a1, orgA, keyA, 1_000)
+	withExcess.ExcessMicros = 11
 	batch := []ledger.Usage{
-		usage(a1, orgA, keyA, 1_000),
+		withExcess,
 		usage(b1, orgB, "", 3_000),
 		usage(a2, orgA, keyA, 2_000),
 		usage(a1, orgA, keyA, 9_999), // duplicate within the batch: the first one is the charge
@@ -55,7 +57,7 @@ func TestSettleBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.CostMicros != 1_000 || got.KeyID != keyA || got.TimeToFirstToken != 40*time.Millisecond || got.CostItems["completion"] != 750 {
+	if got.CostMicros != 1_000 || got.ExcessMicros != 11 || got.KeyID != keyA || got.TimeToFirstToken != 40*time.Millisecond || got.CostItems["completion"] != 750 {
 		t.Errorf("usage record = %+v", got)
 	}
 

@@ -34,8 +34,11 @@ type Usage struct {
 
 	PromptTokens, CompletionTokens, CachedReadTokens, CacheWriteTokens, ReasoningTokens int64
 
-	CostMicros int64            // total after markup: what is charged, >= 0
-	CostItems  map[string]int64 // billing item -> micro-USD before markup
+	CostMicros int64 // total after markup: what is charged, >= 0
+	// ExcessMicros is what the computed cost exceeded the request's hold by, >= 0: settlement
+	// never charges above the hold, so this part was not charged, only recorded for the operator.
+	ExcessMicros int64
+	CostItems    map[string]int64 // billing item -> micro-USD before markup
 
 	// Stored in whole milliseconds (truncated). A zero TimeToFirstToken is stored as unknown.
 	Latency, TimeToFirstToken time.Duration
@@ -97,9 +100,9 @@ func (s *Store) Settle(ctx context.Context, u Usage) (charged bool, err error) {
 				request_id, org_id, key_id, endpoint, requested_model, model, provider, region,
 				status, finish_reason, streamed,
 				prompt_tokens, completion_tokens, cached_read_tokens, cache_write_tokens, reasoning_tokens,
-				cost_micros, cost_items, latency_ms, ttft_ms, created_at, attempts)
+				cost_micros, cost_items, latency_ms, ttft_ms, created_at, attempts, excess_micros)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-				coalesce($21, now()), $22)
+				coalesce($21, now()), $22, $23)
 			ON CONFLICT (request_id) DO UPDATE SET
 				key_id = EXCLUDED.key_id,
 				endpoint = EXCLUDED.endpoint,
@@ -121,6 +124,7 @@ func (s *Store) Settle(ctx context.Context, u Usage) (charged bool, err error) {
 				ttft_ms = EXCLUDED.ttft_ms,
 				created_at = EXCLUDED.created_at,
 				attempts = EXCLUDED.attempts,
+				excess_micros = EXCLUDED.excess_micros,
 				provisional = false, settled_at = now()
 			WHERE usage_records.provisional AND usage_records.org_id = EXCLUDED.org_id
 			RETURNING request_id, org_id, cost_micros, expired_charge_micros IS NOT NULL AS replaces,
@@ -144,7 +148,7 @@ func (s *Store) Settle(ctx context.Context, u Usage) (charged bool, err error) {
 		u.RequestID, u.OrgID, nullable(u.KeyID), u.Endpoint, u.RequestedModel, u.Model, u.Provider, u.Region,
 		u.Status, u.FinishReason, u.Streamed,
 		u.PromptTokens, u.CompletionTokens, u.CachedReadTokens, u.CacheWriteTokens, u.ReasoningTokens,
-		u.CostMicros, items, u.Latency.Milliseconds(), ttftMs, createdAt, attemptsJSON(u.Attempts))
+		u.CostMicros, items, u.Latency.Milliseconds(), ttftMs, createdAt, attemptsJSON(u.Attempts), u.ExcessMicros)
 	br := s.pool.SendBatch(ctx, b)
 	_, err = br.Exec()
 	if err == nil {
@@ -174,12 +178,12 @@ func (s *Store) UsageByRequest(ctx context.Context, requestID string) (Usage, er
 		SELECT request_id, org_id::text, coalesce(key_id::text, ''), endpoint, requested_model, model,
 		       provider, region, status, finish_reason, streamed,
 		       prompt_tokens, completion_tokens, cached_read_tokens, cache_write_tokens, reasoning_tokens,
-		       cost_micros, cost_items, latency_ms, coalesce(ttft_ms, 0), created_at, attempts
+		       cost_micros, cost_items, latency_ms, coalesce(ttft_ms, 0), created_at, attempts, excess_micros
 		FROM usage_records WHERE request_id = $1`, requestID).Scan(
 		&u.RequestID, &u.OrgID, &u.KeyID, &u.Endpoint, &u.RequestedModel, &u.Model,
 		&u.Provider, &u.Region, &u.Status, &u.FinishReason, &u.Streamed,
 		&u.PromptTokens, &u.CompletionTokens, &u.CachedReadTokens, &u.CacheWriteTokens, &u.ReasoningTokens,
-		&u.CostMicros, &u.CostItems, &latencyMs, &ttftMs, &u.CreatedAt, &u.Attempts)
+		&u.CostMicros, &u.CostItems, &latencyMs, &ttftMs, &u.CreatedAt, &u.Attempts, &u.ExcessMicros)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Usage{}, fmt.Errorf("usage %s: %w", requestID, ErrNotFound)
 	}

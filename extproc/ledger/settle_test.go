@@ -158,7 +158,7 @@ func TestUsageByRequest(t *testing.T) {
 			RequestedModel: "gpt-4o", Model: "openai/gpt-4o", Provider: "openai", Region: "us",
 			Status: 200, FinishReason: "stop", Streamed: true,
 			PromptTokens: 1, CompletionTokens: 2, CachedReadTokens: 3, CacheWriteTokens: 4, ReasoningTokens: 5,
-			CostMicros: 1_100, CostItems: map[string]int64{"prompt": 400, "completion": 600},
+			CostMicros: 1_100, ExcessMicros: 7, CostItems: map[string]int64{"prompt": 400, "completion": 600},
 			Latency: 1500 * time.Millisecond, TimeToFirstToken: 250 * time.Millisecond, CreatedAt: created,
 			Attempts: []ledger.Attempt{{Backend: "openai/gpt-4o", Status: 503, LatencyMs: 40}, {Backend: "azure/gpt-4o", Status: 200, LatencyMs: 900}},
 		}},

@@ -165,3 +165,6 @@ func StreamError(dst []byte, e *apierror.Error) []byte {
 	dst = sse.AppendData(dst, ErrorBody(e))
 	return sse.AppendData(dst, doneData)
 }
+
+// UsageFinal reports whether the usage chunk arrived: OpenAI reports usage once, at the end.
+func (d *StreamDecoder) UsageFinal() bool { return d.usage != nil }

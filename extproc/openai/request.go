@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/tollgate/tollgate/extproc/apierror"
@@ -38,6 +39,7 @@ type ChatRequest struct {
 	usedMaxTokensParam  string
 	Extra               map[string]json.RawMessage
 	promptBytesEstimate int64
+	media               MediaParts
 }
 
 // Message is one chat message. Content is either a string or an array of parts; an array made of
@@ -323,14 +325,58 @@ func (r *ChatRequest) SetMaxTokens(n int64) {
 // NewChatRequest returns an empty pivot request for another protocol's converter to fill.
 func NewChatRequest() *ChatRequest { return &ChatRequest{Extra: map[string]json.RawMessage{}} }
 
-// EstimatePromptBytes recomputes PromptBytes for a request built by a converter.
+// MediaParts counts a request's non-text content parts by kind.
+type MediaParts struct{ Images, Documents, Audio int64 }
+
+// MediaParts counts the request's non-text parts: a provider counts each at its own rate, not
+// by its bytes (an image URL of 40 bytes may cost 1,500 tokens), so a prompt bound adds a worst
+// case for each. Part types other than text, refusal, images and audio count as documents, the
+// dearest kind.
+func (r *ChatRequest) MediaParts() MediaParts { return r.media }
+
+// EstimatePromptBytes recomputes PromptBytes and MediaParts for a request built by a converter.
 func (r *ChatRequest) EstimatePromptBytes() {
 	r.promptBytesEstimate = 0
+	r.media = MediaParts{}
 	for i := range r.Messages {
 		m := &r.Messages[i]
 		r.promptBytesEstimate += int64(len(m.Content)) + int64(len(m.ToolCalls)) + perMessageOverhead
+		if len(m.Content) > 0 && m.Content[0] == '[' {
+			// Text-only arrays were flattened into a string at parse time; what is left holds
+			// other parts, which are rare enough to decode again here.
+			r.media.add(m.Content)
+		}
 	}
 	for _, t := range r.Tools {
 		r.promptBytesEstimate += int64(len(t.Function.Name)+len(t.Function.Description)+len(t.Function.Parameters)) + perMessageOverhead
 	}
+}
+
+func (c *MediaParts) add(content json.RawMessage) {
+	var parts []struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(content, &parts) != nil {
+		return
+	}
+	for _, p := range parts {
+		switch {
+		case p.Type == "text", p.Type == "refusal":
+		case strings.Contains(p.Type, "image"):
+			c.Images++
+		case strings.Contains(p.Type, "audio"):
+			c.Audio++
+		default:
+			c.Documents++
+		}
+	}
+}
+
+// WithMaxTokens returns a copy of r whose output limit is n, sent as param
+// ("max_completion_tokens" or "max_tokens"): the gateway always sends the output limit its credit
+// hold assumed, in the parameter the provider expects. r is not modified.
+func (r *ChatRequest) WithMaxTokens(n int64, param string) *ChatRequest {
+	c := *r
+	c.MaxTokens, c.usedMaxTokensParam = &n, param
+	return &c
 }

@@ -10,6 +10,9 @@ type Result struct {
 	Usage        Usage
 	HasUsage     bool
 	FinishReason string
+	// ContentBytes counts the bytes of the choices' text, reasoning, refusal and tool-call
+	// arguments (message or delta), from which an answer without usage is estimated.
+	ContentBytes int64
 }
 
 // RewriteResponse takes a non-streaming chat completion from an OpenAI-kind provider, puts the
@@ -35,14 +38,29 @@ func RewriteResponse(body []byte, model string) ([]byte, Result, error) {
 func inspect(fields map[string]json.RawMessage) (Result, error) {
 	var res Result
 	if raw, ok := fields["usage"]; ok && !isNull(raw) {
-		if err := json.Unmarshal(raw, &res.Usage); err != nil {
-			return res, fmt.Errorf("decode openai usage: %w", err)
+		// Usage that does not decode (counts written 1e12, or as strings) is no usage: the
+		// answer still reaches the client, and the gateway estimates what it cost.
+		var u Usage
+		if json.Unmarshal(raw, &u) == nil {
+			res.Usage, res.HasUsage = u, true
 		}
-		res.HasUsage = true
 	}
 	if raw, ok := fields["choices"]; ok && !isNull(raw) {
+		type body struct {
+			Content          textLen `json:"content"`
+			ReasoningContent textLen `json:"reasoning_content"`
+			Refusal          textLen `json:"refusal"`
+			ToolCalls        []struct {
+				Function struct {
+					Name      textLen `json:"name"`
+					Arguments textLen `json:"arguments"`
+				} `json:"function"`
+			} `json:"tool_calls"`
+		}
 		var choices []struct {
 			FinishReason *string `json:"finish_reason"`
+			Message      body    `json:"message"`
+			Delta        body    `json:"delta"`
 		}
 		if err := json.Unmarshal(raw, &choices); err != nil {
 			return res, fmt.Errorf("decode openai choices: %w", err)
@@ -50,6 +68,12 @@ func inspect(fields map[string]json.RawMessage) (Result, error) {
 		for _, c := range choices {
 			if c.FinishReason != nil {
 				res.FinishReason = *c.FinishReason
+			}
+			for _, b := range []*body{&c.Message, &c.Delta} {
+				res.ContentBytes += int64(b.Content + b.ReasoningContent + b.Refusal)
+				for _, tc := range b.ToolCalls {
+					res.ContentBytes += int64(tc.Function.Name + tc.Function.Arguments)
+				}
 			}
 		}
 	}
@@ -61,4 +85,20 @@ func errOrNull(err error) error {
 		return err
 	}
 	return fmt.Errorf("body is null")
+}
+
+// textLen decodes a JSON string as its length in bytes as written, escapes included (an upper
+// bound of the text's bytes), without allocating the string: it is read from every streamed
+// chunk. null is 0; any other value (some compatible hosts send content as an array of parts)
+// counts whole.
+type textLen int64
+
+func (n *textLen) UnmarshalJSON(b []byte) error {
+	switch {
+	case len(b) >= 2 && b[0] == '"':
+		*n = textLen(len(b) - 2)
+	case string(b) != "null":
+		*n = textLen(len(b))
+	}
+	return nil
 }

@@ -90,6 +90,7 @@ func (s *StreamRewriter) rewrite(data []byte) ([]byte, error) {
 	if res.FinishReason != "" {
 		s.Result.FinishReason = res.FinishReason
 	}
+	s.Result.ContentBytes += res.ContentBytes
 	if !s.includeUsage {
 		if res.HasUsage && isEmptyArray(fields["choices"]) {
 			return nil, nil // the usage-only chunk exists only because the gateway asked for it

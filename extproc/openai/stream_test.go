@@ -130,9 +130,15 @@ func TestRewriteResponse(t *testing.T) {
 	if res.FinishReason != "length" || res.Usage.PromptTokens != 10 || !res.HasUsage {
 		t.Errorf("result = %+v", res)
 	}
-	for _, bad := range []string{`{"choices": [`, `null`, `{"usage": "lots"}`} {
+	for _, bad := range []string{`{"choices": [`, `null`} {
 		if _, _, err := RewriteResponse([]byte(bad), "m"); err == nil {
 			t.Errorf("RewriteResponse(%s) accepted a malformed body", bad)
+		}
+	}
+	// Usage that does not decode is no usage: the answer passes, and the gateway estimates it.
+	for _, bad := range []string{`{"usage": "lots"}`, `{"usage": {"completion_tokens": 1e12}}`} {
+		if _, res, err := RewriteResponse([]byte(bad), "m"); err != nil || res.HasUsage {
+			t.Errorf("RewriteResponse(%s) = %+v, %v; want no usage and no error", bad, res, err)
 		}
 	}
 }

@@ -50,6 +50,7 @@ type usageJSON struct {
 	CacheWriteTokens int64            `json:"cache_write_tokens,omitempty"`
 	ReasoningTokens  int64            `json:"reasoning_tokens,omitempty"`
 	CostMicros       int64            `json:"cost_micros"`
+	ExcessMicros     int64            `json:"excess_micros,omitempty"`
 	CostItems        map[string]int64 `json:"cost_items,omitempty"`
 	LatencyNs        int64            `json:"latency_ns,omitempty"`
 	TTFTNs           int64            `json:"ttft_ns,omitempty"`
@@ -64,7 +65,7 @@ func toJSON(u ledger.Usage) *usageJSON {
 		Status: u.Status, FinishReason: u.FinishReason, Streamed: u.Streamed,
 		PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
 		CachedReadTokens: u.CachedReadTokens, CacheWriteTokens: u.CacheWriteTokens, ReasoningTokens: u.ReasoningTokens,
-		CostMicros: u.CostMicros, CostItems: u.CostItems,
+		CostMicros: u.CostMicros, ExcessMicros: u.ExcessMicros, CostItems: u.CostItems,
 		LatencyNs: int64(u.Latency), TTFTNs: int64(u.TimeToFirstToken), CreatedAt: u.CreatedAt,
 		Attempts: u.Attempts,
 	}
@@ -77,7 +78,7 @@ func (j *usageJSON) usage() ledger.Usage {
 		Status: j.Status, FinishReason: j.FinishReason, Streamed: j.Streamed,
 		PromptTokens: j.PromptTokens, CompletionTokens: j.CompletionTokens,
 		CachedReadTokens: j.CachedReadTokens, CacheWriteTokens: j.CacheWriteTokens, ReasoningTokens: j.ReasoningTokens,
-		CostMicros: j.CostMicros, CostItems: j.CostItems,
+		CostMicros: j.CostMicros, ExcessMicros: j.ExcessMicros, CostItems: j.CostItems,
 		Latency: time.Duration(j.LatencyNs), TimeToFirstToken: time.Duration(j.TTFTNs), CreatedAt: j.CreatedAt,
 		Attempts: j.Attempts,
 	}

@@ -15,17 +15,30 @@ import (
 	"github.com/tollgate/tollgate/extproc/openai"
 )
 
-// creditBody is a mock-gpt request whose hold is close to its actual cost, so that credit
-// for about 100 holds admits about 100 requests however settlement interleaves: the mock
-// answers "Hello from the Tollgate mock provider. You said: <the prompt>", 8 + 30 words, and
-// max_tokens asks for exactly 38, so the completion bound is the completion.
-func creditBody(stream bool) string {
+// creditModels are the models the concurrency test spreads its requests over: mock-gpt, whose
+// mock bills what it wrote, and models whose mock provider (OpenAI, Anthropic and Gemini kinds)
+// bills the most it was allowed — the output limit it was sent, or 10^12 tokens when it was sent
+// none. All are priced alike, with max_output_tokens 38 for the latter.
+var creditModels = []string{"mock-gpt", "mock-bill-max", "mock-bill-max-claude", "mock-bill-max-gemini"}
+
+// creditBody is request i of the concurrency test, whose hold is close to its actual cost, so
+// that credit for about 100 holds admits about 100 requests however settlement interleaves: the
+// mock answers "Hello from the Tollgate mock provider. You said: <the prompt>", 8 + 30 words,
+// and the output limit is exactly 38, so the completion bound is the completion. Requests to
+// the billing-maximum models ask for max_tokens 1,000,000, which the gateway must lower to the
+// model's 38 before the provider sees it, or that provider bills a million tokens.
+func creditBody(i int) string {
 	prompt := strings.TrimSpace(strings.Repeat("a ", 30))
 	s := ""
-	if stream {
+	if i%2 == 0 {
 		s = `"stream":true,"stream_options":{"include_usage":true},`
 	}
-	return fmt.Sprintf(`{"model":"mock-gpt",%s"max_tokens":38,"messages":[{"role":"user","content":%q}]}`, s, prompt)
+	model := creditModels[i%len(creditModels)]
+	limit := 38
+	if model != "mock-gpt" {
+		limit = 1_000_000
+	}
+	return fmt.Sprintf(`{"model":%q,%s"max_tokens":%d,"messages":[{"role":"user","content":%q}]}`, model, s, limit, prompt)
 }
 
 // holdFor computes the extproc's hold for body the way DESIGN.md section 6 states it: prompt
@@ -40,7 +53,7 @@ func holdFor(t *testing.T, body string, markupBps int64) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return billing.Compute(prices, billing.Usage{InputTokens: chat.PromptBytes(), OutputTokens: *chat.MaxTokens, Requests: 1}, markupBps).TotalMicros
+	return billing.Compute(prices, billing.Usage{InputTokens: chat.PromptBytes(), OutputTokens: min(*chat.MaxTokens, 38), Requests: 1}, markupBps).TotalMicros
 }
 
 type creditResult struct {
@@ -50,15 +63,19 @@ type creditResult struct {
 	err       error
 }
 
-// TestCreditCannotBeOverspent sends 500 concurrent requests, streaming and not, for an org
-// whose credit covers about 100 of them, and checks DESIGN.md section 6's promises: the
+// TestCreditCannotBeOverspent sends 500 concurrent requests, streaming and not, some to providers
+// that bill the most they were allowed, for an org whose credit covers about 100 of them, and
+// checks DESIGN.md section 6's promises: the
 // balance never goes below zero, every admitted request is charged exactly once, every other
 // request gets 402 insufficient_quota in OpenAI's shape, and reconcile agrees with the ledger.
 func TestCreditCannotBeOverspent(t *testing.T) {
 	s := startStack(t)
 	org := s.tollgate(t, "org", "create", "--name", "credit", "--markup-bps", "1000")
 	key := s.tollgate(t, "key", "create", "--org", org, "--name", "credit")
-	hold := max(holdFor(t, creditBody(false), 1000), holdFor(t, creditBody(true), 1000))
+	var hold int64
+	for i := range 2 * len(creditModels) {
+		hold = max(hold, holdFor(t, creditBody(i), 1000))
+	}
 	credit := 100 * hold
 	s.tollgate(t, "credits", "add", "--org", org, "--usd", billing.FormatMicros(credit))
 	t.Logf("hold per request %d µUSD, credit %d µUSD", hold, credit)
@@ -93,7 +110,7 @@ func TestCreditCannotBeOverspent(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, s.BaseURL+"/v1/chat/completions", strings.NewReader(creditBody(i%2 == 0)))
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, s.BaseURL+"/v1/chat/completions", strings.NewReader(creditBody(i)))
 			if err != nil {
 				results[i].err = err
 				return
@@ -188,6 +205,13 @@ func TestCreditCannotBeOverspent(t *testing.T) {
 	}
 	if records != len(admitted) {
 		t.Errorf("%d usage records for %d admitted requests", records, len(admitted))
+	}
+	var excess int64
+	if err := s.DB.QueryRow(t.Context(), `SELECT coalesce(sum(excess_micros), 0) FROM usage_records WHERE org_id = $1`, org).Scan(&excess); err != nil {
+		t.Fatal(err)
+	}
+	if excess != 0 {
+		t.Errorf("%d µUSD computed above the holds: a hold was not an upper bound", excess)
 	}
 	if balance < 0 || minBalance < 0 || minAvailable < 0 {
 		t.Errorf("balance went negative: final %d, lowest %d, lowest available %d µUSD", balance, minBalance, minAvailable)

@@ -17,6 +17,7 @@ func TestRequestQuota(t *testing.T) {
 	s := startStackWith(t, stackOptions{beforeStart: func(s *stack) {
 		s.tollgate(t, "limits", "set", "--org", s.OrgID, "--model", "mock-gpt", "--rpm", "5")
 	}})
+	holdWrites := watchHoldWrites(t, s)
 	for i := 1; i <= 5; i++ {
 		resp, body := post(t, s, "/v1/chat/completions", chatBody, nil)
 		if resp.StatusCode != http.StatusOK {
@@ -61,6 +62,33 @@ func TestRequestQuota(t *testing.T) {
 		t.Errorf("anthropic client: status %d body %s, want 429 rate_limit_error", resp.StatusCode, body)
 	}
 	assertNothingHeld(t, s)
+	// Request quotas are checked before a hold is placed: a 429 costs no ledger write.
+	if n := holdWrites(); n != 5 {
+		t.Errorf("%d holds placed for 5 admitted requests and 2 refused over quota", n)
+	}
+}
+
+// watchHoldWrites counts, with a trigger in the stack's schema, every hold the gateway places;
+// the returned function reads the count.
+func watchHoldWrites(t *testing.T, s *stack) func() int {
+	t.Helper()
+	for _, q := range []string{
+		`CREATE TABLE hold_writes (request_id text NOT NULL)`,
+		`CREATE FUNCTION log_hold_write() RETURNS trigger LANGUAGE plpgsql AS $$
+		 BEGIN INSERT INTO hold_writes VALUES (NEW.request_id); RETURN NEW; END $$`,
+		`CREATE TRIGGER log_hold_write AFTER INSERT ON holds FOR EACH ROW EXECUTE FUNCTION log_hold_write()`,
+	} {
+		if _, err := s.DB.Exec(t.Context(), q); err != nil {
+			t.Fatalf("watch hold writes: %v", err)
+		}
+	}
+	return func() int {
+		var n int
+		if err := s.DB.QueryRow(t.Context(), `SELECT count(*) FROM hold_writes`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
 }
 
 // TestTokenQuota: a token quota is charged after each response with the tokens it used, and

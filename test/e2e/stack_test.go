@@ -114,10 +114,15 @@ models:
   - {id: mock-429, owned_by: tollgate, max_output_tokens: 100, backends: [{provider: mock, upstream_model: mock-error-429}]}
   - {id: mock-malformed, owned_by: tollgate, max_output_tokens: 100, backends: [{provider: mock, upstream_model: mock-malformed}]}
   - {id: mock-broken-stream, owned_by: tollgate, max_output_tokens: 100, backends: [{provider: mock, upstream_model: mock-broken-stream}], pricing: {prompt: "1.00", completion: "1.00"}}
-  - {id: mock-cut-stream, owned_by: tollgate, max_output_tokens: 100, backends: [{provider: mock, upstream_model: mock-cut-stream}], pricing: {prompt: "1.00", completion: "1.00"}}
+  - {id: mock-cut-stream, owned_by: tollgate, endpoints: [chat_completions, messages, gemini], max_output_tokens: 100, backends: [{provider: mock, upstream_model: mock-cut-stream}], pricing: {prompt: "1.00", completion: "1.00"}}
+  - {id: mock-cut-stream-claude, owned_by: anthropic, endpoints: [chat_completions, messages, gemini], max_output_tokens: 100, backends: [{provider: mock-anthropic, upstream_model: mock-cut-stream}], pricing: {prompt: "1.00", completion: "1.00"}}
+  - {id: mock-cut-stream-gemini, owned_by: google, endpoints: [chat_completions, messages, gemini], max_output_tokens: 100, backends: [{provider: mock-gemini, upstream_model: mock-cut-stream}], pricing: {prompt: "1.00", completion: "1.00"}}
   - {id: mock-dead, owned_by: tollgate, max_output_tokens: 100, backends: [{provider: dead}]}
   - {id: mock-retired, owned_by: tollgate, lifecycle: SUNSET, replacement: mock-gpt, max_output_tokens: 100, backends: [{provider: mock}]}
   - {id: mock-flaky, owned_by: tollgate, max_output_tokens: 100, backends: [{provider: mock, upstream_model: mock-flaky}], pricing: {prompt: "1.00", completion: "1.00"}}
+  - {id: mock-bill-max, owned_by: tollgate, max_output_tokens: 38, backends: [{provider: mock, upstream_model: mock-bill-max}], pricing: {prompt: "0.15", completion: "0.60"}}
+  - {id: mock-bill-max-claude, owned_by: anthropic, endpoints: [chat_completions, messages], max_output_tokens: 38, backends: [{provider: mock-anthropic, upstream_model: mock-bill-max}], pricing: {prompt: "0.15", completion: "0.60"}}
+  - {id: mock-bill-max-gemini, owned_by: google, endpoints: [chat_completions, gemini], max_output_tokens: 38, backends: [{provider: mock-gemini, upstream_model: mock-bill-max}], pricing: {prompt: "0.15", completion: "0.60"}}
   - {id: mock-primary-down, owned_by: tollgate, endpoints: [chat_completions, messages], max_output_tokens: 100, backends: [{provider: mock, upstream_model: mock-error-503}], fallbacks: [mock-claude]}
   - {id: mock-dead-first, owned_by: tollgate, max_output_tokens: 100, backends: [{provider: dead, upstream_model: x}], fallbacks: [mock-gpt]}
   - {id: mock-eu-down, owned_by: tollgate, max_output_tokens: 100, backends: [{provider: mock-eu, upstream_model: mock-error-503}, {provider: mock, upstream_model: mock-1}]}
