@@ -63,8 +63,8 @@ as_root() {
 apt_install() {
   command -v apt-get >/dev/null ||
     die "$* must be installed and this machine has no apt-get: install them yourself, or $instead."
-  log "installing $* from Debian's packages"
   as_root "installing $*" apt-get update -qq
+  log "installing $* from Debian's packages"
   # sudo resets the environment, so the frontend goes through env.
   as_root "installing $*" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
@@ -78,7 +78,7 @@ wait_for() {
   done
 }
 
-pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432; }
+pg_ready() { command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; }
 
 # pg_trusted: whether user postgres gets in over TCP without a password (-w: never prompt).
 pg_trusted() { psql -w -h 127.0.0.1 -p 5432 -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; }
@@ -230,9 +230,11 @@ ensure_node() {
   tmp=$(mktemp -d "$tools_dir/node-install.XXXXXX")
   # shellcheck disable=SC2064 # tmp is fixed now
   trap "rm -rf '$tmp'" EXIT
-  npm install --prefix "$tmp" --ignore-scripts --no-save --no-package-lock --no-audit --no-fund \
-    --loglevel=error "node-linux-$arch@$node_version" >/dev/null ||
-    die "fetching node-linux-$arch@$node_version from the npm registry failed: $instead."
+  if ! npm install --prefix "$tmp" --ignore-scripts --no-save --no-package-lock --no-audit --no-fund \
+    --loglevel=error "node-linux-$arch@$node_version" >"$tools_dir/npm-install.log" 2>&1; then
+    die "fetching node-linux-$arch@$node_version from the npm registry failed (npm's output is in $tools_dir/npm-install.log): $instead."
+  fi
+  rm -f "$tools_dir/npm-install.log"
   rm -rf "$tools_dir/node"
   mv "$tmp/node_modules/node-linux-$arch" "$tools_dir/node"
   hash -r
