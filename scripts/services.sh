@@ -28,9 +28,12 @@ tools_dir=${TOLLGATE_TOOLS_DIR:-$root_dir/.tools}
 wait_seconds=${TOLLGATE_SERVICES_WAIT:-60}
 
 # The Node.js release installed when the machine has none recent enough: the npm registry ships
-# the official binary inside the package node-linux-<arch>.
+# the official binary inside the package node-linux-<arch>, and npm itself as package npm (the
+# version that Node.js 20 bundles). Debian's npm cannot serve that binary: its modules live in
+# /usr/share/nodejs, which only Debian's own node searches.
 node_version=20.20.2
 node_major=20
+npm_version=10.8.2
 marker='# tollgate scripts/services.sh installed this cluster: loopback TCP connections are trusted'
 
 # A Node.js this script installed earlier wins over the system's, as in the Makefile.
@@ -213,6 +216,13 @@ node_ok() {
 
 ensure_node() {
   instead="install Node.js $node_major or later and npm yourself"
+  local ours=$tools_dir/node
+  if [[ -e $ours ]]; then
+    node_ok && npm --version >/dev/null 2>&1 && return
+    log "removing the incomplete Node.js in $ours"
+    rm -rf "$ours"
+    hash -r
+  fi
   if ! command -v npm >/dev/null; then
     # Debian 12's nodejs is 18, which still runs npm to fetch a newer one; Debian 13's is 20.
     apt_install nodejs npm ca-certificates
@@ -224,21 +234,28 @@ ensure_node() {
     aarch64 | arm64) arch=arm64 ;;
     *) die "the end-to-end tests need Node.js $node_major or later, which this script can fetch only for x86_64 and arm64: install it yourself." ;;
   esac
-  log "installing Node.js $node_version into $tools_dir/node (npm package node-linux-$arch)"
+  log "installing Node.js $node_version and npm $npm_version into $ours (npm packages node-linux-$arch, npm)"
   mkdir -p "$tools_dir"
   local tmp
   tmp=$(mktemp -d "$tools_dir/node-install.XXXXXX")
   # shellcheck disable=SC2064 # tmp is fixed now
   trap "rm -rf '$tmp'" EXIT
   if ! npm install --prefix "$tmp" --ignore-scripts --no-save --no-package-lock --no-audit --no-fund \
-    --loglevel=error "node-linux-$arch@$node_version" >"$tools_dir/npm-install.log" 2>&1; then
+    --loglevel=error "node-linux-$arch@$node_version" "npm@$npm_version" >"$tools_dir/npm-install.log" 2>&1; then
     die "fetching node-linux-$arch@$node_version from the npm registry failed (npm's output is in $tools_dir/npm-install.log): $instead."
   fi
   rm -f "$tools_dir/npm-install.log"
-  rm -rf "$tools_dir/node"
-  mv "$tmp/node_modules/node-linux-$arch" "$tools_dir/node"
+  # The layout of Node.js's own distribution: npm under lib/node_modules, linked from bin.
+  mv "$tmp/node_modules/node-linux-$arch" "$tmp/node"
+  mkdir -p "$tmp/node/lib/node_modules"
+  mv "$tmp/node_modules/npm" "$tmp/node/lib/node_modules/npm"
+  ln -s ../lib/node_modules/npm/bin/npm-cli.js "$tmp/node/bin/npm"
+  ln -s ../lib/node_modules/npm/bin/npx-cli.js "$tmp/node/bin/npx"
+  mv "$tmp/node" "$ours"
   hash -r
-  node_ok || die "the Node.js installed into $tools_dir/node does not run here: $instead."
+  if ! node_ok || ! npm --version >/dev/null 2>&1; then
+    die "the Node.js installed into $ours does not run here: $instead."
+  fi
 }
 
 for what in "$@"; do

