@@ -66,10 +66,12 @@ as_root() {
 apt_install() {
   command -v apt-get >/dev/null ||
     die "$* must be installed and this machine has no apt-get: install them yourself, or $instead."
-  as_root "installing $*" apt-get update -qq
+  as_root "installing $*" apt-get update -qq ||
+    die "apt-get update failed (see above): fix the package sources, or $instead."
   log "installing $* from Debian's packages"
   # sudo resets the environment, so the frontend goes through env.
-  as_root "installing $*" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  as_root "installing $*" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null ||
+    die "installing $* from Debian's packages failed (see above): install them yourself, or $instead."
 }
 
 # wait_for CMD...: polls CMD until it succeeds, for at most wait_seconds.
@@ -161,7 +163,7 @@ ensure_postgres() {
     fi
     log "reloading PostgreSQL $cluster to trust loopback connections"
     # shellcheck disable=SC2086
-    pg_service reload $cluster
+    pg_service reload $cluster || die "reloading PostgreSQL $cluster failed (see above): $instead."
     wait_for pg_trusted ||
       die "PostgreSQL $cluster still asks for a password after a reload: check $pg_etc/${cluster/ //}/pg_hba.conf, or $instead."
   fi
@@ -197,11 +199,12 @@ ensure_redis() {
   fi
   log "starting Redis"
   if [[ -d $systemd_dir ]]; then
-    as_root "starting Redis" systemctl start redis-server
+    as_root "starting Redis" systemctl start redis-server || die "starting Redis failed (see above): $instead."
   else
     as_root "starting Redis" mkdir -p "$redis_dir"
     as_root "starting Redis" redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 \
-      --save '' --appendonly no --dir "$redis_dir" --logfile "$redis_dir/tollgate-dev.log"
+      --save '' --appendonly no --dir "$redis_dir" --logfile "$redis_dir/tollgate-dev.log" ||
+      die "starting Redis failed (see above): $instead."
   fi
   wait_for redis_up || die "Redis did not start on 127.0.0.1:6379: read its log in $redis_dir or /var/log/redis."
 }

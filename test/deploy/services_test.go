@@ -38,6 +38,7 @@ type machine struct {
 	debianNode string // what Debian's nodejs package installs
 	urlOK      bool   // DATABASE_URL and REDIS_URL answer
 	offline    bool   // the npm registry cannot be reached
+	aptDown    bool   // apt-get update fails (no network, broken sources)
 }
 
 type servicesCase struct {
@@ -52,7 +53,9 @@ type servicesCase struct {
 	want []string
 	// forbid are texts no log line may contain.
 	forbid []string
-	check  func(t *testing.T, root string)
+	// aptOutput: stderr may hold lines from apt-get, which wantErr points to.
+	aptOutput bool
+	check     func(t *testing.T, root string)
 }
 
 // TestServicesScript runs scripts/services.sh, the script behind `make services`, `make run`
@@ -214,6 +217,14 @@ func TestServicesScript(t *testing.T) {
 			forbid:  []string{"#", "apt-get"},
 		},
 		{
+			name:      "Debian's package sources unreachable",
+			m:         with(sudoUser, func(m *machine) { m.aptDown = true }),
+			args:      []string{"redis"},
+			wantErr:   "apt-get update failed (see above): fix the package sources, or set REDIS_URL to a Redis you can use.",
+			aptOutput: true,
+			forbid:    []string{"install"},
+		},
+		{
 			name:    "no root and no sudo, Redis stopped",
 			m:       machine{uid: 1000, redis: "stopped"},
 			args:    []string{"redis"},
@@ -344,7 +355,7 @@ func TestServicesScript(t *testing.T) {
 				}
 			}
 			for _, l := range lines {
-				if l != "" && !strings.HasPrefix(l, sentence) {
+				if l != "" && !strings.HasPrefix(l, sentence) && !(tc.aptOutput && strings.HasPrefix(l, "E: ")) {
 					t.Errorf("stderr line %q does not come from the script", l)
 				}
 			}
@@ -412,6 +423,9 @@ func newMachine(t *testing.T, m machine) string {
 	}
 	if m.urlOK {
 		state("url_ok", "")
+	}
+	if m.aptDown {
+		state("apt_down", "")
 	}
 	if m.offline {
 		state("registry_down", "")
