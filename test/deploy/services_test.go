@@ -337,6 +337,7 @@ func TestServicesScript(t *testing.T) {
 
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each case has a machine of its own
 			root := newMachine(t, tc.m)
 			log, stderr, err := runServices(t, root, tc.env, tc.args...)
 			lines := strings.Split(strings.TrimSpace(strings.ReplaceAll(stderr, root, "ROOT")), "\n")
