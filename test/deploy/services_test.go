@@ -71,7 +71,7 @@ func TestServicesScript(t *testing.T) {
 	cases := []servicesCase{
 		{
 			name: "root, no systemd, nothing installed",
-			m:    with(root0, func(m *machine) {}),
+			m:    root0,
 			args: all,
 			want: []string{
 				"# apt-get update -qq",
@@ -367,6 +367,28 @@ func TestServicesScript(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestServicesScriptTwice: a second run on the machine the first one set up does nothing
+// privileged and edits nothing.
+func TestServicesScriptTwice(t *testing.T) {
+	root := newMachine(t, machine{uid: 1000, sudo: true, systemd: true})
+	args := []string{"postgres", "redis", "node"}
+	if _, stderr, err := runServices(t, root, nil, args...); err != nil {
+		t.Fatalf("first run: %v\n%s", err, stderr)
+	}
+	if err := os.Remove(filepath.Join(root, "log")); err != nil {
+		t.Fatal(err)
+	}
+	log, stderr, err := runServices(t, root, nil, args...)
+	if err != nil {
+		t.Fatalf("second run: %v\n%s", err, stderr)
+	}
+	if stderr != "" {
+		t.Errorf("second run said:\n%s", stderr)
+	}
+	checkLog(t, log, []string{"$ pg_isready", "$ psql", "$ redis-cli"}, []string{"#", "sudo", "create database", "npm install"})
+	sameFile(t, filepath.Join(root, "etc/postgresql/15/main/pg_hba.conf"), "testdata/services/pg_hba.marked.conf")
 }
 
 func with(m machine, f func(*machine)) machine {
