@@ -23,8 +23,8 @@ build: ## build bin/tollgate
 	go build -o $(BIN) ./cmd/tollgate
 
 .PHONY: services
-services: ## start (or install) Postgres and Redis; DATABASE_URL / REDIS_URL instead when set
-	scripts/services.sh postgres redis
+services: ## check Go; start (or install) Postgres and Redis, or use DATABASE_URL / REDIS_URL
+	scripts/services.sh go postgres redis
 
 # The e2e suite runs `node` from PATH, so a Node.js in .tools comes first.
 run test e2e-deps: export PATH := $(NODE_BIN):$(PATH)

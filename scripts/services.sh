@@ -6,6 +6,8 @@
 #             tollgate_test; or, when DATABASE_URL is set, only a check that it answers.
 #   redis     Redis on 127.0.0.1:6379; or, when REDIS_URL is set, only a check that it answers.
 #   node      Node.js 20 or later and npm for the end-to-end clients (test/e2e/node).
+#   go        only a check that the Go toolchain is as recent as go.mod's go line: Go is the one
+#             prerequisite this script does not install (Debian's is too old).
 #
 # Servers that already answer are left alone; stopped ones are started; missing ones are
 # installed from Debian's packages. Every privileged step goes through as_root. When something
@@ -261,13 +263,40 @@ ensure_node() {
   fi
 }
 
+# version_at_least HAVE WANT: dotted versions, compared number by number.
+version_at_least() {
+  local -a have want
+  IFS=. read -ra have <<<"$1"
+  IFS=. read -ra want <<<"$2"
+  local i
+  for i in 0 1 2; do
+    if ((${have[i]:-0} != ${want[i]:-0})); then
+      ((${have[i]:-0} > ${want[i]:-0}))
+      return
+    fi
+  done
+}
+
+ensure_go() {
+  local want have
+  want=$(sed -n 's/^go \([0-9][0-9.]*\)$/\1/p' "$root_dir/go.mod")
+  # GOVERSION is the toolchain that builds, after any switch that GOTOOLCHAIN allows.
+  have=$(go env GOVERSION 2>/dev/null) || have=
+  have=${have#go}
+  have=${have%%[!0-9.]*}
+  if [[ -z $have ]] || ! version_at_least "$have" "$want"; then
+    die "this project needs Go $want or later (the go line of go.mod)${have:+, and go on PATH is $have}: install it and put its bin directory on PATH."
+  fi
+}
+
 for what in "$@"; do
   case $what in
     postgres) ensure_postgres ;;
     redis) ensure_redis ;;
     node) ensure_node ;;
+    go) ensure_go ;;
     *)
-      log "unknown service $what (want postgres, redis or node)"
+      log "unknown service $what (want postgres, redis, node or go)"
       exit 2
       ;;
   esac

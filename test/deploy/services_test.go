@@ -39,6 +39,7 @@ type machine struct {
 	urlOK      bool   // DATABASE_URL and REDIS_URL answer
 	offline    bool   // the npm registry cannot be reached
 	aptDown    bool   // apt-get update fails (no network, broken sources)
+	goVersion  string // go env GOVERSION; "" for no go on PATH
 }
 
 type servicesCase struct {
@@ -67,6 +68,13 @@ func TestServicesScript(t *testing.T) {
 	const sentence = "services: "
 	root0, sudoUser := machine{uid: 0}, machine{uid: 1000, sudo: true}
 	all := []string{"postgres", "redis", "node"}
+
+	goMod, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, wantGo, _ := strings.Cut(string(goMod), "\ngo ")
+	wantGo, _, _ = strings.Cut(wantGo, "\n")
 
 	cases := []servicesCase{
 		{
@@ -301,6 +309,30 @@ func TestServicesScript(t *testing.T) {
 			},
 		},
 		{
+			name:    "no Go",
+			m:       machine{uid: 1000},
+			args:    []string{"go"},
+			wantErr: "this project needs Go " + wantGo + " or later (the go line of go.mod): install it and put its bin directory on PATH.",
+		},
+		{
+			name:    "Debian 12's Go",
+			m:       machine{uid: 1000, goVersion: "go1.19.8"},
+			args:    []string{"go"},
+			wantErr: "this project needs Go " + wantGo + " or later (the go line of go.mod), and go on PATH is 1.19.8: install it and put its bin directory on PATH.",
+		},
+		{
+			name:   "a newer Go (compared by number, not by text)",
+			m:      machine{uid: 1000, goVersion: "go1.100.0"},
+			args:   []string{"go"},
+			want:   []string{"$ go env GOVERSION"},
+			forbid: []string{"#", "sudo"},
+		},
+		{
+			name: "exactly go.mod's Go",
+			m:    machine{uid: 1000, goVersion: "go" + wantGo},
+			args: []string{"go"},
+		},
+		{
 			name:   "Node 20 present",
 			m:      machine{uid: 1000, node: "v20.20.2", npm: true},
 			args:   []string{"node"},
@@ -446,6 +478,10 @@ func newMachine(t *testing.T, m machine) string {
 	}
 	if m.urlOK {
 		state("url_ok", "")
+	}
+	if m.goVersion != "" {
+		provide("go")
+		state("go_version", m.goVersion)
 	}
 	if m.aptDown {
 		state("apt_down", "")
