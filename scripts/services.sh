@@ -6,8 +6,9 @@
 #             tollgate_test; or, when DATABASE_URL is set, only a check that it answers.
 #   redis     Redis on 127.0.0.1:6379; or, when REDIS_URL is set, only a check that it answers.
 #   node      Node.js 20 or later and npm for the end-to-end clients (test/e2e/node).
-#   go        only a check that the Go toolchain is as recent as go.mod's go line: Go is the one
-#             prerequisite this script does not install (Debian's is too old).
+#   go        a check that the Go toolchain is as recent as go.mod's go line (Go is the one
+#             prerequisite this script does not install: Debian's is too old), and the CA
+#             certificates Go needs to download modules, which a fresh container lacks.
 #
 # Servers that already answer are left alone; stopped ones are started; missing ones are
 # installed from Debian's packages. Every privileged step goes through as_root. When something
@@ -28,6 +29,7 @@ systemd_dir=${TOLLGATE_SYSTEMD_DIR:-/run/systemd/system}
 redis_dir=${TOLLGATE_REDIS_DIR:-/var/lib/redis}
 tools_dir=${TOLLGATE_TOOLS_DIR:-$root_dir/.tools}
 wait_seconds=${TOLLGATE_SERVICES_WAIT:-60}
+ca_file=${TOLLGATE_CA_FILE:-/etc/ssl/certs/ca-certificates.crt}
 
 # The Node.js release installed when the machine has none recent enough: the npm registry ships
 # the official binary inside the package node-linux-<arch>, and npm itself as package npm (the
@@ -287,6 +289,8 @@ ensure_go() {
   if [[ -z $have ]] || ! version_at_least "$have" "$want"; then
     die "this project needs Go $want or later (the go line of go.mod)${have:+, and go on PATH is $have}: install it and put its bin directory on PATH."
   fi
+  instead="install Debian's ca-certificates yourself"
+  [[ -e $ca_file ]] || apt_install ca-certificates
 }
 
 for what in "$@"; do

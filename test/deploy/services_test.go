@@ -40,6 +40,7 @@ type machine struct {
 	offline    bool   // the npm registry cannot be reached
 	aptDown    bool   // apt-get update fails (no network, broken sources)
 	goVersion  string // go env GOVERSION; "" for no go on PATH
+	noCA       bool   // no /etc/ssl/certs/ca-certificates.crt
 }
 
 type servicesCase struct {
@@ -328,9 +329,16 @@ func TestServicesScript(t *testing.T) {
 			forbid: []string{"#", "sudo"},
 		},
 		{
-			name: "exactly go.mod's Go",
-			m:    machine{uid: 1000, goVersion: "go" + wantGo},
+			name:   "exactly go.mod's Go",
+			m:      machine{uid: 1000, goVersion: "go" + wantGo},
+			args:   []string{"go"},
+			forbid: []string{"apt-get"},
+		},
+		{
+			name: "Go without CA certificates (a fresh container)",
+			m:    machine{uid: 0, goVersion: "go" + wantGo, noCA: true},
 			args: []string{"go"},
+			want: []string{"# apt-get install -y -qq ca-certificates"},
 		},
 		{
 			name:   "Node 20 present",
@@ -479,6 +487,12 @@ func newMachine(t *testing.T, m machine) string {
 	if m.urlOK {
 		state("url_ok", "")
 	}
+	if !m.noCA {
+		mustMkdir(t, filepath.Join(root, "etc/ssl/certs"))
+		if err := os.WriteFile(filepath.Join(root, "etc/ssl/certs/ca-certificates.crt"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if m.goVersion != "" {
 		provide("go")
 		state("go_version", m.goVersion)
@@ -562,6 +576,7 @@ func runServices(t *testing.T, root string, env []string, args ...string) (log [
 		"TOLLGATE_TOOLS_DIR=" + filepath.Join(root, "tools"),
 		// Failures that poll (an unreachable DATABASE_URL) give up quickly.
 		"TOLLGATE_SERVICES_WAIT=1",
+		"TOLLGATE_CA_FILE=" + filepath.Join(root, "etc/ssl/certs/ca-certificates.crt"),
 	}, env...)
 	var errBuf bytes.Buffer
 	cmd.Stderr = &errBuf
