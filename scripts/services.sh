@@ -280,17 +280,18 @@ version_at_least() {
 }
 
 ensure_go() {
+  # First, since even `go env` may download the toolchain that go.mod asks for.
+  instead="install Debian's ca-certificates yourself"
+  [[ -e $ca_file ]] || apt_install ca-certificates
   local want have
   want=$(sed -n 's/^go \([0-9][0-9.]*\)$/\1/p' "$root_dir/go.mod")
   # GOVERSION is the toolchain that builds, after any switch that GOTOOLCHAIN allows.
-  have=$(go env GOVERSION 2>/dev/null) || have=
+  have=$(cd "$root_dir" && go env GOVERSION 2>/dev/null) || have=
   have=${have#go}
   have=${have%%[!0-9.]*}
   if [[ -z $have ]] || ! version_at_least "$have" "$want"; then
     die "this project needs Go $want or later (the go line of go.mod)${have:+, and go on PATH is $have}: install it and put its bin directory on PATH."
   fi
-  instead="install Debian's ca-certificates yourself"
-  [[ -e $ca_file ]] || apt_install ca-certificates
 }
 
 for what in "$@"; do
