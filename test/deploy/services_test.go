@@ -731,3 +731,39 @@ func mustSymlink(t *testing.T, target, link string) {
 		t.Fatal(err)
 	}
 }
+
+// TestMakefileToolsNodeFirst: the targets that run Node.js put the one services.sh installs into
+// .tools first on PATH, since the e2e suite runs `node` from PATH. make -n only prints recipes,
+// but expands them, so an added prerequisite can report the PATH its parent gives it.
+func TestMakefileToolsNodeFirst(t *testing.T) {
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(repo, ".tools/node/bin") + ":"
+	for _, target := range []string{"run", "test", "e2e-deps"} {
+		t.Run(target, func(t *testing.T) {
+			eval := target + ": show-path\nshow-path: ; $(info PATH=$(PATH))"
+			cmd := exec.CommandContext(t.Context(), "make", "-n", "-C", repo, "--eval", eval, target)
+			// Under `make test` the outer make's flags (a jobserver, -n or not) must not leak in.
+			for _, kv := range os.Environ() {
+				if k, _, _ := strings.Cut(kv, "="); k != "MAKEFLAGS" && k != "MFLAGS" && k != "MAKELEVEL" {
+					cmd.Env = append(cmd.Env, kv)
+				}
+			}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("make -n %s: %v\n%s", target, err, out)
+			}
+			for _, l := range strings.Split(string(out), "\n") {
+				if path, ok := strings.CutPrefix(l, "PATH="); ok {
+					if !strings.HasPrefix(path, want) {
+						t.Errorf("make %s runs with PATH=%s, want %s first", target, path, want)
+					}
+					return
+				}
+			}
+			t.Errorf("make -n %s printed no PATH:\n%s", target, out)
+		})
+	}
+}
