@@ -243,10 +243,9 @@ ensure_node() {
   esac
   log "installing Node.js $node_version and npm $npm_version into $ours (npm packages node-linux-$arch, npm)"
   mkdir -p "$tools_dir"
-  local tmp
+  # Global, for the trap: the half-done download goes whatever happens.
   tmp=$(mktemp -d "$tools_dir/node-install.XXXXXX")
-  # shellcheck disable=SC2064 # tmp is fixed now
-  trap "rm -rf '$tmp'" EXIT
+  trap 'rm -rf "$tmp"' EXIT
   if ! npm install --prefix "$tmp" --ignore-scripts --no-save --no-package-lock --no-audit --no-fund \
     --loglevel=error "node-linux-$arch@$node_version" "npm@$npm_version" >"$tools_dir/npm-install.log" 2>&1; then
     die "fetching node-linux-$arch@$node_version from the npm registry failed (npm's output is in $tools_dir/npm-install.log): $instead."
