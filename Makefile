@@ -11,25 +11,30 @@ REDIS             ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
 # duration-bounded run with a spurious "context deadline exceeded" (golang/go#75804).
 FUZZTIME          ?= 60000x
 BIN               := bin/tollgate
+# scripts/services.sh installs Node.js here when the system's is older than the e2e clients need.
+NODE_BIN          := $(CURDIR)/.tools/node/bin
 
 .PHONY: help
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 .PHONY: build
 build: ## build bin/tollgate
 	go build -o $(BIN) ./cmd/tollgate
 
 .PHONY: services
-services: ## start (or install) Postgres and Redis
-	scripts/services.sh postgres redis
+services: ## check Go; start (or install) Postgres and Redis, or use DATABASE_URL / REDIS_URL
+	scripts/services.sh go postgres redis
+
+# The e2e suite runs `node` from PATH, so a Node.js in .tools comes first.
+run test e2e-deps: export PATH := $(NODE_BIN):$(PATH)
 
 .PHONY: run
 run: services build ## run the gateway locally with a mock provider (http://127.0.0.1:8080)
 	DATABASE_URL='$(RUN_DATABASE_URL)' REDIS_URL='$(REDIS)' TOLLGATE_LOG_FORMAT=text ./$(BIN) dev
 
 .PHONY: e2e-deps
-e2e-deps:
+e2e-deps: ## Node.js 20 or later and the SDKs the end-to-end tests drive
 	scripts/services.sh node
 	cd test/e2e/node && npm ci --no-audit --no-fund --loglevel=error
 
