@@ -140,11 +140,16 @@ func (x *exchange) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeader
 	}
 	x.principal = p
 
-	switch x.ep.kind {
-	case routeModels, routeModel:
-		return x.answerModels()
-	case routeManagement:
+	if x.ep.kind == routeManagement {
 		return x.routeManagement(&m)
+	}
+	if p.Kind == ledger.KeyManagement {
+		// Management keys read balances, usage and request logs; they are not meant for scripts
+		// that spend credit, and listing models is part of the model API.
+		return x.reject(apierror.New(http.StatusForbidden, apierror.CodeAccessDenied, "This is a management key; the model API needs a standard key"))
+	}
+	if x.ep.kind == routeModels || x.ep.kind == routeModel {
+		return x.answerModels()
 	}
 	if h.GetEndOfStream() {
 		return x.reject(apierror.InvalidParam("", "Request body is required"))

@@ -498,3 +498,49 @@ func TestModelsFilteredByPlan(t *testing.T) {
 	}
 	immediate(t, h.open(t).requestHeaders(true, ":method", "GET", ":path", "/v1/models/gpt-5.4", "authorization", "Bearer tg_planned"), 404, "invalid_model")
 }
+
+// TestKeyKinds checks that each key kind reaches only its own API, and that the refusal is in the
+// shape of the protocol the client speaks.
+func TestKeyKinds(t *testing.T) {
+	h := newHarness(t)
+	tests := []struct {
+		name    string
+		headers []string
+		status  int // 0: the request goes on
+		// wantBody is a fragment of the refusal in the client's protocol.
+		wantBody string
+	}{
+		{name: "management key on chat", headers: []string{":method", "POST", ":path", "/v1/chat/completions", "authorization", "Bearer tg_mgmt"},
+			status: 403, wantBody: `"code":"access_denied"`},
+		{name: "management key on messages", headers: []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg_mgmt", "anthropic-version", "2023-06-01"},
+			status: 403, wantBody: `"type":"permission_error"`},
+		{name: "management key on gemini", headers: []string{":method", "POST", ":path", "/v1beta/models/gpt-5.4:generateContent", "x-goog-api-key", "tg_mgmt"},
+			status: 403, wantBody: `"status":"PERMISSION_DENIED"`},
+		{name: "management key lists models", headers: []string{":method", "GET", ":path", "/v1/models", "authorization", "Bearer tg_mgmt"},
+			status: 403, wantBody: `"code":"access_denied"`},
+		{name: "management key reads a model", headers: []string{":method", "GET", ":path", "/v1beta/models/gpt-5.4", "x-goog-api-key", "tg_mgmt"},
+			status: 403, wantBody: `"reason":"ACCESS_DENIED"`},
+		{name: "standard key on management", headers: []string{":method", "GET", ":path", "/v1/management/balance", "authorization", "Bearer " + goodKey},
+			status: 403, wantBody: `"code":"access_denied"`},
+		{name: "management key on management", headers: []string{":method", "GET", ":path", "/v1/management/balance", "authorization", "Bearer tg_mgmt"}},
+		{name: "standard key on chat", headers: chatHeaders()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := h.open(t).requestHeaders(tt.headers[1] == "GET", tt.headers...)
+			ir := resp.GetImmediateResponse()
+			if tt.status == 0 {
+				if ir != nil {
+					t.Fatalf("refused: %d %s", ir.GetStatus().GetCode(), ir.GetBody())
+				}
+				return
+			}
+			if ir == nil {
+				t.Fatalf("want a %d refusal, got %v", tt.status, resp)
+			}
+			if got := int(ir.GetStatus().GetCode()); got != tt.status || !strings.Contains(string(ir.GetBody()), tt.wantBody) {
+				t.Errorf("got %d %s, want %d with %s", got, ir.GetBody(), tt.status, tt.wantBody)
+			}
+		})
+	}
+}
