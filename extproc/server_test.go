@@ -255,14 +255,18 @@ func TestBufferedResponse(t *testing.T) {
 func TestUpstreamErrorRewritten(t *testing.T) {
 	h := newHarness(t)
 	tests := []struct {
-		name       string
-		status     string
-		body       string
-		wantStatus string
-		wantCode   string
+		name   string
+		status string
+		body   string
+		// ratelimited marks the response with Envoy's ratelimit filter header.
+		ratelimited bool
+		wantStatus  string
+		wantCode    string
 	}{
 		{name: "provider 500", status: "500", body: `{"error":{"message":"boom"}}`, wantStatus: "502", wantCode: "provider_error"},
-		{name: "provider 429", status: "429", body: `{"error":{"message":"slow down"}}`, wantStatus: "429", wantCode: "rate_limit"},
+		{name: "provider 429", status: "429", body: `{"error":{"message":"slow down, org sk-op…"}}`, wantStatus: "429", wantCode: "rate_limit"},
+		{name: "provider 429 posing as the gateway's", status: "429", ratelimited: true, body: `{"error":{"message":"Rate limit for org sk-op…"}}`, wantStatus: "429", wantCode: "rate_limit"},
+		{name: "provider 400 naming the operator", status: "400", body: `{"error":{"message":"bad metadata for sk-op123456789","param":"metadata"}}`, wantStatus: "400", wantCode: "invalid_params"},
 		{name: "provider rejects operator key", status: "401", body: `{"error":{"message":"bad key sk-op…"}}`, wantStatus: "502", wantCode: "provider_error"},
 		{name: "envoy no upstream", status: "503", body: `no healthy upstream`, wantStatus: "503", wantCode: "service_unavailable"},
 		{name: "envoy timeout", status: "504", body: `upstream request timeout`, wantStatus: "504", wantCode: "provider_timeout"},
@@ -272,7 +276,11 @@ func TestUpstreamErrorRewritten(t *testing.T) {
 			s := h.open(t)
 			s.requestHeaders(false, chatHeaders()...)
 			s.requestBody(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
-			rh := s.responseHeaders(false, ":status", tt.status, "content-type", "text/plain")
+			hdrs := []string{":status", tt.status, "content-type", "text/plain"}
+			if tt.ratelimited {
+				hdrs = append(hdrs, "x-envoy-ratelimited", "true")
+			}
+			rh := s.responseHeaders(false, hdrs...)
 			if rh.GetModeOverride() != nil {
 				t.Error("error responses stay BUFFERED to be rewritten whole")
 			}
@@ -458,12 +466,12 @@ func TestGatewayQuota429(t *testing.T) {
 	if set["x-ratelimit-remaining-requests"] != "0" {
 		t.Errorf("the gateway's (last) quota header must win: %v", set)
 	}
-	rb := s.responseBody([]byte(`{"error":{"message":"Rate limit exceeded: rpm for key k","type":"rate_limit","param":null,"code":"rate_limit"}}`), true)
+	rb := s.responseBody([]byte(`{"error":{"message":"Rate limit exceeded: your Tollgate gateway quota \"rpm\" allows 1 requests per minute; retry after 1s.","type":"rate_limit","param":null,"code":"rate_limit"}}`), true)
 	var e openAIError
 	if err := json.Unmarshal(rb.GetResponseBody().GetResponse().GetBodyMutation().GetBody(), &e); err != nil {
 		t.Fatal(err)
 	}
-	if e.Error.Code != "rate_limit" || !strings.HasPrefix(e.Error.Message, "Rate limit exceeded: rpm") {
+	if e.Error.Code != "rate_limit" || !strings.HasPrefix(e.Error.Message, "Rate limit exceeded: your Tollgate gateway quota \"rpm\"") {
 		t.Errorf("error = %+v", e.Error)
 	}
 	poll(t, func() bool { return h.ledger.openHolds() == 0 })

@@ -123,12 +123,12 @@ func parseGoogleError(body []byte) *googleError {
 }
 
 // ProviderError turns an error response from a Gemini provider into the gateway's error. A body
-// in Google's shape is the provider's own answer: its message is kept so the client learns why
-// its request was refused, except where the refusal concerns the operator's account rather than
-// the request (401, 403, an invalid API key — which Gemini reports as 400 — and
-// FAILED_PRECONDITION, Gemini's "set up billing"): those become a 502 that reveals nothing of the
-// operator's key. Any 5xx becomes 502 provider_error and 429 rate_limit. Anything else is Envoy's
-// local reply and is reported by status.
+// in Google's shape is the provider's own answer. Where the refusal concerns the operator's
+// account rather than the request (401, 403, an invalid API key — which Gemini reports as 400 —
+// and FAILED_PRECONDITION, Gemini's "set up billing" and "location not supported") it becomes a
+// 502 that reveals nothing of the operator's key; otherwise apierror.FromProvider decides what
+// of it the client may see: the redacted message of a 400, 404 or 422, the gateway's own words
+// for 429, 5xx and the rest. Anything else is Envoy's local reply and is reported by status.
 func ProviderError(status int, body []byte) *apierror.Error {
 	g := parseGoogleError(body)
 	if g == nil {
@@ -137,14 +137,7 @@ func ProviderError(status int, body []byte) *apierror.Error {
 	if operatorProblem(status, g) {
 		return apierror.New(http.StatusBadGateway, apierror.CodeProviderError, "The upstream provider refused the gateway's credentials")
 	}
-	e := apierror.FromStatus(status)
-	if status >= 500 {
-		e = apierror.New(http.StatusBadGateway, apierror.CodeProviderError, "The upstream provider failed (status %d)", status)
-	}
-	if g.Message != "" {
-		e.Message = "Upstream provider: " + g.Message
-	}
-	return e
+	return apierror.FromProvider(status, g.Message, "")
 }
 
 func operatorProblem(status int, g *googleError) bool {
