@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/tollgate/tollgate/extproc/auth"
 	"github.com/tollgate/tollgate/extproc/catalog"
 	"github.com/tollgate/tollgate/extproc/ledger"
+	"github.com/tollgate/tollgate/extproc/params"
 )
 
 // metadataNamespace is the dynamic-metadata namespace Envoy's ext_proc filter is configured to
@@ -175,6 +177,9 @@ func (x *exchange) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ex
 	if rerr != nil {
 		return x.reject(rerr)
 	}
+	if err := x.checkParams(req, route); err != nil {
+		return x.reject(err)
+	}
 	backend := route.Backends[0]
 	provider := backend.ProviderRef()
 	x.req, x.route, x.backend, x.provider = req, route, backend, providerProtocol(provider.Kind)
@@ -228,6 +233,41 @@ func (x *exchange) checkOrg() *apierror.Error {
 		return apierror.New(http.StatusPaymentRequired, apierror.CodeSubscriptionRequired, "Your organization has no active subscription")
 	}
 	return nil
+}
+
+// checkParams refuses the governed parameters (package params) and anthropic-beta values that
+// some model able to serve the route does not allow: a fallback receives the same request, so
+// it must allow them too. The anthropic-beta value kept for the attempts is the checked one.
+func (x *exchange) checkParams(req *clientRequest, route catalog.Route) *apierror.Error {
+	beta := x.anthropicHeaders["anthropic-beta"]
+	var seen []*catalog.Model
+	for _, m := range append([]*catalog.Model{route.Model}, chainModels(route)...) {
+		if slices.Contains(seen, m) {
+			continue
+		}
+		seen = append(seen, m)
+		if err := params.Check(req.governed, m.AllowedParams, req.model); err != nil {
+			return err
+		}
+		if beta != "" {
+			checked, err := anthropic.AllowedBetas(beta, m.AllowedParams, req.model)
+			if err != nil {
+				return err
+			}
+			x.anthropicHeaders["anthropic-beta"] = checked
+		}
+	}
+	return nil
+}
+
+func chainModels(route catalog.Route) []*catalog.Model {
+	out := make([]*catalog.Model, 0, len(route.Chain))
+	for _, b := range route.Chain {
+		if m := b.ModelRef(); m != nil {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // resolve finds the route for a requested model and refuses models the caller cannot use

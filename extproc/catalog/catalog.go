@@ -116,6 +116,10 @@ type Model struct {
 	Limits          *Limits           `yaml:"limits"`
 	Replacement     string            `yaml:"replacement"`
 	Sunset          string            `yaml:"sunset"`
+	// AllowedParams lists the governed request parameters (package params: service_tier,
+	// store, web_search, "anthropic-beta:context-1m-2025-08-07", …) that clients may use with
+	// this model. Any other governed parameter is refused with 400 invalid_params.
+	AllowedParams []string `yaml:"allowed_params"`
 
 	prices billing.Prices
 }
