@@ -488,6 +488,11 @@ func TestManagementRoute(t *testing.T) {
 	if set["x-tollgate-cluster"] != ManagementCluster || !cr.GetClearRouteCache() || !removed["x-tollgate-org"] {
 		t.Fatalf("management request: set %v removed %v clear %v", set, removed, cr.GetClearRouteCache())
 	}
+	// The management route's per-key rate limit reads these.
+	md := resp.GetDynamicMetadata().GetFields()["tollgate"].GetStructValue().GetFields()
+	if md["org_id"].GetStringValue() != orgID || md["key_id"].GetStringValue() != keyID {
+		t.Errorf("management request metadata = %v, want org_id and key_id", resp.GetDynamicMetadata())
+	}
 	rh := s.responseHeaders(false, ":status", "200", "content-type", "text/csv")
 	if rh.GetModeOverride().GetResponseBodyMode() != filterv3.ProcessingMode_STREAMED {
 		t.Error("management responses stream through unchanged")

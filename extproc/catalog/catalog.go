@@ -162,6 +162,9 @@ type Catalog struct {
 	Models    []Model    `yaml:"models"`
 	Defaults  struct {
 		Limits *Limits `yaml:"limits"`
+		// ManagementRPM is each management key's request limit per minute on the management
+		// API (0: DefaultManagementRPM).
+		ManagementRPM uint64 `yaml:"management_rpm"`
 	} `yaml:"defaults"`
 
 	providers map[string]*Provider
@@ -195,6 +198,18 @@ func (c *Catalog) LimitsFor(m *Model) Limits {
 		return *c.Defaults.Limits
 	}
 	return Limits{}
+}
+
+// DefaultManagementRPM is the management API's per-key request limit per minute when the
+// catalog sets none: ample for dashboards and scripts, short of a scrape of every request log.
+const DefaultManagementRPM = 120
+
+// ManagementRPM returns each management key's request limit per minute on the management API.
+func (c *Catalog) ManagementRPM() uint64 {
+	if c.Defaults.ManagementRPM > 0 {
+		return c.Defaults.ManagementRPM
+	}
+	return DefaultManagementRPM
 }
 
 // SetPrices replaces the model's parsed prices; for building models in tests.
