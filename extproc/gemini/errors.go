@@ -25,13 +25,16 @@ var statusNames = map[int]string{
 	http.StatusNotFound:              "NOT_FOUND",
 	http.StatusConflict:              "ABORTED",
 	http.StatusRequestEntityTooLarge: "INVALID_ARGUMENT",
-	http.StatusTooManyRequests:       "RESOURCE_EXHAUSTED",
-	499:                              "CANCELLED",
-	http.StatusInternalServerError:   "INTERNAL",
-	http.StatusNotImplemented:        "UNIMPLEMENTED",
-	http.StatusBadGateway:            "UNAVAILABLE",
-	http.StatusServiceUnavailable:    "UNAVAILABLE",
-	http.StatusGatewayTimeout:        "DEADLINE_EXCEEDED",
+	// A provider could not process a valid request (provider_unprocessable): the nearest of
+	// Google's codes is the argument one, as the request is what it refused.
+	http.StatusUnprocessableEntity: "INVALID_ARGUMENT",
+	http.StatusTooManyRequests:     "RESOURCE_EXHAUSTED",
+	499:                            "CANCELLED",
+	http.StatusInternalServerError: "INTERNAL",
+	http.StatusNotImplemented:      "UNIMPLEMENTED",
+	http.StatusBadGateway:          "UNAVAILABLE",
+	http.StatusServiceUnavailable:  "UNAVAILABLE",
+	http.StatusGatewayTimeout:      "DEADLINE_EXCEEDED",
 }
 
 // StatusName is Google's status name for an HTTP status.
