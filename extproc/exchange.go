@@ -118,7 +118,12 @@ func (x *exchange) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeader
 	var m mutation
 	m.Remove(clientInternalHeaders(hm)...)
 	for _, name := range []string{"anthropic-version", "anthropic-beta"} {
-		if v := header(hm, name); v != "" {
+		v := header(hm, name)
+		if name == "anthropic-beta" {
+			// Repeated headers are one list (RFC 9110 5.3): every value is checked, not the first.
+			v = headerValues(hm, name)
+		}
+		if v != "" {
 			if x.anthropicHeaders == nil {
 				x.anthropicHeaders = map[string]string{}
 			}
@@ -206,6 +211,14 @@ func (x *exchange) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ex
 	if x.provider == protoAnthropic && req.proto != protoAnthropic {
 		// Anthropic requires a version header; its own clients send one, which passes through.
 		m.Set("anthropic-version", anthropic.Version)
+	}
+	if beta, ok := x.anthropicHeaders["anthropic-beta"]; ok {
+		// The values checkParams let through, as one header; other providers get none.
+		if x.provider == protoAnthropic && beta != "" {
+			m.Set("anthropic-beta", beta)
+		} else {
+			m.Remove("anthropic-beta")
+		}
 	}
 
 	return &extprocv3.ProcessingResponse{

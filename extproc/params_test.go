@@ -43,6 +43,8 @@ func TestGovernedParams(t *testing.T) {
 		{name: "allowed beta", headers: anthropicHeaders("context-1m-2025-08-07, interleaved-thinking-2025-05-14"), body: `{"model":"msgs-only","max_tokens":5,` + msgs + `}`},
 		{name: "beta not allowed", headers: anthropicHeaders("context-1m-2025-08-07,mcp-client-2025-04-04"), body: `{"model":"msgs-only","max_tokens":5,` + msgs + `}`,
 			refused: "anthropic-beta", wantBody: `anthropic-beta:mcp-client-2025-04-04`},
+		{name: "beta not allowed in a repeated header", headers: append(anthropicHeaders("context-1m-2025-08-07"), "anthropic-beta", "files-api-2025-04-14"), body: `{"model":"msgs-only","max_tokens":5,` + msgs + `}`,
+			refused: "anthropic-beta", wantBody: `anthropic-beta:files-api-2025-04-14`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,6 +55,13 @@ func TestGovernedParams(t *testing.T) {
 			if tt.refused == "" {
 				if ir != nil {
 					t.Fatalf("refused: %d %s", ir.GetStatus().GetCode(), ir.GetBody())
+				}
+				if tt.headers[3] == "/v1/messages" {
+					// What goes to the provider is the checked list, as one header.
+					set, _ := mutations(resp.GetRequestBody().GetResponse().GetHeaderMutation())
+					if want := strings.ReplaceAll(strings.Join(headerValuesOf(tt.headers, "anthropic-beta"), ","), " ", ""); set["anthropic-beta"] != want {
+						t.Errorf("anthropic-beta sent = %q, want %q", set["anthropic-beta"], want)
+					}
 				}
 				return
 			}
@@ -65,4 +74,14 @@ func TestGovernedParams(t *testing.T) {
 			}
 		})
 	}
+}
+
+func headerValuesOf(kv []string, name string) []string {
+	var out []string
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i] == name {
+			out = append(out, kv[i+1])
+		}
+	}
+	return out
 }
