@@ -27,7 +27,9 @@ var hostSuffixes = map[string]bool{
 	"gov": true, "edu": true, "xyz": true, "tech": true, "site": true, "online": true, "run": true, "azure": true,
 	"internal": true, "local": true, "localdomain": true, "lan": true, "corp": true, "intra": true, "intranet": true,
 	"private": true, "svc": true, "cluster": true, "home": true, "test": true, "example": true, "invalid": true,
-	"localhost": true, "arpa": true,
+	"localhost": true, "arpa": true, "consul": true, "kube": true, "k8s": true, "mesh": true,
+	"ru": true, "br": true, "es": true, "it": true, "pl": true, "kr": true, "sg": true, "tw": true, "hk": true,
+	"at": true, "be": true, "dk": true, "fi": true, "no": true, "nz": true, "za": true, "mx": true, "ar": true,
 }
 
 // Redact removes from a provider's message what would tell a client about the operator's upstream
@@ -75,12 +77,12 @@ func isDelimiter(r rune) bool {
 // replaced when the core is something Redact removes.
 func redactWord(w string) string {
 	core := strings.TrimLeft(strings.TrimRight(w, ".!?*"), ".*")
-	if !sensitive(core) {
-		// A trailing colon usually ends a phrase ("dial host:"); it may also end an IPv6
-		// address ("fe80::"), so it is only dropped on the second try.
-		if core = strings.TrimRight(core, ":"); !sensitive(core) {
-			return w
-		}
+	// A trailing colon usually ends a phrase ("dial host:"); it may also end an IPv6 address
+	// ("fe80::"), so the word is tried without it first, then with it.
+	if short := strings.TrimRight(core, ":"); sensitive(short) {
+		core = short
+	} else if !sensitive(core) {
+		return w
 	}
 	i := strings.Index(w, core)
 	return w[:i] + Redacted + w[i+len(core):]
@@ -113,14 +115,41 @@ func sensitive(w string) bool {
 	if at := strings.LastIndexByte(host, '@'); at >= 0 {
 		host = host[at+1:]
 	}
-	if h, port, ok := strings.Cut(host, ":"); ok && isDigits(port) {
-		host = h
+	if h, port, ok := strings.Cut(host, ":"); ok && isDigits(port) && len(port) >= 2 && len(port) <= 5 && isLabels(h) {
+		return true // host:port, even a single-label host (postgres:5432, redis-master:6379)
 	}
-	return isHostName(host)
+	if isHostName(host) {
+		return true
+	}
+	// An address glued to a word by colons or slashes ("tcp:10.0.0.7:5432", "via/db.internal").
+	for _, part := range strings.FieldsFunc(w, func(r rune) bool { return r == ':' || r == '/' || r == '@' }) {
+		if part != w && (isIP(part) || isHostName(part)) {
+			return true
+		}
+	}
+	return false
+}
+
+// isLabels reports whether w is one or more dot-separated labels of letters, digits and hyphens,
+// the first starting with a letter.
+func isLabels(w string) bool {
+	if w == "" || !(w[0] >= 'a' && w[0] <= 'z' || w[0] >= 'A' && w[0] <= 'Z') {
+		return false
+	}
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // isIP reports whether w is an IPv4 or IPv6 address, optionally with a port or a zone.
 func isIP(w string) bool {
+	if !strings.ContainsAny(w, "0123456789abcdefABCDEF") {
+		return false // "::" is an address too, but says nothing
+	}
 	if _, err := netip.ParseAddr(w); err == nil {
 		return true
 	}

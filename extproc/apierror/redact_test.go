@@ -1,6 +1,7 @@
 package apierror_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/tollgate/tollgate/extproc/apierror"
@@ -37,6 +38,11 @@ func TestRedact(t *testing.T) {
 		{"anthropic organisation", "rate limit for your organization (5f3a9c0e-0b6f-4c8e-9d0a-6b1e2f3a4b5c) of 40,000", "rate limit for your organization ([redacted]) of 40,000"},
 		{"google project", "Project projects/123456789012 lacks access", "Project [redacted] lacks access"},
 		{"request ids stay", "request req_011CSHoEeqs5C35K2UUqR7Fy failed", "request req_011CSHoEeqs5C35K2UUqR7Fy failed"},
+		{"single-label host with port", "could not connect to postgres:5432 or redis-master:6379", "could not connect to [redacted] or [redacted]"},
+		{"address glued by colons", "dial tcp:10.0.0.7:5432 failed", "dial [redacted] failed"},
+		{"host glued by a slash", "fetched via/db.internal", "fetched [redacted]"},
+		{"time of day stays", "at 12:30 today", "at 12:30 today"},
+		{"ratio stays", "ratio 16:9 is not supported", "ratio 16:9 is not supported"},
 		{"empty", "", ""},
 	}
 	for _, tt := range tests {
@@ -81,4 +87,21 @@ func TestFromProvider(t *testing.T) {
 			t.Errorf("%d: message %q; provider text kept = %v, want %v", tt.status, e.Message, kept, tt.keepsText)
 		}
 	}
+}
+
+// FuzzRedact: redaction never panics, is stable (redacting twice changes nothing more), and
+// leaves no URL behind.
+func FuzzRedact(f *testing.F) {
+	for _, s := range []string{"see https://x.example.com/a", "org-AbC123dEf456 at 10.0.0.1:80", "[fd00::1]:443", "a\u00e9b::", "tg_abcdefgh", ":::", "..."} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		once := apierror.Redact(s)
+		if twice := apierror.Redact(once); twice != once {
+			t.Errorf("Redact is not stable: %q -> %q -> %q", s, once, twice)
+		}
+		if strings.Contains(once, "://") {
+			t.Errorf("Redact(%q) = %q keeps a URL", s, once)
+		}
+	})
 }
