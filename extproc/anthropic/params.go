@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -12,20 +13,22 @@ import (
 )
 
 // Governed lists the parameters of r that change the operator's bill or data handling
-// (package params), in request order: service_tier other than standard_only, metadata,
-// mcp_servers, container, provider-run tools, and file references.
+// (package params): service_tier other than standard_only, metadata, mcp_servers, container,
+// inference_geo, speed, provider-side fallbacks, any top-level field this package does not know
+// (params.Field), provider-run tools, and file references.
 func (r *Request) Governed() []params.Use {
 	var uses []params.Use
 	if raw, ok := r.fields["service_tier"]; ok && !isNull(raw) && !bytes.Equal(bytes.TrimSpace(raw), []byte(`"standard_only"`)) {
 		uses = append(uses, params.Use{Name: params.ServiceTier, Param: "service_tier"})
 	}
-	for _, f := range []struct{ field, name string }{
-		{"metadata", params.Metadata},
-		{"mcp_servers", params.MCPServers},
-		{"container", params.Container},
-	} {
-		if raw, ok := r.fields[f.field]; ok && !isNull(raw) {
-			uses = append(uses, params.Use{Name: f.name, Param: f.field})
+	for _, name := range slices.Sorted(maps.Keys(r.fields)) {
+		raw := r.fields[name]
+		switch gov, governed := governedFields[name]; {
+		case name == "service_tier", harmlessFields[name], isNull(raw):
+		case governed:
+			uses = append(uses, params.Use{Name: gov, Param: name})
+		default:
+			uses = append(uses, params.Field(name))
 		}
 	}
 	for i, t := range r.Tools {
@@ -39,6 +42,28 @@ func (r *Request) Governed() []params.Use {
 		}
 	}
 	return uses
+}
+
+// governedFields maps the top-level fields that change the bill or data handling to their
+// allowed_params names (service_tier is judged by its value, in Governed).
+var governedFields = map[string]string{
+	"metadata":              params.Metadata,
+	"mcp_servers":           params.MCPServers,
+	"container":             params.Container,
+	"inference_geo":         params.InferenceGeo,
+	"speed":                 params.Speed,
+	"fallbacks":             params.ProviderFallbacks,
+	"fallback_credit_token": params.ProviderFallbacks,
+}
+
+// harmlessFields are the top-level fields that change neither the bill beyond the catalog's
+// prices (cache writes are priced; thinking and effort are output, bounded by max_tokens) nor
+// data handling.
+var harmlessFields = map[string]bool{
+	"model": true, "messages": true, "max_tokens": true, "system": true, "stream": true,
+	"temperature": true, "top_p": true, "top_k": true, "stop_sequences": true, "tools": true,
+	"tool_choice": true, "thinking": true, "cache_control": true, "context_management": true,
+	"output_config": true, "output_format": true,
 }
 
 // serverTool names the governed capability of a tool type, or "" for tools the client runs

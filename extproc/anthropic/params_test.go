@@ -28,6 +28,10 @@ func TestGoverned(t *testing.T) {
 			[]params.Use{u(params.Files, "messages[0].content[0].source")}},
 		{"file in a tool result", `{` + base + `,"messages":[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":[{"type":"image","source":{"type":"file","file_id":"file_012"}}]}]}]}`,
 			[]params.Use{u(params.Files, "messages[2].content[0].content[0].source")}},
+		{"harmless extras", `{` + base + `,"system":"s","temperature":0.5,"thinking":{"type":"disabled"},"cache_control":{"type":"ephemeral"},"context_management":{},"output_config":{"effort":"low"},` + msgs + `}`, nil},
+		{"priced-above-catalog fields", `{` + base + `,"speed":"fast","inference_geo":"us","fallbacks":[{"model":"claude-x"}],` + msgs + `}`,
+			[]params.Use{u(params.ProviderFallbacks, "fallbacks"), u(params.InferenceGeo, "inference_geo"), u(params.Speed, "speed")}},
+		{"unknown field", `{` + base + `,"diagnostics":{},` + msgs + `}`, []params.Use{u("field:diagnostics", "diagnostics")}},
 		{"base64 image", `{` + base + `,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"AA=="}}]}]}`, nil},
 	}
 	for _, tt := range tests {

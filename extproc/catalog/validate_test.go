@@ -55,8 +55,8 @@ func TestParseInvalid(t *testing.T) {
 		{"endpoint", []string{
 			`endpoint.yaml:6: models[0].endpoints[1]: "responses" is not one of chat_completions, messages, gemini`}},
 		{"allowed_params", []string{
-			`allowed_params.yaml:7: models[0].allowed_params[1]: "servce_tier" is not a governed parameter (known: service_tier, store, metadata, prediction, output_modalities, prompt_cache_retention, mcp_servers, container, cached_content, labels, web_search, web_fetch, code_execution, google_maps, files, server_tools, anthropic-beta:<value>)`,
-			`allowed_params.yaml:7: models[0].allowed_params[2]: "anthropic-beta:" is not a governed parameter (known: service_tier, store, metadata, prediction, output_modalities, prompt_cache_retention, mcp_servers, container, cached_content, labels, web_search, web_fetch, code_execution, google_maps, files, server_tools, anthropic-beta:<value>)`}},
+			`allowed_params.yaml:7: models[0].allowed_params[1]: "servce_tier" is not a governed parameter (known: service_tier, store, metadata, prediction, output_modalities, prompt_cache_retention, mcp_servers, container, cached_content, labels, web_search, web_fetch, code_execution, google_maps, files, server_tools, inference_geo, speed, provider_fallbacks, anthropic-beta:<value>, field:<name>)`,
+			`allowed_params.yaml:7: models[0].allowed_params[2]: "anthropic-beta:" is not a governed parameter (known: service_tier, store, metadata, prediction, output_modalities, prompt_cache_retention, mcp_servers, container, cached_content, labels, web_search, web_fetch, code_execution, google_maps, files, server_tools, inference_geo, speed, provider_fallbacks, anthropic-beta:<value>, field:<name>)`}},
 		{"tier", []string{
 			`tier.yaml:5: models[0].tier: "gold" is not premium or base`}},
 		{"kind", []string{

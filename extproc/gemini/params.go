@@ -3,6 +3,8 @@ package gemini
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 
 	"github.com/tollgate/tollgate/extproc/params"
@@ -11,15 +13,21 @@ import (
 // Governed lists the parameters of r that change the operator's bill or data handling
 // (package params): cachedContent, labels, provider-run tools (Google Search, code execution,
 // URL context, Google Maps, file search, and any tool kind not known here), non-text response
-// modalities and speech output, and fileData references (Files API and Cloud Storage URIs name
-// files in the operator's project).
+// modalities and speech output, fileData references (Files API and Cloud Storage URIs name
+// files in the operator's project), and any top-level field this package does not know
+// (params.Field; safetySettings is known and harmless).
 func (r *Request) Governed() []params.Use {
 	var uses []params.Use
-	if _, ok := r.Extra["cachedContent"]; ok {
-		uses = append(uses, params.Use{Name: params.CachedContent, Param: "cachedContent"})
-	}
-	if _, ok := r.Extra["labels"]; ok {
-		uses = append(uses, params.Use{Name: params.Labels, Param: "labels"})
+	for _, name := range slices.Sorted(maps.Keys(r.Extra)) {
+		switch name {
+		case "safetySettings":
+		case "cachedContent":
+			uses = append(uses, params.Use{Name: params.CachedContent, Param: name})
+		case "labels":
+			uses = append(uses, params.Use{Name: params.Labels, Param: name})
+		default:
+			uses = append(uses, params.Field(name))
+		}
 	}
 	for i, t := range r.Tools {
 		kinds := make([]string, 0, len(t.Extra))

@@ -18,6 +18,8 @@ func TestGoverned(t *testing.T) {
 		{"safety settings are not governed", `{` + contents + `,"safetySettings":[{"category":"HARM_CATEGORY_HARASSMENT","threshold":"BLOCK_NONE"}]}`, nil},
 		{"cached content", `{` + contents + `,"cachedContent":"cachedContents/abc"}`, []params.Use{u(params.CachedContent, "cachedContent")}},
 		{"cached content, snake case", `{` + contents + `,"cached_content":"cachedContents/abc"}`, []params.Use{u(params.CachedContent, "cachedContent")}},
+		{"unknown field", `{` + contents + `,"serviceTier":"priority"}`, []params.Use{u("field:serviceTier", "serviceTier")}},
+		{"snake-case tool", `{` + contents + `,"tools":[{"google_search":{}}]}`, []params.Use{u(params.WebSearch, "tools[0].googleSearch")}},
 		{"labels", `{` + contents + `,"labels":{"team":"a"}}`, []params.Use{u(params.Labels, "labels")}},
 		{"function tools", `{` + contents + `,"tools":[{"functionDeclarations":[{"name":"f"}]}]}`, nil},
 		{"provider tools", `{` + contents + `,"tools":[{"googleSearch":{}},{"codeExecution":{},"urlContext":{}},{"googleMaps":{}},{"fileSearch":{}},{"computerUse":{}},{"somethingNew":{}}]}`,

@@ -4,14 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"sort"
 
 	"github.com/tollgate/tollgate/extproc/params"
 )
 
 // Governed lists the parameters of r that change the operator's bill or data handling
 // (package params): service_tier other than "default", store other than false, metadata,
-// prediction, web_search_options, audio output, extended prompt-cache retention, and file_id
-// references to files stored in the operator's account. Null counts as absent everywhere.
+// prediction, web_search_options, audio output, extended prompt-cache retention, file_id
+// references to files stored in the operator's account, and any top-level field this package
+// does not know (params.Field). Null counts as absent everywhere.
 //
 // Only a request parsed from an OpenAI client carries these: the other protocols' converters
 // never put them in Extra.
@@ -38,6 +40,11 @@ func (r *ChatRequest) Governed() []params.Use {
 	field("audio")
 	field("modalities", `["text"]`)
 	field("prompt_cache_retention", `"in_memory"`)
+	for _, name := range sortedKeys(r.Extra) {
+		if _, governed := governedName[name]; !governed && !harmlessFields[name] {
+			uses = append(uses, params.Field(name))
+		}
+	}
 	for i := range r.Messages {
 		m := &r.Messages[i]
 		if len(m.Content) == 0 || m.Content[0] != '[' {
@@ -71,4 +78,23 @@ var governedName = map[string]string{
 	"audio":                  params.OutputModalities,
 	"modalities":             params.OutputModalities,
 	"prompt_cache_retention": params.PromptCacheRetention,
+}
+
+// harmlessFields are the top-level fields, besides those ParseChatRequest consumes, that change
+// neither the bill beyond the catalog's prices nor data handling: sampling, output shape, and
+// end-user identifiers (which help a provider attribute abuse to one end user, not the
+// operator's whole account).
+var harmlessFields = map[string]bool{
+	"parallel_tool_calls": true, "frequency_penalty": true, "presence_penalty": true, "logit_bias": true,
+	"logprobs": true, "top_logprobs": true, "seed": true, "user": true, "safety_identifier": true,
+	"prompt_cache_key": true, "reasoning_effort": true, "verbosity": true, "functions": true, "function_call": true,
+}
+
+func sortedKeys(m map[string]json.RawMessage) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

@@ -30,6 +30,9 @@ func TestGoverned(t *testing.T) {
 		{"extended cache retention", `{"model":"m","prompt_cache_retention":"24h",` + msgs + `}`, []params.Use{u(params.PromptCacheRetention, "prompt_cache_retention")}},
 		{"stored file", `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"read"},{"type":"file","file":{"file_id":"file-abc"}}]}]}`,
 			[]params.Use{u(params.Files, "messages[0].content[1].file.file_id")}},
+		{"harmless extras", `{"model":"m","seed":1,"logprobs":true,"top_logprobs":2,"reasoning_effort":"low","verbosity":"low","parallel_tool_calls":false,"frequency_penalty":0.5,` + msgs + `}`, nil},
+		{"unknown fields", `{"model":"m","repetition_penalty":1.1,"background":true,` + msgs + `}`,
+			[]params.Use{u("field:background", "background"), u("field:repetition_penalty", "repetition_penalty")}},
 		{"inline file", `{"model":"m","messages":[{"role":"user","content":[{"type":"file","file":{"filename":"a.pdf","file_data":"data:application/pdf;base64,AA=="}}]}]}`, nil},
 	}
 	for _, tt := range tests {

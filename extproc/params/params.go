@@ -58,22 +58,42 @@ const (
 	Files = "files"
 	// ServerTools: any other provider-run tool, which the gateway cannot tell the cost of.
 	ServerTools = "server_tools"
+	// InferenceGeo: Anthropic's inference_geo, where the request runs (data residency, and
+	// priced above the catalog's rates).
+	InferenceGeo = "inference_geo"
+	// Speed: Anthropic's speed (fast mode, priced above the catalog's rates).
+	Speed = "speed"
+	// ProviderFallbacks: Anthropic's fallbacks and fallback_credit_token, the provider retrying
+	// on models the catalog does not price for this request.
+	ProviderFallbacks = "provider_fallbacks"
 )
 
 // BetaPrefix starts an allowed_params entry that allows one anthropic-beta header value:
 // "anthropic-beta:context-1m-2025-08-07".
 const BetaPrefix = "anthropic-beta:"
 
+// FieldPrefix starts the name of a top-level request field the gateway does not know: providers
+// add fields that change billing (Anthropic's speed and inference_geo came that way), so an
+// unknown field is refused until the operator allows it by name, "field:repetition_penalty".
+const FieldPrefix = "field:"
+
+// Field is the Use of an unknown top-level field.
+func Field(name string) Use { return Use{Name: FieldPrefix + name, Param: name} }
+
 var known = map[string]bool{
 	ServiceTier: true, Store: true, Metadata: true, Prediction: true, OutputModalities: true,
 	PromptCacheRetention: true, MCPServers: true, Container: true, CachedContent: true, Labels: true,
 	WebSearch: true, WebFetch: true, CodeExecution: true, GoogleMaps: true, Files: true, ServerTools: true,
+	InferenceGeo: true, Speed: true, ProviderFallbacks: true,
 }
 
 // Known reports whether name may appear in a model's allowed_params.
 func Known(name string) bool {
 	if beta, ok := strings.CutPrefix(name, BetaPrefix); ok {
 		return beta != "" && !strings.ContainsAny(beta, ", \t")
+	}
+	if field, ok := strings.CutPrefix(name, FieldPrefix); ok {
+		return field != "" && !strings.ContainsAny(field, ", \t.:")
 	}
 	return known[name]
 }
@@ -82,7 +102,7 @@ func Known(name string) bool {
 func Names() []string {
 	return []string{ServiceTier, Store, Metadata, Prediction, OutputModalities, PromptCacheRetention,
 		MCPServers, Container, CachedContent, Labels, WebSearch, WebFetch, CodeExecution, GoogleMaps,
-		Files, ServerTools, BetaPrefix + "<value>"}
+		Files, ServerTools, InferenceGeo, Speed, ProviderFallbacks, BetaPrefix + "<value>", FieldPrefix + "<name>"}
 }
 
 // Use is one governed parameter in a request: Name as allowed_params lists it, Param where the

@@ -16,6 +16,9 @@ func TestKnown(t *testing.T) {
 		{"anthropic-beta:context-1m-2025-08-07", true},
 		{"anthropic-beta:", false},
 		{"anthropic-beta:a,b", false},
+		{"field:repetition_penalty", true},
+		{"field:", false},
+		{"field:a.b", false},
 		{"service-tier", false},
 		{"", false},
 	}
@@ -25,7 +28,7 @@ func TestKnown(t *testing.T) {
 		}
 	}
 	for _, n := range params.Names() {
-		if n != params.BetaPrefix+"<value>" && !params.Known(n) {
+		if n != params.BetaPrefix+"<value>" && n != params.FieldPrefix+"<name>" && !params.Known(n) {
 			t.Errorf("Names lists %q, which Known refuses", n)
 		}
 	}
