@@ -259,11 +259,15 @@ func (x *exchange) checkParams(req *clientRequest, route catalog.Route) *apierro
 			continue
 		}
 		seen = append(seen, m)
-		if err := params.Check(req.governed, m.AllowedParams, req.model); err != nil {
+		name := req.model
+		if m != route.Model {
+			name += " (through its fallback " + m.ID + ")"
+		}
+		if err := params.Check(req.governed, m.AllowedParams, name); err != nil {
 			return err
 		}
 		if beta != "" {
-			checked, err := anthropic.AllowedBetas(beta, m.AllowedParams, req.model)
+			checked, err := anthropic.AllowedBetas(beta, m.AllowedParams, name)
 			if err != nil {
 				return err
 			}
