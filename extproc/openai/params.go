@@ -41,7 +41,7 @@ func (r *ChatRequest) Governed() []params.Use {
 	field("modalities", `["text"]`)
 	field("prompt_cache_retention", `"in_memory"`)
 	for _, name := range sortedKeys(r.Extra) {
-		if _, governed := governedName[name]; !governed && !harmlessFields[name] {
+		if _, governed := governedName[name]; !governed && !harmlessFields[name] && !isNull(r.Extra[name]) {
 			uses = append(uses, params.Field(name))
 		}
 	}

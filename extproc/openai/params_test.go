@@ -17,7 +17,7 @@ func TestGoverned(t *testing.T) {
 		{"plain", `{"model":"m",` + msgs + `}`, nil},
 		{"identifiers are not governed", `{"model":"m","user":"u1","safety_identifier":"s","prompt_cache_key":"k",` + msgs + `}`, nil},
 		{"harmless values", `{"model":"m","service_tier":"default","store":false,"metadata":{},"modalities":["text"],"prompt_cache_retention":"in_memory",` + msgs + `}`, nil},
-		{"nulls", `{"model":"m","service_tier":null,"store":null,"prediction":null,` + msgs + `}`, nil},
+		{"nulls", `{"model":"m","service_tier":null,"store":null,"prediction":null,"background":null,` + msgs + `}`, nil},
 		{"priority tier", `{"model":"m","service_tier":"priority",` + msgs + `}`, []params.Use{u(params.ServiceTier, "service_tier")}},
 		{"flex tier", `{"model":"m","service_tier":"flex",` + msgs + `}`, []params.Use{u(params.ServiceTier, "service_tier")}},
 		{"auto tier", `{"model":"m","service_tier":"auto",` + msgs + `}`, []params.Use{u(params.ServiceTier, "service_tier")}},
