@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/tollgate/tollgate/extproc/billing"
 	"github.com/tollgate/tollgate/extproc/catalog"
 	"github.com/tollgate/tollgate/extproc/ledger"
+	"github.com/tollgate/tollgate/extproc/params"
 )
 
 // metadataNamespace is the dynamic-metadata namespace Envoy's ext_proc filter is configured to
@@ -135,7 +137,12 @@ func (x *exchange) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeader
 	var m mutation
 	m.Remove(clientInternalHeaders(hm)...)
 	for _, name := range []string{"anthropic-version", "anthropic-beta"} {
-		if v := header(hm, name); v != "" {
+		v := header(hm, name)
+		if name == "anthropic-beta" {
+			// Repeated headers are one list (RFC 9110 5.3): every value is checked, not the first.
+			v = headerValues(hm, name)
+		}
+		if v != "" {
 			if x.anthropicHeaders == nil {
 				x.anthropicHeaders = map[string]string{}
 			}
@@ -170,11 +177,16 @@ func (x *exchange) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeader
 		return x.reject(apierror.New(http.StatusForbidden, apierror.CodeGatewayDisabled, "API Gateway access is not enabled for your organization"))
 	}
 
-	switch x.ep.kind {
-	case routeModels, routeModel:
-		return x.answerModels()
-	case routeManagement:
+	if x.ep.kind == routeManagement {
 		return x.routeManagement(&m)
+	}
+	if p.Kind == ledger.KeyManagement {
+		// Management keys read balances, usage and request logs; they are not meant for scripts
+		// that spend credit, and listing models is part of the model API.
+		return x.reject(apierror.New(http.StatusForbidden, apierror.CodeAccessDenied, "This is a management key; the model API needs a standard key"))
+	}
+	if x.ep.kind == routeModels || x.ep.kind == routeModel {
+		return x.answerModels()
 	}
 	if h.GetEndOfStream() {
 		return x.reject(apierror.InvalidParam("", "Request body is required"))
@@ -199,6 +211,9 @@ func (x *exchange) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ex
 	route, rerr := x.resolve(req.model, catalogEndpoint(req.proto))
 	if rerr != nil {
 		return x.reject(rerr)
+	}
+	if err := x.checkParams(req, route); err != nil {
+		return x.reject(err)
 	}
 	backend := route.Backends[0]
 	provider := backend.ProviderRef()
@@ -229,6 +244,14 @@ func (x *exchange) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ex
 		// Anthropic requires a version header; its own clients send one, which passes through.
 		m.Set("anthropic-version", anthropic.Version)
 	}
+	if beta, ok := x.anthropicHeaders["anthropic-beta"]; ok {
+		// The values checkParams let through, as one header; other providers get none.
+		if x.provider == protoAnthropic && beta != "" {
+			m.Set("anthropic-beta", beta)
+		} else {
+			m.Remove("anthropic-beta")
+		}
+	}
 
 	return &extprocv3.ProcessingResponse{
 		Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
@@ -253,6 +276,45 @@ func (x *exchange) checkOrg() *apierror.Error {
 		return apierror.New(http.StatusPaymentRequired, apierror.CodeSubscriptionRequired, "Your organization has no active subscription")
 	}
 	return nil
+}
+
+// checkParams refuses the governed parameters (package params) and anthropic-beta values that
+// some model able to serve the route does not allow: a fallback receives the same request, so
+// it must allow them too. The anthropic-beta value kept for the attempts is the checked one.
+func (x *exchange) checkParams(req *clientRequest, route catalog.Route) *apierror.Error {
+	beta := x.anthropicHeaders["anthropic-beta"]
+	var seen []*catalog.Model
+	for _, m := range append([]*catalog.Model{route.Model}, chainModels(route)...) {
+		if slices.Contains(seen, m) {
+			continue
+		}
+		seen = append(seen, m)
+		name := req.model
+		if m != route.Model {
+			name += " (through its fallback " + m.ID + ")"
+		}
+		if err := params.Check(req.governed, m.AllowedParams, name); err != nil {
+			return err
+		}
+		if beta != "" {
+			checked, err := anthropic.AllowedBetas(beta, m.AllowedParams, name)
+			if err != nil {
+				return err
+			}
+			x.anthropicHeaders["anthropic-beta"] = checked
+		}
+	}
+	return nil
+}
+
+func chainModels(route catalog.Route) []*catalog.Model {
+	out := make([]*catalog.Model, 0, len(route.Chain))
+	for _, b := range route.Chain {
+		if m := b.ModelRef(); m != nil {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // resolve finds the route for a requested model and refuses models the caller cannot use

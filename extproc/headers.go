@@ -35,6 +35,22 @@ func header(hm *corev3.HeaderMap, name string) string {
 	return ""
 }
 
+// headerValues returns every value of name (lower case) in hm, joined with commas.
+func headerValues(hm *corev3.HeaderMap, name string) string {
+	var vals []string
+	for _, h := range hm.GetHeaders() {
+		if h.GetKey() != name {
+			continue
+		}
+		if rv := h.GetRawValue(); len(rv) > 0 {
+			vals = append(vals, string(rv))
+		} else if h.GetValue() != "" {
+			vals = append(vals, h.GetValue())
+		}
+	}
+	return strings.Join(vals, ",")
+}
+
 // mutation accumulates a header mutation. Envoy honours only the deprecated append flag (false
 // means overwrite) and reads only raw_value (research/envoy.md 1.6).
 type mutation struct {

@@ -16,15 +16,26 @@ const ManagementCluster = "tollgate_management"
 // routeManagement sends /v1/management/* to the management API, for management keys only. The
 // management server authenticates the key again and scopes every answer to its organisation, so
 // nothing here is trusted downstream but the route.
+//
+// The reply also carries the org and key as dynamic metadata: the management route's rate limit
+// (bootstrap.ManagementRateLimitPerRoute, a per-key mgmt_rpm) is built from it. A management
+// request has no body, so this headers reply is the last word before the ratelimit filter runs.
 func (x *exchange) routeManagement(m *mutation) *extprocv3.ProcessingResponse {
 	if x.principal.Kind != ledger.KeyManagement {
 		return x.reject(apierror.New(http.StatusForbidden, apierror.CodeAccessDenied, "The management API needs a management key; this is a standard key"))
 	}
 	m.Set(headerCluster, ManagementCluster)
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
-		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
-			HeaderMutation:  m.proto(),
-			ClearRouteCache: true,
-		}},
-	}}
+	return &extprocv3.ProcessingResponse{
+		Response: &extprocv3.ProcessingResponse_RequestHeaders{
+			RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
+				HeaderMutation:  m.proto(),
+				ClearRouteCache: true,
+			}},
+		},
+		DynamicMetadata: x.metadata(map[string]any{
+			"request_id": x.requestID,
+			"org_id":     x.principal.OrgID,
+			"key_id":     x.principal.KeyID,
+		}),
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/tollgate/tollgate/extproc/catalog"
 	"github.com/tollgate/tollgate/extproc/gemini"
 	"github.com/tollgate/tollgate/extproc/openai"
+	"github.com/tollgate/tollgate/extproc/params"
 )
 
 // protocol is a wire protocol: the client's, or a provider kind's.
@@ -49,6 +50,8 @@ type clientRequest struct {
 	includeUsage bool // OpenAI's stream_options.include_usage; other protocols always report usage
 	pivot        *openai.ChatRequest
 	native       any
+	// governed are the parameters that need the model's allowed_params (package params).
+	governed []params.Use
 }
 
 // streamProcessor turns a provider's stream into the client's, one Envoy body chunk at a time. A

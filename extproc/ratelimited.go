@@ -10,10 +10,13 @@ import (
 	"github.com/tollgate/tollgate/extproc/apierror"
 )
 
+// gatewayQuotaMessage starts every refusal the rate-limit service words (ratelimit/response.go).
+const gatewayQuotaMessage = "Rate limit exceeded: your Tollgate gateway quota "
+
 // quotaError is the error for a request Envoy's ratelimit filter refused. The rate-limit service
 // words the refusal (its raw_body, in OpenAI's shape); the gateway keeps that message, so clients
-// can tell the gateway's quota from a provider's 429 ("Upstream provider: …"), and re-renders it
-// in the client's protocol.
+// can tell the gateway's quota from a provider's 429 ("The upstream provider is rate limiting
+// requests"), and re-renders it in the client's protocol.
 func quotaError(body []byte) *apierror.Error {
 	e := apierror.New(http.StatusTooManyRequests, apierror.CodeRateLimit, "Rate limit exceeded: the gateway's quota for this key is used up; retry later")
 	var b struct {
@@ -21,8 +24,10 @@ func quotaError(body []byte) *apierror.Error {
 			Message string `json:"message"`
 		} `json:"error"`
 	}
-	if json.Unmarshal(body, &b) == nil && b.Error.Message != "" {
-		e.Message = b.Error.Message
+	// Only the rate-limit service's own wording is kept: a provider's 429 can carry Envoy's
+	// x-envoy-ratelimited header too, and its text must not pass for the gateway's.
+	if json.Unmarshal(body, &b) == nil && strings.HasPrefix(b.Error.Message, gatewayQuotaMessage) {
+		e.Message = apierror.Redact(b.Error.Message)
 	}
 	return e
 }

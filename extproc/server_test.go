@@ -299,14 +299,18 @@ func TestBufferedResponse(t *testing.T) {
 func TestUpstreamErrorRewritten(t *testing.T) {
 	h := newHarness(t)
 	tests := []struct {
-		name       string
-		status     string
-		body       string
-		wantStatus string
-		wantCode   string
+		name   string
+		status string
+		body   string
+		// ratelimited marks the response with Envoy's ratelimit filter header.
+		ratelimited bool
+		wantStatus  string
+		wantCode    string
 	}{
 		{name: "provider 500", status: "500", body: `{"error":{"message":"boom"}}`, wantStatus: "502", wantCode: "provider_error"},
-		{name: "provider 429", status: "429", body: `{"error":{"message":"slow down"}}`, wantStatus: "429", wantCode: "rate_limit"},
+		{name: "provider 429", status: "429", body: `{"error":{"message":"slow down, org sk-op…"}}`, wantStatus: "429", wantCode: "rate_limit"},
+		{name: "provider 429 posing as the gateway's", status: "429", ratelimited: true, body: `{"error":{"message":"Rate limit for org sk-op…"}}`, wantStatus: "429", wantCode: "rate_limit"},
+		{name: "provider 400 naming the operator", status: "400", body: `{"error":{"message":"bad metadata for sk-op123456789","param":"metadata"}}`, wantStatus: "400", wantCode: "invalid_params"},
 		{name: "provider rejects operator key", status: "401", body: `{"error":{"message":"bad key sk-op…"}}`, wantStatus: "502", wantCode: "provider_error"},
 		{name: "envoy no upstream", status: "503", body: `no healthy upstream`, wantStatus: "503", wantCode: "service_unavailable"},
 		{name: "envoy timeout", status: "504", body: `upstream request timeout`, wantStatus: "504", wantCode: "provider_timeout"},
@@ -316,7 +320,11 @@ func TestUpstreamErrorRewritten(t *testing.T) {
 			s := h.open(t)
 			s.requestHeaders(false, chatHeaders()...)
 			s.requestBody(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
-			rh := s.responseHeaders(false, ":status", tt.status, "content-type", "text/plain")
+			hdrs := []string{":status", tt.status, "content-type", "text/plain"}
+			if tt.ratelimited {
+				hdrs = append(hdrs, "x-envoy-ratelimited", "true")
+			}
+			rh := s.responseHeaders(false, hdrs...)
 			if rh.GetModeOverride() != nil {
 				t.Error("error responses stay BUFFERED to be rewritten whole")
 			}
@@ -548,12 +556,12 @@ func TestGatewayQuota429(t *testing.T) {
 	if set["x-ratelimit-remaining-requests"] != "0" {
 		t.Errorf("the gateway's (last) quota header must win: %v", set)
 	}
-	rb := s.responseBody([]byte(`{"error":{"message":"Rate limit exceeded: rpm for key k","type":"rate_limit","param":null,"code":"rate_limit"}}`), true)
+	rb := s.responseBody([]byte(`{"error":{"message":"Rate limit exceeded: your Tollgate gateway quota \"rpm\" allows 1 requests per minute; retry after 1s.","type":"rate_limit","param":null,"code":"rate_limit"}}`), true)
 	var e openAIError
 	if err := json.Unmarshal(rb.GetResponseBody().GetResponse().GetBodyMutation().GetBody(), &e); err != nil {
 		t.Fatal(err)
 	}
-	if e.Error.Code != "rate_limit" || !strings.HasPrefix(e.Error.Message, "Rate limit exceeded: rpm") {
+	if e.Error.Code != "rate_limit" || !strings.HasPrefix(e.Error.Message, "Rate limit exceeded: your Tollgate gateway quota \"rpm\"") {
 		t.Errorf("error = %+v", e.Error)
 	}
 	poll(t, func() bool { return h.ledger.openHolds() == 0 })
@@ -569,6 +577,11 @@ func TestManagementRoute(t *testing.T) {
 	set, removed := mutations(cr.GetHeaderMutation())
 	if set["x-tollgate-cluster"] != ManagementCluster || !cr.GetClearRouteCache() || !removed["x-tollgate-org"] {
 		t.Fatalf("management request: set %v removed %v clear %v", set, removed, cr.GetClearRouteCache())
+	}
+	// The management route's per-key rate limit reads these.
+	md := resp.GetDynamicMetadata().GetFields()["tollgate"].GetStructValue().GetFields()
+	if md["org_id"].GetStringValue() != orgID || md["key_id"].GetStringValue() != keyID {
+		t.Errorf("management request metadata = %v, want org_id and key_id", resp.GetDynamicMetadata())
 	}
 	rh := s.responseHeaders(false, ":status", "200", "content-type", "text/csv")
 	if rh.GetModeOverride().GetResponseBodyMode() != filterv3.ProcessingMode_STREAMED {
@@ -587,4 +600,50 @@ func TestModelsFilteredByPlan(t *testing.T) {
 		t.Errorf("a planned org lists only its plan's models: %s", body)
 	}
 	immediate(t, h.open(t).requestHeaders(true, ":method", "GET", ":path", "/v1/models/gpt-5.4", "authorization", "Bearer tg_planned"), 404, "invalid_model")
+}
+
+// TestKeyKinds checks that each key kind reaches only its own API, and that the refusal is in the
+// shape of the protocol the client speaks.
+func TestKeyKinds(t *testing.T) {
+	h := newHarness(t)
+	tests := []struct {
+		name    string
+		headers []string
+		status  int // 0: the request goes on
+		// wantBody is a fragment of the refusal in the client's protocol.
+		wantBody string
+	}{
+		{name: "management key on chat", headers: []string{":method", "POST", ":path", "/v1/chat/completions", "authorization", "Bearer tg_mgmt"},
+			status: 403, wantBody: `"code":"access_denied"`},
+		{name: "management key on messages", headers: []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg_mgmt", "anthropic-version", "2023-06-01"},
+			status: 403, wantBody: `"type":"permission_error"`},
+		{name: "management key on gemini", headers: []string{":method", "POST", ":path", "/v1beta/models/gpt-5.4:generateContent", "x-goog-api-key", "tg_mgmt"},
+			status: 403, wantBody: `"status":"PERMISSION_DENIED"`},
+		{name: "management key lists models", headers: []string{":method", "GET", ":path", "/v1/models", "authorization", "Bearer tg_mgmt"},
+			status: 403, wantBody: `"code":"access_denied"`},
+		{name: "management key reads a model", headers: []string{":method", "GET", ":path", "/v1beta/models/gpt-5.4", "x-goog-api-key", "tg_mgmt"},
+			status: 403, wantBody: `"reason":"ACCESS_DENIED"`},
+		{name: "standard key on management", headers: []string{":method", "GET", ":path", "/v1/management/balance", "authorization", "Bearer " + goodKey},
+			status: 403, wantBody: `"code":"access_denied"`},
+		{name: "management key on management", headers: []string{":method", "GET", ":path", "/v1/management/balance", "authorization", "Bearer tg_mgmt"}},
+		{name: "standard key on chat", headers: chatHeaders()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := h.open(t).requestHeaders(tt.headers[1] == "GET", tt.headers...)
+			ir := resp.GetImmediateResponse()
+			if tt.status == 0 {
+				if ir != nil {
+					t.Fatalf("refused: %d %s", ir.GetStatus().GetCode(), ir.GetBody())
+				}
+				return
+			}
+			if ir == nil {
+				t.Fatalf("want a %d refusal, got %v", tt.status, resp)
+			}
+			if got := int(ir.GetStatus().GetCode()); got != tt.status || !strings.Contains(string(ir.GetBody()), tt.wantBody) {
+				t.Errorf("got %d %s, want %d with %s", got, ir.GetBody(), tt.status, tt.wantBody)
+			}
+		})
+	}
 }

@@ -24,7 +24,7 @@ func parseClient(ep endpoint, body []byte) (*clientRequest, *apierror.Error) {
 			return nil, apierror.As(err)
 		}
 		return &clientRequest{proto: protoOpenAI, model: chat.Model, stream: chat.Stream,
-			includeUsage: chat.IncludeUsage, pivot: chat, native: chat}, nil
+			includeUsage: chat.IncludeUsage, pivot: chat, native: chat, governed: chat.Governed()}, nil
 	case routeMessages:
 		r, err := anthropic.ParseRequest(body)
 		if err != nil {
@@ -34,7 +34,7 @@ func parseClient(ep endpoint, body []byte) (*clientRequest, *apierror.Error) {
 		if err != nil {
 			return nil, apierror.As(err)
 		}
-		return &clientRequest{proto: protoAnthropic, model: r.Model, stream: r.Stream, pivot: pivot, native: r}, nil
+		return &clientRequest{proto: protoAnthropic, model: r.Model, stream: r.Stream, pivot: pivot, native: r, governed: r.Governed()}, nil
 	case routeGenerate:
 		r, err := gemini.ParseRequest(body, ep.modelID, ep.stream)
 		if err != nil {
@@ -44,7 +44,7 @@ func parseClient(ep endpoint, body []byte) (*clientRequest, *apierror.Error) {
 		if err != nil {
 			return nil, apierror.As(err)
 		}
-		return &clientRequest{proto: protoGemini, model: r.Model, stream: r.Stream, pivot: pivot, native: r}, nil
+		return &clientRequest{proto: protoGemini, model: r.Model, stream: r.Stream, pivot: pivot, native: r, governed: r.Governed()}, nil
 	}
 	return nil, apierror.New(http.StatusNotFound, apierror.CodeNotFound, "No such endpoint")
 }

@@ -22,13 +22,16 @@ const (
 	RequestsPerMinute Quota = "rpm"
 	TokensPerMinute   Quota = "tpm"
 	TokensPerDay      Quota = "tpd"
+	// ManagementRequestsPerMinute counts one key's requests to the management API, apart from
+	// its organisation's model quotas.
+	ManagementRequestsPerMinute Quota = "mgmt_rpm"
 )
 
 // Unit is the window the quota counts over: a minute or a day; zero for an
 // unknown quota.
 func (q Quota) Unit() time.Duration {
 	switch q {
-	case RequestsPerMinute, TokensPerMinute:
+	case RequestsPerMinute, TokensPerMinute, ManagementRequestsPerMinute:
 		return time.Minute
 	case TokensPerDay:
 		return 24 * time.Hour

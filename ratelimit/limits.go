@@ -70,6 +70,9 @@ type LimitTable struct {
 	Defaults map[string]Rates
 	// Overrides maps exact scopes to rates.
 	Overrides map[Scope]Rates
+	// ManagementRPM limits each key's management API requests per minute
+	// (descriptors {mgmt_rpm, org, key}); zero means no limit.
+	ManagementRPM uint64
 }
 
 // StaticLimits serves Limits from an in-memory LimitTable that can be
@@ -83,8 +86,9 @@ type StaticLimits struct {
 // compiledTable holds final Limits, names included, so that lookups allocate
 // nothing.
 type compiledTable struct {
-	defaults  map[string]quotaLimits
-	overrides map[Scope]quotaLimits
+	defaults   map[string]quotaLimits
+	overrides  map[Scope]quotaLimits
+	management Limit
 }
 
 type quotaLimits struct{ rpm, tpm, tpd Limit }
@@ -127,6 +131,13 @@ func (s *StaticLimits) Limit(_ context.Context, d Descriptor) (Limit, bool) {
 	if t == nil {
 		return Limit{}, false
 	}
+	if d.Quota == ManagementRequestsPerMinute {
+		// Per key, whatever the org: only a descriptor that names one is limited.
+		if d.Key == "" || d.Model != "" || t.management.PerUnit == 0 {
+			return Limit{}, false
+		}
+		return t.management, true
+	}
 	if q, ok := t.overrides[Scope{Org: d.Org, Key: d.Key, Model: d.Model}]; ok {
 		if l := q.get(d.Quota); l.PerUnit > 0 {
 			return l, true
@@ -146,6 +157,9 @@ func compile(t LimitTable) (*compiledTable, error) {
 	c := &compiledTable{
 		defaults:  make(map[string]quotaLimits, len(t.Defaults)),
 		overrides: make(map[Scope]quotaLimits, len(t.Overrides)),
+	}
+	if t.ManagementRPM > 0 {
+		c.management = Limit{PerUnit: t.ManagementRPM, Unit: time.Minute, Name: string(ManagementRequestsPerMinute) + " per key"}
 	}
 	var errs []error
 	for model, r := range t.Defaults {

@@ -18,6 +18,7 @@ func TestStaticLimits(t *testing.T) {
 			{Org: "acme", Model: "gpt-4o"}: {TPM: 60000},
 			{Org: "acme", Key: "k1"}:       {RPM: 10},
 		},
+		ManagementRPM: 30,
 	}
 	limits := staticLimits(t, table)
 	tests := []struct {
@@ -42,6 +43,12 @@ func TestStaticLimits(t *testing.T) {
 		{name: "model defaults are not per key", d: ratelimit.Descriptor{Quota: ratelimit.RequestsPerMinute, Org: "globex", Key: "k9", Model: "gpt-4o"}},
 		{name: "unknown model", d: ratelimit.Descriptor{Quota: ratelimit.RequestsPerMinute, Org: "globex", Model: "o3"}},
 		{name: "unknown org", d: ratelimit.Descriptor{Quota: ratelimit.RequestsPerMinute, Org: "globex"}},
+		{name: "management requests per key", d: ratelimit.Descriptor{Quota: ratelimit.ManagementRequestsPerMinute, Org: "globex", Key: "k9"},
+			want: ratelimit.Limit{PerUnit: 30, Unit: time.Minute, Name: "mgmt_rpm per key"}, ok: true},
+		{name: "management limit ignores model overrides", d: ratelimit.Descriptor{Quota: ratelimit.ManagementRequestsPerMinute, Org: "acme", Key: "k1"},
+			want: ratelimit.Limit{PerUnit: 30, Unit: time.Minute, Name: "mgmt_rpm per key"}, ok: true},
+		{name: "management limit needs a key", d: ratelimit.Descriptor{Quota: ratelimit.ManagementRequestsPerMinute, Org: "acme"}},
+		{name: "model rpm is not the management limit", d: ratelimit.Descriptor{Quota: ratelimit.RequestsPerMinute, Org: "globex", Key: "k9"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

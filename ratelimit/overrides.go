@@ -65,16 +65,18 @@ func (o *Overrides) Set(ctx context.Context, s Scope, rpm, tpm, tpd *uint64) err
 	return nil
 }
 
-// Watch keeps limits current: the catalog's defaults plus the overrides in Postgres, reloaded
-// every interval, so a change takes effect without a restart. A failed reload keeps the last
-// table and is logged; Watch returns when ctx is done.
-func (o *Overrides) Watch(ctx context.Context, limits *StaticLimits, defaults map[string]Rates, every time.Duration, log *slog.Logger) error {
+// Watch keeps limits current: the catalog's part of base (its defaults and management limit)
+// plus the overrides in Postgres, reloaded every interval, so a change takes effect without a
+// restart. A failed reload keeps the last table and is logged; Watch returns when ctx is done.
+func (o *Overrides) Watch(ctx context.Context, limits *StaticLimits, base LimitTable, every time.Duration, log *slog.Logger) error {
 	reload := func() {
 		ctx, cancel := context.WithTimeout(ctx, every)
 		defer cancel()
 		over, err := o.Load(ctx)
 		if err == nil {
-			err = limits.Replace(LimitTable{Defaults: defaults, Overrides: over})
+			t := base
+			t.Overrides = over
+			err = limits.Replace(t)
 		}
 		if err != nil && ctx.Err() == nil {
 			log.Warn("reload rate limit overrides; keeping the previous table", "err", err)

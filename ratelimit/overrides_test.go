@@ -30,7 +30,7 @@ func TestOverridesLive(t *testing.T) {
 	watchCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- o.Watch(watchCtx, limits, defaults, 10*time.Millisecond, slog.New(slog.DiscardHandler))
+		done <- o.Watch(watchCtx, limits, LimitTable{Defaults: defaults}, 10*time.Millisecond, slog.New(slog.DiscardHandler))
 	}()
 	t.Cleanup(func() { stop(); <-done })
 

@@ -387,3 +387,35 @@ func TestOneRedisCommandPerCall(t *testing.T) {
 		}
 	})
 }
+
+// TestManagementQuota: each management key gets its own request budget on the management API,
+// counted apart from the model quotas (a key's model rpm is untouched by management calls).
+func TestManagementQuota(t *testing.T) {
+	limits := staticLimits(t, ratelimit.LimitTable{
+		ManagementRPM: 2,
+		Overrides:     map[ratelimit.Scope]ratelimit.Rates{{Org: "acme", Key: "k1"}: {RPM: 5}},
+	})
+	s, _ := newServer(t, limits)
+	mgmt := func(key string) *rlsv3.RateLimitRequest { return request(descriptor("mgmt_rpm", "acme", key, "")) }
+	steps := []struct {
+		name     string
+		req      *rlsv3.RateLimitRequest
+		wantCode rlsv3.RateLimitResponse_Code
+	}{
+		{"first", mgmt("k1"), ok},
+		{"second", mgmt("k1"), ok},
+		{"third is over", mgmt("k1"), over},
+		{"another key has its own budget", mgmt("k2"), ok},
+		{"the model quota is separate", request(descriptor("rpm", "acme", "k1", "")), ok},
+	}
+	for _, st := range steps {
+		resp := call(t, s, st.req)
+		if got := resp.GetOverallCode(); got != st.wantCode {
+			t.Fatalf("%s: %v, want %v", st.name, got, st.wantCode)
+		}
+	}
+	resp := call(t, s, mgmt("k1"))
+	if !strings.Contains(string(resp.GetRawBody()), `gateway quota \"mgmt_rpm per key\" allows 2 requests per minute`) {
+		t.Errorf("429 body = %s", resp.GetRawBody())
+	}
+}

@@ -51,7 +51,7 @@ func runRatelimit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 func serveRatelimit(ctx context.Context, cfg ratelimit.Config, table ratelimit.LimitTable, limits *ratelimit.StaticLimits, pool *pgxpool.Pool, reload time.Duration, log *slog.Logger) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return ratelimit.NewOverrides(pool).Watch(ctx, limits, table.Defaults, reload, log)
+		return ratelimit.NewOverrides(pool).Watch(ctx, limits, table, reload, log)
 	})
 	g.Go(func() error { return ratelimit.Run(ctx, cfg, limits, log) })
 	return g.Wait()
@@ -104,9 +104,10 @@ func (o *optionalUint) Set(s string) error {
 	return nil
 }
 
-// limitTable turns the catalog's per-model default quotas into the rate-limit service's table.
+// limitTable turns the catalog's per-model default quotas and the management API's per-key limit
+// into the rate-limit service's table.
 func limitTable(cat *catalog.Catalog) ratelimit.LimitTable {
-	t := ratelimit.LimitTable{Defaults: map[string]ratelimit.Rates{}}
+	t := ratelimit.LimitTable{Defaults: map[string]ratelimit.Rates{}, ManagementRPM: cat.ManagementRPM()}
 	for i := range cat.Models {
 		m := &cat.Models[i]
 		l := cat.LimitsFor(m)

@@ -43,6 +43,10 @@ const (
 	OrgHeader   = "x-tollgate-org"
 	KeyHeader   = "x-tollgate-key"
 	ModelHeader = "x-tollgate-model"
+	// ManagementQuota is the quota descriptor value of the management API's per-key request
+	// limit (ratelimit.ManagementRequestsPerMinute): a quota of its own, so that management
+	// calls neither use up nor are governed by the key's model quotas.
+	ManagementQuota = "mgmt_rpm"
 	// TotalTokensKey is the key in the tollgate dynamic metadata namespace where extproc puts
 	// the response's token count (a number, 0 on errors) on its last response reply.
 	TotalTokensKey = "total_tokens"
@@ -160,6 +164,19 @@ func RateLimitPerRoute() *ratelimitv3.RateLimitPerRoute {
 	return &ratelimitv3.RateLimitPerRoute{RateLimits: limits}
 }
 
+// ManagementRateLimitPerRoute is the management route's rate-limit policy: one descriptor,
+// {quota: mgmt_rpm}, {org}, {key}, from the dynamic metadata extproc writes with its
+// request-headers reply to a management request (management requests have no body, so the
+// headers reply is the only one before the ratelimit filter runs). A request without that
+// metadata (extproc refused it) yields no descriptor and no RLS call.
+func ManagementRateLimitPerRoute() *ratelimitv3.RateLimitPerRoute {
+	return &ratelimitv3.RateLimitPerRoute{RateLimits: []*routev3.RateLimit{{Actions: []*routev3.RateLimit_Action{
+		genericKey("quota", ManagementQuota),
+		dynamicMetadata(OrgMetadataKey, "org"),
+		dynamicMetadata(KeyMetadataKey, "key"),
+	}}}}
+}
+
 func genericKey(key, value string) *routev3.RateLimit_Action {
 	return &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_GenericKey_{
 		GenericKey: &routev3.RateLimit_Action_GenericKey{DescriptorKey: key, DescriptorValue: value},
@@ -178,15 +195,17 @@ func dynamicMetadata(field, key string) *routev3.RateLimit_Action {
 }
 
 // rateLimitParts is what Render adds for p.RateLimit: the filter (placed right after
-// ext_proc, so it sees extproc's headers), the RLS cluster and the route's policy.
-func rateLimitParts(r *RateLimit) (*hcmv3.HttpFilter, *anypb.Any, error) {
+// ext_proc, so it sees extproc's headers), the model routes' policy and the management route's.
+func rateLimitParts(r *RateLimit) (filter *hcmv3.HttpFilter, perRoute, management *anypb.Any, err error) {
 	f, err := anypb.New(RateLimitFilter(*r))
 	if err != nil {
-		return nil, nil, fmt.Errorf("ratelimit filter: %w", err)
+		return nil, nil, nil, fmt.Errorf("ratelimit filter: %w", err)
 	}
-	perRoute, err := anypb.New(RateLimitPerRoute())
-	if err != nil {
-		return nil, nil, fmt.Errorf("ratelimit per route: %w", err)
+	if perRoute, err = anypb.New(RateLimitPerRoute()); err != nil {
+		return nil, nil, nil, fmt.Errorf("ratelimit per route: %w", err)
 	}
-	return &hcmv3.HttpFilter{Name: RateLimitFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: f}}, perRoute, nil
+	if management, err = anypb.New(ManagementRateLimitPerRoute()); err != nil {
+		return nil, nil, nil, fmt.Errorf("management ratelimit per route: %w", err)
+	}
+	return &hcmv3.HttpFilter{Name: RateLimitFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: f}}, perRoute, management, nil
 }

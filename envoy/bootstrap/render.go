@@ -122,15 +122,17 @@ func httpConnectionManager(p Params) (*hcmv3.HttpConnectionManager, error) {
 		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: extProc},
 	}}
 	perFilter := map[string]*anypb.Any{}
+	var managementRateLimit *anypb.Any
 	if p.RateLimit != nil {
 		// Right after ext_proc: its decodeHeaders then runs once extproc's request_body
 		// reply released the headers, so the descriptors see x-tollgate-*.
-		f, perRoute, err := rateLimitParts(p.RateLimit)
+		f, perRoute, management, err := rateLimitParts(p.RateLimit)
 		if err != nil {
 			return nil, err
 		}
 		filters = append(filters, f)
 		perFilter[RateLimitFilterName] = perRoute
+		managementRateLimit = management
 	}
 	for _, f := range p.ExtraHTTPFilters {
 		filters = append(filters, proto.Clone(f).(*hcmv3.HttpFilter))
@@ -143,7 +145,7 @@ func httpConnectionManager(p Params) (*hcmv3.HttpConnectionManager, error) {
 	for name, cfg := range p.RouteTypedPerFilterConfig {
 		perFilter[name] = proto.Clone(cfg).(*anypb.Any)
 	}
-	routes, err := routeList(p, perFilter)
+	routes, err := routeList(p, perFilter, managementRateLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -190,12 +192,12 @@ func ExtProcFilter(messageTimeout time.Duration, maxRequestBytes uint32) *extpro
 	}
 }
 
-// routeList is the virtual host's routes. Without fallback, one catch-all route reads the
-// cluster from x-tollgate-cluster (cluster_header). With fallback, every fallback model
-// cluster gets its own route matching x-tollgate-cluster exactly and naming the cluster, with
-// a retry policy sized for that cluster's levels; the management cluster gets one without
-// retries; the catch-all (no retries) stays last for anything else, so an unknown cluster is
-// still Envoy's 503.
+// routeList is the virtual host's routes. A catch-all route reads the cluster from
+// x-tollgate-cluster (cluster_header). With fallback, every fallback model cluster gets its
+// own route matching x-tollgate-cluster exactly and naming the cluster, with a retry policy
+// sized for that cluster's levels; the management cluster, whenever there is one, gets one
+// without retries; the catch-all (no retries) stays last for anything else, so an unknown
+// cluster is still Envoy's 503.
 //
 // The header routes work because extproc sets x-tollgate-cluster and clears the route cache:
 // the router filter's next route() call re-matches the whole table against the mutated
@@ -205,7 +207,10 @@ func ExtProcFilter(messageTimeout time.Duration, maxRequestBytes uint32) *extpro
 // route whose path and headers match wins (source/common/router/config_impl.cc
 // VirtualHostImpl::getRouteFromEntries, RouteEntryImplBase::matchRoute →
 // Http::HeaderUtility::matchHeaders).
-func routeList(p Params, perFilter map[string]*anypb.Any) ([]*routev3.Route, error) {
+//
+// The management route, rendered whenever there is a management cluster, carries the
+// management API's own rate-limit policy (managementRateLimit) in place of the model routes'.
+func routeList(p Params, perFilter map[string]*anypb.Any, managementRateLimit *anypb.Any) ([]*routev3.Route, error) {
 	newRoute := func(name string, match *routev3.RouteMatch, action *routev3.RouteAction) *routev3.Route {
 		action.Timeout = durationpb.New(p.UpstreamTimeout)
 		// extproc cannot set :authority under ext_proc's default mutation rules, so the
@@ -215,6 +220,9 @@ func routeList(p Params, perFilter map[string]*anypb.Any) ([]*routev3.Route, err
 		if len(perFilter) > 0 {
 			r.TypedPerFilterConfig = map[string]*anypb.Any{}
 			for k, v := range perFilter {
+				if k == RateLimitFilterName && name == ManagementClusterName {
+					v = managementRateLimit
+				}
 				r.TypedPerFilterConfig[k] = proto.Clone(v).(*anypb.Any)
 			}
 		}
@@ -232,23 +240,21 @@ func routeList(p Params, perFilter map[string]*anypb.Any) ([]*routev3.Route, err
 		}
 	}
 	var routes []*routev3.Route
-	if p.Fallback != nil {
-		for _, c := range p.Clusters {
-			switch {
-			case c.Fallback:
-				rp, err := p.Fallback.retryPolicy(c)
-				if err != nil {
-					return nil, fmt.Errorf("cluster %q: retry policy: %w", c.Name, err)
-				}
-				routes = append(routes, newRoute(c.Name, byHeader(c.Name), &routev3.RouteAction{
-					ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: c.Name},
-					RetryPolicy:      rp,
-				}))
-			case c.Name == ManagementClusterName:
-				routes = append(routes, newRoute(c.Name, byHeader(c.Name), &routev3.RouteAction{
-					ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: c.Name},
-				}))
+	for _, c := range p.Clusters {
+		switch {
+		case c.Name == ManagementClusterName:
+			routes = append(routes, newRoute(c.Name, byHeader(c.Name), &routev3.RouteAction{
+				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: c.Name},
+			}))
+		case c.Fallback && p.Fallback != nil:
+			rp, err := p.Fallback.retryPolicy(c)
+			if err != nil {
+				return nil, fmt.Errorf("cluster %q: retry policy: %w", c.Name, err)
 			}
+			routes = append(routes, newRoute(c.Name, byHeader(c.Name), &routev3.RouteAction{
+				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: c.Name},
+				RetryPolicy:      rp,
+			}))
 		}
 	}
 	routes = append(routes, newRoute("", &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},

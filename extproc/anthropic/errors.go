@@ -84,11 +84,12 @@ func errorType(e *apierror.Error) string {
 }
 
 // ProviderError turns an error response from an Anthropic-kind provider into the gateway's
-// error. A body in Anthropic's shape is the provider's own answer and its message is kept, so
-// the client learns why its request was refused — except for 401, 402 and 403, which concern
-// the operator's key and account, not the client's. 5xx become 502 provider_error, and 529
-// (overloaded) 503 service_unavailable, which Anthropic clients see again as overloaded_error
-// and every SDK retries. Anything else is Envoy's local reply and is reported by status.
+// error. A body in Anthropic's shape is the provider's own answer; apierror.FromProvider decides
+// what of it the client may see: the redacted message of a 400, 404 or 422, the gateway's own
+// words for everything else. 401, 402 and 403 concern the operator's key and account, not the
+// client's, and become 502 provider_error; 5xx become 502 provider_error, and 529 (overloaded)
+// 503 service_unavailable, which Anthropic clients see again as overloaded_error and every SDK
+// retries. Anything else is Envoy's local reply and is reported by status.
 func ProviderError(status int, body []byte) *apierror.Error {
 	var b errorBody
 	if json.Unmarshal(body, &b) != nil || b.Type != "error" || b.Error.Type == "" {
@@ -100,29 +101,24 @@ func ProviderError(status int, body []byte) *apierror.Error {
 	return providerError(status, b.Error.Type, b.Error.Message)
 }
 
+// providerError maps an Anthropic error of typ and message; status is the response's, or 0 for an
+// error event inside a stream that began with 200, where the type alone tells what failed.
 func providerError(status int, typ, message string) *apierror.Error {
-	var e *apierror.Error
 	switch {
 	case status == StatusOverloaded || typ == errOverloaded:
-		e = overloaded()
+		return overloaded()
 	case status == http.StatusPaymentRequired || typ == errBilling:
 		return apierror.New(http.StatusBadGateway, apierror.CodeProviderError, "The upstream provider refused the gateway's account")
-	case status == http.StatusUnauthorized, status == http.StatusForbidden:
-		return apierror.FromStatus(status) // the provider refused the gateway's credentials
+	case status == http.StatusUnauthorized, status == http.StatusForbidden, typ == errAuthentication, typ == errPermission:
+		return apierror.FromStatus(http.StatusUnauthorized) // the provider refused the gateway's credentials
 	case status == http.StatusTooManyRequests || typ == errRateLimit:
-		e = apierror.FromStatus(http.StatusTooManyRequests)
+		return apierror.FromStatus(http.StatusTooManyRequests)
 	case status == http.StatusGatewayTimeout || typ == errTimeout:
-		e = apierror.FromStatus(http.StatusGatewayTimeout)
+		return apierror.FromStatus(http.StatusGatewayTimeout)
 	case status >= 500 || status < 400 || typ == errAPI:
-		// status < 400: an error event inside a stream that began with 200.
-		e = apierror.New(http.StatusBadGateway, apierror.CodeProviderError, "The upstream provider failed")
-	default:
-		e = apierror.FromStatus(status)
+		return apierror.New(http.StatusBadGateway, apierror.CodeProviderError, "The upstream provider failed")
 	}
-	if message != "" {
-		e.Message = "Upstream provider: " + message
-	}
-	return e
+	return apierror.FromProvider(status, message, "")
 }
 
 func overloaded() *apierror.Error {

@@ -82,7 +82,9 @@ func (s *StreamRewriter) rewrite(ev sse.Event) ([]byte, error) {
 	case evMessageStop:
 		s.done = true
 	case evError:
+		// Forwarded in the gateway's words: the provider's may name the operator's account.
 		s.failed = true
+		return ErrorBody(providerError(0, e.Error.Type, e.Error.Message)), nil
 	}
 	return ev.Data, nil
 }

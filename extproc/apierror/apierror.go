@@ -24,6 +24,8 @@ const (
 	CodeNotFound             = "not_found"
 	CodeRequestTooLarge      = "request_too_large"
 	CodeRateLimit            = "rate_limit"
+	CodeSafetyCheckFailed    = "safety_check_failed"
+	CodeUnprocessable        = "provider_unprocessable"
 	CodeProviderError        = "provider_error"
 	CodeNoProviderAvailable  = "no_provider_available"
 	CodeServiceUnavailable   = "service_unavailable"
@@ -82,11 +84,11 @@ func As(err error) *Error {
 }
 
 // FromStatus builds the error the gateway reports for an upstream or proxy status that came
-// without a usable body.
+// without a usable body. Its messages are the gateway's own: nothing of the provider's reply.
 func FromStatus(status int) *Error {
 	switch {
 	case status == http.StatusTooManyRequests:
-		return New(status, CodeRateLimit, "The upstream provider's rate limit was reached; retry later")
+		return New(status, CodeRateLimit, "The upstream provider is rate limiting requests; retry later")
 	case status == http.StatusRequestEntityTooLarge:
 		return New(status, CodeRequestTooLarge, "Request body is larger than the gateway accepts")
 	case status == http.StatusServiceUnavailable:
@@ -95,13 +97,48 @@ func FromStatus(status int) *Error {
 		return New(status, CodeProviderTimeout, "The upstream provider timed out")
 	case status >= 500:
 		return New(http.StatusBadGateway, CodeProviderError, "The upstream provider failed (status %d)", status)
-	case status == http.StatusUnauthorized, status == http.StatusForbidden:
-		// The provider refused the operator's credentials: the client's key is fine, so this is
-		// the gateway's failure, not the client's.
+	case status == http.StatusUnauthorized, status == http.StatusForbidden, status == http.StatusPaymentRequired:
+		// The provider refused the operator's credentials or account: the client's key is fine,
+		// so this is the gateway's failure, not the client's.
 		return New(http.StatusBadGateway, CodeProviderError, "The upstream provider refused the gateway's credentials")
+	case status == http.StatusUnprocessableEntity:
+		return New(status, CodeUnprocessable, "The upstream provider could not process the request")
 	default:
 		return New(status, CodeInvalidParams, "The upstream provider rejected the request (status %d)", status)
 	}
+}
+
+// FromProvider is the client's error for a provider's error response of status, whose body the
+// provider kind's package read as message and param. Only validation failures (400, 404, 422)
+// keep the provider's words, which tell the client what to fix, and even those pass through
+// Redact; for 429, 5xx and everything else the gateway writes its own message (FromStatus), since
+// those texts name the operator's account, hosts and internals rather than the client's request.
+func FromProvider(status int, message, param string) *Error {
+	e := FromStatus(status)
+	if status >= 500 && status != http.StatusGatewayTimeout {
+		// FromStatus reads a bare 503 as Envoy's "no upstream"; a provider that answered with a
+		// body of its own did fail.
+		e = New(http.StatusBadGateway, CodeProviderError, "The upstream provider failed (status %d)", status)
+	}
+	switch status {
+	case http.StatusBadRequest, http.StatusNotFound, http.StatusUnprocessableEntity:
+		if msg := Redact(message); msg != "" {
+			e.Message = "Upstream provider: " + msg
+			e.Param = Redact(param)
+		}
+	}
+	return e
+}
+
+// SafetyRefusal is the client's error for a provider that refused the request's content (a
+// content-policy or safety filter). The provider's reason, redacted, is kept: it tells the client
+// what to change.
+func SafetyRefusal(message string) *Error {
+	e := New(http.StatusForbidden, CodeSafetyCheckFailed, "The upstream provider refused the request's content")
+	if msg := Redact(message); msg != "" {
+		e.Message += ": " + msg
+	}
+	return e
 }
 
 // JSONProblem describes why a request body failed to decode, for a client-facing message, without

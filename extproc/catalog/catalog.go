@@ -119,6 +119,10 @@ type Model struct {
 	Limits          *Limits           `yaml:"limits"`
 	Replacement     string            `yaml:"replacement"`
 	Sunset          string            `yaml:"sunset"`
+	// AllowedParams lists the governed request parameters (package params: service_tier,
+	// store, web_search, "anthropic-beta:context-1m-2025-08-07", …) that clients may use with
+	// this model. Any other governed parameter is refused with 400 invalid_params.
+	AllowedParams []string `yaml:"allowed_params"`
 
 	prices billing.Prices
 }
@@ -216,6 +220,9 @@ type Catalog struct {
 	Models    []Model    `yaml:"models"`
 	Defaults  struct {
 		Limits *Limits `yaml:"limits"`
+		// ManagementRPM is each management key's request limit per minute on the management
+		// API (0: DefaultManagementRPM).
+		ManagementRPM uint64 `yaml:"management_rpm"`
 	} `yaml:"defaults"`
 
 	providers map[string]*Provider
@@ -249,6 +256,18 @@ func (c *Catalog) LimitsFor(m *Model) Limits {
 		return *c.Defaults.Limits
 	}
 	return Limits{}
+}
+
+// DefaultManagementRPM is the management API's per-key request limit per minute when the
+// catalog sets none: ample for dashboards and scripts, short of a scrape of every request log.
+const DefaultManagementRPM = 120
+
+// ManagementRPM returns each management key's request limit per minute on the management API.
+func (c *Catalog) ManagementRPM() uint64 {
+	if c.Defaults.ManagementRPM > 0 {
+		return c.Defaults.ManagementRPM
+	}
+	return DefaultManagementRPM
 }
 
 // SetPrices replaces the model's parsed prices; for building models in tests.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/extproc/billing"
+	"github.com/tollgate/tollgate/extproc/params"
 )
 
 // validate resolves references, applies defaults and records every problem in ps. It runs on a
@@ -131,6 +132,11 @@ func (c *Catalog) validateModels(ps *problems) {
 		}
 		c.validateBackends(ps, m, at)
 		validatePricing(ps, m, at.key("pricing"))
+		for j, name := range m.AllowedParams {
+			if !params.Known(name) {
+				ps.errorf(at.key("allowed_params").idx(j), "%q is not a governed parameter (known: %s)", name, strings.Join(params.Names(), ", "))
+			}
+		}
 	}
 }
 

@@ -18,7 +18,7 @@ func TestParseInvalid(t *testing.T) {
 		{"unknown_key_top", []string{
 			`unknown_key_top.yaml:6: modles: unknown key (known: providers, models, defaults)`}},
 		{"unknown_key_model", []string{
-			`unknown_key_model.yaml:7: models[0].contxt: unknown key (known: id, aliases, owned_by, lifecycle, tier, endpoints, max_output_tokens, part_input_tokens, backends, pricing, fallbacks, limits, replacement, sunset)`}},
+			`unknown_key_model.yaml:7: models[0].contxt: unknown key (known: id, aliases, owned_by, lifecycle, tier, endpoints, max_output_tokens, part_input_tokens, backends, pricing, fallbacks, limits, replacement, sunset, allowed_params)`}},
 		{"unknown_provider", []string{
 			`unknown_provider.yaml:9: models[0].backends[1].provider: unknown provider "azure"`}},
 		{"duplicate_id", []string{
@@ -54,6 +54,9 @@ func TestParseInvalid(t *testing.T) {
 			`lifecycle.yaml:5: models[0].lifecycle: "RETIRED" is not one of AVAILABLE, PREVIEW, DEPRECATED, SUNSET, UNAVAILABLE`}},
 		{"endpoint", []string{
 			`endpoint.yaml:6: models[0].endpoints[1]: "responses" is not one of chat_completions, messages, gemini`}},
+		{"allowed_params", []string{
+			`allowed_params.yaml:7: models[0].allowed_params[1]: "servce_tier" is not a governed parameter (known: service_tier, store, metadata, prediction, output_modalities, prompt_cache_retention, mcp_servers, container, cached_content, labels, web_search, web_fetch, code_execution, google_maps, files, server_tools, inference_geo, speed, provider_fallbacks, anthropic-beta:<value>, field:<name>)`,
+			`allowed_params.yaml:7: models[0].allowed_params[2]: "anthropic-beta:" is not a governed parameter (known: service_tier, store, metadata, prediction, output_modalities, prompt_cache_retention, mcp_servers, container, cached_content, labels, web_search, web_fetch, code_execution, google_maps, files, server_tools, inference_geo, speed, provider_fallbacks, anthropic-beta:<value>, field:<name>)`}},
 		{"tier", []string{
 			`tier.yaml:5: models[0].tier: "gold" is not premium or base`}},
 		{"kind", []string{
@@ -96,7 +99,7 @@ func TestParseInvalid(t *testing.T) {
 			`many.yaml:8: models[0].pricing.prompt: "$1" is not an exact decimal with at most 6 places`,
 			`many.yaml:9: models[0].fallbacks[0]: model gpt falls back to itself`,
 			`many.yaml:10: models[0].replacement: "claude" is not a model`,
-			`many.yaml:11: models[1].colour: unknown key (known: id, aliases, owned_by, lifecycle, tier, endpoints, max_output_tokens, part_input_tokens, backends, pricing, fallbacks, limits, replacement, sunset)`,
+			`many.yaml:11: models[1].colour: unknown key (known: id, aliases, owned_by, lifecycle, tier, endpoints, max_output_tokens, part_input_tokens, backends, pricing, fallbacks, limits, replacement, sunset, allowed_params)`,
 			`many.yaml:11: models[1].id: "gpt" is already used by model gpt at line 4`}},
 	}
 	seen := make(map[string]bool)

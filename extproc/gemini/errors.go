@@ -25,13 +25,16 @@ var statusNames = map[int]string{
 	http.StatusNotFound:              "NOT_FOUND",
 	http.StatusConflict:              "ABORTED",
 	http.StatusRequestEntityTooLarge: "INVALID_ARGUMENT",
-	http.StatusTooManyRequests:       "RESOURCE_EXHAUSTED",
-	499:                              "CANCELLED",
-	http.StatusInternalServerError:   "INTERNAL",
-	http.StatusNotImplemented:        "UNIMPLEMENTED",
-	http.StatusBadGateway:            "UNAVAILABLE",
-	http.StatusServiceUnavailable:    "UNAVAILABLE",
-	http.StatusGatewayTimeout:        "DEADLINE_EXCEEDED",
+	// A provider could not process a valid request (provider_unprocessable): the nearest of
+	// Google's codes is the argument one, as the request is what it refused.
+	http.StatusUnprocessableEntity: "INVALID_ARGUMENT",
+	http.StatusTooManyRequests:     "RESOURCE_EXHAUSTED",
+	499:                            "CANCELLED",
+	http.StatusInternalServerError: "INTERNAL",
+	http.StatusNotImplemented:      "UNIMPLEMENTED",
+	http.StatusBadGateway:          "UNAVAILABLE",
+	http.StatusServiceUnavailable:  "UNAVAILABLE",
+	http.StatusGatewayTimeout:      "DEADLINE_EXCEEDED",
 }
 
 // StatusName is Google's status name for an HTTP status.
@@ -123,12 +126,12 @@ func parseGoogleError(body []byte) *googleError {
 }
 
 // ProviderError turns an error response from a Gemini provider into the gateway's error. A body
-// in Google's shape is the provider's own answer: its message is kept so the client learns why
-// its request was refused, except where the refusal concerns the operator's account rather than
-// the request (401, 403, an invalid API key — which Gemini reports as 400 — and
-// FAILED_PRECONDITION, Gemini's "set up billing"): those become a 502 that reveals nothing of the
-// operator's key. Any 5xx becomes 502 provider_error and 429 rate_limit. Anything else is Envoy's
-// local reply and is reported by status.
+// in Google's shape is the provider's own answer. Where the refusal concerns the operator's
+// account rather than the request (401, 403, an invalid API key — which Gemini reports as 400 —
+// and FAILED_PRECONDITION, Gemini's "set up billing" and "location not supported") it becomes a
+// 502 that reveals nothing of the operator's key; otherwise apierror.FromProvider decides what
+// of it the client may see: the redacted message of a 400, 404 or 422, the gateway's own words
+// for 429, 5xx and the rest. Anything else is Envoy's local reply and is reported by status.
 func ProviderError(status int, body []byte) *apierror.Error {
 	g := parseGoogleError(body)
 	if g == nil {
@@ -137,14 +140,7 @@ func ProviderError(status int, body []byte) *apierror.Error {
 	if operatorProblem(status, g) {
 		return apierror.New(http.StatusBadGateway, apierror.CodeProviderError, "The upstream provider refused the gateway's credentials")
 	}
-	e := apierror.FromStatus(status)
-	if status >= 500 {
-		e = apierror.New(http.StatusBadGateway, apierror.CodeProviderError, "The upstream provider failed (status %d)", status)
-	}
-	if g.Message != "" {
-		e.Message = "Upstream provider: " + g.Message
-	}
-	return e
+	return apierror.FromProvider(status, g.Message, "")
 }
 
 func operatorProblem(status int, g *googleError) bool {

@@ -75,12 +75,13 @@ func (s *StreamRewriter) rewrite(data []byte) ([]byte, error) {
 		return nil, fmt.Errorf("decode gemini stream frame: %w", errOrNull(err))
 	}
 	if _, isErr := fields["error"]; isErr {
+		// Forwarded in the gateway's words: the provider's may name the operator's account.
 		s.failed = true
-		var b bytes.Buffer
-		if err := json.Compact(&b, data); err != nil {
-			return nil, fmt.Errorf("decode gemini stream frame: %w", err)
+		g := parseGoogleError(data)
+		if g == nil {
+			return nil, fmt.Errorf("decode gemini stream frame: malformed error object")
 		}
-		return b.Bytes(), nil
+		return ErrorBody(streamError(data, g)), nil
 	}
 	info, err := inspect(fields)
 	if err != nil {

@@ -48,6 +48,49 @@ func (p Principal) Allows(model string) bool {
 	return slices.Contains(p.Plan, model)
 }
 
+// keySecretBytes is the size of a key's random part; KeyLen follows from it.
+const keySecretBytes = 32
+
+// KeyLen is the length of every key CreateKey issues: KeyPrefix and 43 characters of unpadded
+// base64url (6 bits each, rounded up).
+const KeyLen = len(KeyPrefix) + (keySecretBytes*8+5)/6
+
+// WellFormedKey reports whether key could have been issued by CreateKey: KeyPrefix followed by
+// the unpadded base64url encoding of exactly 32 bytes, in its canonical form (the last character
+// carries 2 unused bits, which must be zero). Anything else cannot match a stored hash, so callers
+// refuse it without a lookup.
+func WellFormedKey(key string) bool {
+	if len(key) != KeyLen || key[:len(KeyPrefix)] != KeyPrefix {
+		return false
+	}
+	// By hand rather than through base64.Decode: the check runs on every request, and a decode
+	// needs the secret as a []byte, a copy that escapes.
+	for i := len(KeyPrefix); i < len(key); i++ {
+		v := base64URLValue(key[i])
+		if v < 0 || i == len(key)-1 && v&0b11 != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// base64URLValue is the 6-bit value of c in base64url, or -1.
+func base64URLValue(c byte) int {
+	switch {
+	case c >= 'A' && c <= 'Z':
+		return int(c - 'A')
+	case c >= 'a' && c <= 'z':
+		return int(c-'a') + 26
+	case c >= '0' && c <= '9':
+		return int(c-'0') + 52
+	case c == '-':
+		return 62
+	case c == '_':
+		return 63
+	}
+	return -1
+}
+
 // HashKey returns the SHA-256 of a presented key, the form in which keys are stored and
 // looked up. A plain hash is enough (no salt or stretching): keys are 256 random bits.
 func HashKey(key string) [32]byte {
@@ -64,7 +107,7 @@ func (s *Store) CreateKey(ctx context.Context, orgID string, kind KeyKind, name 
 	if !validUUID(orgID) {
 		return "", "", fmt.Errorf("create key for org %s: %w", orgID, ErrNotFound)
 	}
-	var secret [32]byte
+	var secret [keySecretBytes]byte
 	rand.Read(secret[:]) // never returns an error (crypto/rand, Go ≥ 1.24)
 	key = KeyPrefix + base64.RawURLEncoding.EncodeToString(secret[:])
 	hash := HashKey(key)

@@ -2,6 +2,7 @@ package openai
 
 import (
 	"encoding/json"
+	"net/http"
 
 	"github.com/tollgate/tollgate/extproc/apierror"
 )
@@ -28,29 +29,47 @@ func ErrorBody(e *apierror.Error) []byte {
 	return b
 }
 
+// safetyCodes are the error codes with which OpenAI and Azure OpenAI refuse a request's content:
+// content_policy_violation (images), content_filter (Azure's content filtering), and
+// invalid_prompt, which reasoning models return for a prompt "flagged as potentially violating
+// our usage policy".
+var safetyCodes = map[string]bool{"content_policy_violation": true, "content_filter": true, "invalid_prompt": true}
+
 // ProviderError turns an error response that came back from an OpenAI-kind upstream into the
-// gateway's error. A body in OpenAI's error shape is the provider's own answer: its message is
-// kept (the client should see why its request was refused) and any 5xx becomes 502, the provider's
-// failure. Anything else is Envoy's local reply (503 when no upstream could be reached, 504 on
-// timeout) and is reported by status.
+// gateway's error. A body in OpenAI's error shape ({"error":{"message","type","param","code"}},
+// or the flat {"object":"error","message",…} of vLLM and Mistral) is the provider's own answer:
+// a content-policy refusal becomes 403 safety_check_failed, and otherwise apierror.FromProvider
+// decides what of it the client may see (the redacted message of a 400, 404 or 422; the
+// gateway's own words for the rest). Anything else is Envoy's local reply (503 when no upstream
+// could be reached, 504 on timeout) and is reported by status.
 func ProviderError(status int, body []byte) *apierror.Error {
 	var b struct {
 		Error *struct {
-			Message string `json:"message"`
-			Param   string `json:"param"`
+			Message string          `json:"message"`
+			Param   string          `json:"param"`
+			Code    json.RawMessage `json:"code"`
 		} `json:"error"`
+		Object  string `json:"object"`
+		Message string `json:"message"`
 	}
-	if json.Unmarshal(body, &b) != nil || b.Error == nil {
+	if json.Unmarshal(body, &b) != nil {
 		return apierror.FromStatus(status)
 	}
-	e := apierror.FromStatus(status)
-	if status >= 500 {
-		e = apierror.New(502, apierror.CodeProviderError, "The upstream provider failed (status %d)", status)
+	switch {
+	case b.Error != nil:
+		var code string
+		_ = json.Unmarshal(b.Error.Code, &code) // some compatible hosts send a number
+		switch {
+		case safetyCodes[code] && status >= 400 && status < 500 && status != 429:
+			return apierror.SafetyRefusal(b.Error.Message)
+		case code == "insufficient_quota":
+			// OpenAI's 429 for an account out of credit: the operator's problem, which no retry
+			// by the client will fix.
+			return apierror.New(http.StatusBadGateway, apierror.CodeProviderError, "The upstream provider refused the gateway's account")
+		}
+		return apierror.FromProvider(status, b.Error.Message, b.Error.Param)
+	case b.Object == "error":
+		return apierror.FromProvider(status, b.Message, "")
 	}
-	if b.Error.Message != "" && status != 401 && status != 403 {
-		// A 401/403 concerns the operator's credentials, which the client must not learn about.
-		e.Message = "Upstream provider: " + b.Error.Message
-		e.Param = b.Error.Param
-	}
-	return e
+	return apierror.FromStatus(status)
 }

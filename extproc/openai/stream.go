@@ -78,7 +78,9 @@ func (s *StreamRewriter) rewrite(data []byte) ([]byte, error) {
 		return nil, fmt.Errorf("decode openai stream chunk: %w", errOrNull(err))
 	}
 	if _, isErr := fields["error"]; isErr {
-		return data, nil // a provider's mid-stream error is already in the client's shape
+		// Already in the client's shape, but in the provider's words, which may name the
+		// operator's account: re-worded like any provider error.
+		return ErrorBody(ProviderError(502, data)), nil
 	}
 	res, err := inspect(fields)
 	if err != nil {

@@ -102,7 +102,8 @@ func TestStreamRewriterErrors(t *testing.T) {
 	}{
 		{name: "cut before done", upstream: "data: {\"choices\":[]}\n\n", wantTail: "ended before it was complete\",\"type\":\"provider_error\",\"param\":null,\"code\":\"provider_error\"}}\n\ndata: [DONE]\n\n"},
 		{name: "malformed frame", upstream: "data: {\"choices\": nope}\n\n", wantErr: true},
-		{name: "provider error event passes through", upstream: "data: {\"error\":{\"message\":\"boom\"}}\n\ndata: [DONE]\n\n", wantTail: "data: {\"error\":{\"message\":\"boom\"}}\n\ndata: [DONE]\n\n"},
+		{name: "provider error event reworded", upstream: "data: {\"error\":{\"message\":\"boom at 10.0.0.7 for org-AbC123dEf456\"}}\n\ndata: [DONE]\n\n",
+			wantTail: "data: {\"error\":{\"message\":\"The upstream provider failed (status 502)\",\"type\":\"provider_error\",\"param\":null,\"code\":\"provider_error\"}}\n\ndata: [DONE]\n\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

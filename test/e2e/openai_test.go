@@ -164,7 +164,7 @@ func TestBadInput(t *testing.T) {
 		{name: "unknown route", path: "/v1/nothing", body: `{}`, wantStatus: 404, wantCode: "not_found", wantInMsg: "/v1/nothing"},
 		{name: "no key", body: `{}`, header: map[string]string{"Authorization": ""}, wantStatus: 401, wantCode: "auth_invalid", wantInMsg: "API key"},
 		{name: "x-api-key works too, bad one refused", body: `{}`, header: map[string]string{"Authorization": "", "X-Api-Key": "tg_wrong"}, wantStatus: 401, wantCode: "auth_invalid"},
-		{name: "upstream 503", body: `{"model":"mock-503","messages":[{"role":"user","content":"hi"}]}`, wantStatus: 502, wantCode: "provider_error", wantInMsg: "overloaded"},
+		{name: "upstream 503", body: `{"model":"mock-503","messages":[{"role":"user","content":"hi"}]}`, wantStatus: 502, wantCode: "provider_error", wantInMsg: "The upstream provider failed (status 503)"}, // the provider's own text is not shown for a 5xx
 		{name: "upstream 429", body: `{"model":"mock-429","messages":[{"role":"user","content":"hi"}]}`, wantStatus: 429, wantCode: "rate_limit", wantInMsg: "rate limit"},
 		{name: "upstream sends malformed json", body: `{"model":"mock-malformed","messages":[{"role":"user","content":"hi"}]}`, wantStatus: 502, wantCode: "provider_error", wantInMsg: "malformed"},
 		{name: "upstream down", body: `{"model":"mock-dead","messages":[{"role":"user","content":"hi"}]}`, wantStatus: 503, wantCode: "service_unavailable"},

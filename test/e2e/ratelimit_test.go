@@ -160,6 +160,45 @@ func TestManagementThroughGateway(t *testing.T) {
 	}
 }
 
+// TestManagementRateLimit: the management API has its own per-key limit (the catalog's
+// defaults.management_rpm), enforced by the ratelimit filter from the org and key extproc
+// reports; another management key of the same org, and the org's model API, are unaffected.
+func TestManagementRateLimit(t *testing.T) {
+	s := startStackWith(t, stackOptions{defaults: "{management_rpm: 3}"})
+	first := s.tollgate(t, "key", "create", "--org", s.OrgID, "--kind", "management")
+	second := s.tollgate(t, "key", "create", "--org", s.OrgID, "--kind", "management")
+	get := func(key string) (*http.Response, []byte) {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, s.BaseURL+"/v1/management/balance", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, b
+	}
+	for i := 1; i <= 3; i++ {
+		if resp, body := get(first); resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d: %d %s, want 200", i, resp.StatusCode, body)
+		}
+	}
+	resp, body := get(first)
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(body), `"code":"rate_limit"`) ||
+		!strings.Contains(string(body), "mgmt_rpm") || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("4th request: %d %s (retry-after %q), want 429 rate_limit naming mgmt_rpm", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	if resp, body := get(second); resp.StatusCode != http.StatusOK {
+		t.Errorf("another management key: %d %s, want 200", resp.StatusCode, body)
+	}
+	if resp, body := post(t, s, "/v1/chat/completions", `{"model":"mock-gpt","messages":[{"role":"user","content":"hi"}]}`, nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("the org's model API: %d %s, want 200", resp.StatusCode, body)
+	}
+}
+
 // assertNothingHeld checks no credit stays reserved once requests are over.
 func assertNothingHeld(t *testing.T, s *stack) {
 	t.Helper()

@@ -24,6 +24,8 @@ type stackOptions struct {
 	dsn string
 	// providers and models are YAML list items added to the catalog's providers and models.
 	providers, models []string
+	// defaults is the catalog's defaults mapping, in YAML flow form ("{management_rpm: 3}").
+	defaults string
 	// extprocArgs are added to the extproc's command line.
 	extprocArgs []string
 	// fallback asks for Envoy's retries and fallback with extproc's per-attempt translation
@@ -89,6 +91,9 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	if len(o.models) > 0 {
 		cat += "  - " + strings.Join(o.models, "\n  - ") + "\n"
 	}
+	if o.defaults != "" {
+		cat += "defaults: " + o.defaults + "\n"
+	}
 	catPath := filepath.Join(s.dir, "catalog.yaml")
 	if err := os.WriteFile(catPath, []byte(cat), 0o600); err != nil {
 		t.Fatal(err)
@@ -135,7 +140,7 @@ func externalStack(t *testing.T, base string, o stackOptions) *stack {
 	if dsn == "" {
 		t.Fatal("TOLLGATE_E2E_BASE_URL is set: TOLLGATE_E2E_DATABASE_URL must name the stack's Postgres")
 	}
-	if o.dsn != "" || len(o.providers) > 0 || len(o.models) > 0 || len(o.extprocArgs) > 0 || o.fallback {
+	if o.dsn != "" || len(o.providers) > 0 || len(o.models) > 0 || o.defaults != "" || len(o.extprocArgs) > 0 || o.fallback {
 		t.Fatal("this test controls the gateway's processes and cannot run against an external stack; run it without TOLLGATE_E2E_BASE_URL")
 	}
 	s := &stack{bin: tollgateBinary(t), dir: t.TempDir(), dbURL: dsn, BaseURL: strings.TrimSuffix(base, "/")}
