@@ -76,8 +76,9 @@ func NewContext(ctx context.Context, id Identity) context.Context {
 
 // LoadSecret reads the shared secret from path: the file's content without surrounding
 // whitespace (a trailing newline from `echo` or `openssl rand -hex 32 >` is not part of it).
-// The secret must be at least MinSecretBytes long and a valid gRPC metadata value (printable
-// ASCII), since Envoy sends it as one.
+// The secret must be at least MinSecretBytes long and made of letters, digits and
+// "-._~+/=" (hex or base64): it travels as a gRPC metadata value, and Envoy evaluates
+// initial_metadata values as header formatters, where '%' starts a command.
 func LoadSecret(path string) ([]byte, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -88,8 +89,8 @@ func LoadSecret(path string) ([]byte, error) {
 		return nil, fmt.Errorf("peer secret in %s: %d bytes, want at least %d (e.g. openssl rand -hex 32)", path, len(s), MinSecretBytes)
 	}
 	for _, c := range s {
-		if c < 0x21 || c > 0x7e {
-			return nil, fmt.Errorf("peer secret in %s: only printable ASCII without spaces is allowed (it travels as a gRPC metadata value)", path)
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/=", c) >= 0) {
+			return nil, fmt.Errorf("peer secret in %s: only letters, digits and -._~+/= are allowed (e.g. openssl rand -hex 32)", path)
 		}
 	}
 	return s, nil

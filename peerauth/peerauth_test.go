@@ -217,7 +217,7 @@ func TestLoadSecret(t *testing.T) {
 	if err != nil || !bytes.Equal(got, secret) {
 		t.Errorf("LoadSecret = %q, %v; want the file without its newline", got, err)
 	}
-	for name, content := range map[string]string{"short": "abc\n", "space": strings.Repeat("a b", 20), "control": strings.Repeat("a\x01", 20)} {
+	for name, content := range map[string]string{"short": "abc\n", "space": strings.Repeat("a b", 20), "control": strings.Repeat("a\x01", 20), "formatter": strings.Repeat("%a", 20)} {
 		if _, err := peerauth.LoadSecret(write(name, content)); err == nil {
 			t.Errorf("%s secret accepted", name)
 		}

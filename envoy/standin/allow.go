@@ -18,7 +18,8 @@ var implemented = map[protoreflect.FullName][]string{
 	"envoy.config.bootstrap.v3.Bootstrap":                 {"admin", "static_resources"},
 	"envoy.config.bootstrap.v3.Admin":                     {"address"},
 	"envoy.config.bootstrap.v3.Bootstrap.StaticResources": {"listeners", "clusters"},
-	"envoy.config.core.v3.Address":                        {"socket_address"},
+	"envoy.config.core.v3.Address":                        {"socket_address", "pipe"}, // pipe: gRPC clusters only
+	"envoy.config.core.v3.Pipe":                           {"path"},
 	"envoy.config.core.v3.SocketAddress":                  {"address", "port_value"},
 
 	"envoy.config.listener.v3.Listener":    {"name", "address", "filter_chains", "per_connection_buffer_limit_bytes"},
@@ -27,7 +28,12 @@ var implemented = map[protoreflect.FullName][]string{
 
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager": {
 		"codec_type", "stat_prefix", "route_config", "http_filters", "stream_idle_timeout",
+		// Who is trusted (connmanager.go); xff_num_trusted_hops only 0.
+		"use_remote_address", "xff_num_trusted_hops", "internal_address_config", "skip_xff_append",
+		"generate_request_id", "preserve_external_request_id",
 	},
+	// No cidr_ranges: no address is internal. unix_sockets never applies to the TCP listener.
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.InternalAddressConfig": {"unix_sockets"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter": {"name", "typed_config"},
 	"envoy.config.route.v3.RouteConfiguration":                               {"name", "virtual_hosts"},
 	"envoy.config.route.v3.VirtualHost":                                      {"name", "domains", "routes"},
@@ -54,9 +60,9 @@ var implemented = map[protoreflect.FullName][]string{
 		"stat_prefix", "mutation_rules", "allow_mode_override", "allowed_override_modes",
 		"disable_immediate_response", "metadata_options", "route_cache_action",
 		"disable_clear_route_cache", "status_on_error",
-		"request_attributes", // upstream filters only (upstreamfilters.go)
+		"request_attributes", // request.id; upstream filters also host metadata (upstreamfilters.go)
 	},
-	"envoy.config.core.v3.GrpcService":           {"envoy_grpc"},
+	"envoy.config.core.v3.GrpcService":           {"envoy_grpc", "initial_metadata"},
 	"envoy.config.core.v3.GrpcService.EnvoyGrpc": {"cluster_name", "max_receive_message_length"},
 	"envoy.extensions.filters.http.ext_proc.v3.ProcessingMode": {
 		"request_header_mode", "response_header_mode", "request_body_mode", "response_body_mode",

@@ -80,6 +80,7 @@ func parseCluster(c *clusterv3.Cluster) (*clusterConfig, error) {
 			e := endpointConfig{
 				host:     sa.GetAddress(),
 				port:     sa.GetPortValue(),
+				pipe:     ep.GetAddress().GetPipe().GetPath(),
 				hostname: ep.GetHostname(),
 				weight:   1,
 				metadata: lbe.GetMetadata(),
@@ -88,7 +89,14 @@ func parseCluster(c *clusterv3.Cluster) (*clusterConfig, error) {
 			if w := lbe.GetLoadBalancingWeight(); w != nil {
 				e.weight = w.GetValue()
 			}
-			if cc.discovery == clusterv3.Cluster_STATIC && net.ParseIP(e.host) == nil {
+			switch {
+			case e.pipe != "":
+				// Envoy connects a pipe address with a Unix socket; the stand-in implements it
+				// for the gRPC sidecars only.
+				if !cc.http2 || cc.discovery != clusterv3.Cluster_STATIC {
+					fail("endpoint pipe %q: the stand-in implements Unix sockets only for STATIC HTTP/2 (gRPC) clusters", e.pipe)
+				}
+			case cc.discovery == clusterv3.Cluster_STATIC && net.ParseIP(e.host) == nil:
 				fail("STATIC cluster endpoint %q: must be an IP address", e.host)
 			}
 			// Envoy: source/common/upstream/transport_socket_match_impl.cc: the first match

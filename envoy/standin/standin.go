@@ -247,7 +247,11 @@ func (p *Proxy) dialExtProc(cfg *extProcConfig) (*grpc.ClientConn, error) {
 // its first endpoint.
 func (p *Proxy) dialGRPC(cluster string, maxRecvMsgBytes int) (*grpc.ClientConn, error) {
 	ep := p.clusters[cluster].pick()
-	conn, err := grpc.NewClient("passthrough:///"+ep.addr,
+	target := "passthrough:///" + ep.addr
+	if ep.cfg.pipe != "" {
+		target = ep.addr // grpc-go's unix: scheme
+	}
+	conn, err := grpc.NewClient(target,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(maxRecvMsgBytes),
