@@ -34,10 +34,10 @@ const (
 type IssuedIDs struct {
 	pool *pgxpool.Pool
 
-	mu       sync.RWMutex
-	known    map[idPair]struct{}
-	unknown  map[idPair]time.Time // expiry
-	timeNow  func() time.Time
+	mu      sync.RWMutex
+	known   map[idPair]struct{}
+	unknown map[idPair]time.Time // expiry
+	timeNow func() time.Time
 }
 
 type idPair struct{ org, key string }

@@ -47,7 +47,7 @@ type extprocOptions struct {
 	// PeerSecretFile holds the secret Envoy must send on every ext_proc stream (peerauth);
 	// empty allows only a Unix socket or loopback listener.
 	PeerSecretFile string
-	MaxBodyBytes                   int
+	MaxBodyBytes   int
 	// Fallback translates per attempt in the model clusters' upstream filter; the bootstrap
 	// must be rendered with envoy-config --fallback to match.
 	Fallback bool

@@ -34,11 +34,11 @@ var implemented = map[protoreflect.FullName][]string{
 	},
 	// No cidr_ranges: no address is internal. unix_sockets never applies to the TCP listener.
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.InternalAddressConfig": {"unix_sockets"},
-	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter": {"name", "typed_config"},
-	"envoy.config.route.v3.RouteConfiguration":                               {"name", "virtual_hosts"},
-	"envoy.config.route.v3.VirtualHost":                                      {"name", "domains", "routes"},
-	"envoy.config.route.v3.Route":                                            {"name", "match", "route", "typed_per_filter_config"},
-	"envoy.config.route.v3.RouteMatch":                                       {"prefix", "path", "headers"},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter":                                  {"name", "typed_config"},
+	"envoy.config.route.v3.RouteConfiguration":                                                                {"name", "virtual_hosts"},
+	"envoy.config.route.v3.VirtualHost":                                                                       {"name", "domains", "routes"},
+	"envoy.config.route.v3.Route":                                                                             {"name", "match", "route", "typed_per_filter_config"},
+	"envoy.config.route.v3.RouteMatch":                                                                        {"prefix", "path", "headers"},
 	// Header matching: an exact string_match only (routes.go).
 	"envoy.config.route.v3.HeaderMatcher": {"name", "string_match"},
 	"envoy.config.route.v3.RouteAction": {

@@ -56,7 +56,7 @@ type upstreamFilter struct {
 type upstreamExtProcConfig struct {
 	*extProcConfig
 	attributes          []hostAttribute // besides request.id (extProcConfig.requestID)
-	sendResponseHeaders bool // response_header_mode SEND (or DEFAULT, which is SEND)
+	sendResponseHeaders bool            // response_header_mode SEND (or DEFAULT, which is SEND)
 }
 
 // hostAttribute is a request_attributes CEL expression reading the chosen host's metadata,
