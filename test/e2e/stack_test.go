@@ -21,6 +21,9 @@ type stack struct {
 	BaseURL string
 	APIKey  string
 	OrgID   string
+	// ExtprocAddr and RatelimitAddr are the sidecars' gRPC addresses and PeerSecret the secret
+	// they require; all empty against an external stack.
+	ExtprocAddr, RatelimitAddr, PeerSecret string
 	DB      *pgxpool.Pool
 	dbURL   string
 	bin     string
