@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -165,11 +163,11 @@ func devPeerSecret(path string) ([]byte, error) {
 	if _, err := os.Stat(path); err == nil {
 		return peerauth.LoadSecret(path)
 	}
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return nil, fmt.Errorf("peer secret: %w", err)
+	secret, err := newPeerSecret()
+	if err != nil {
+		return nil, err
 	}
-	if err := os.WriteFile(path, []byte(hex.EncodeToString(b[:])+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("save peer secret: %w", err)
 	}
 	return peerauth.LoadSecret(path)

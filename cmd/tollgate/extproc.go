@@ -78,6 +78,10 @@ func runExtproc(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	// Refuse an exposed listener before touching anything else.
+	if err := peerauth.CheckAddr(opts.Addr, opts.PeerSecretFile != "", peerSecretFlag); err != nil {
+		return err
+	}
 	log := newLogger(stderr)
 	opts.reloader = newCatalogReloader(*cfgPath, log)
 	cat, err := catalog.Load(*cfgPath, nil)
