@@ -26,6 +26,8 @@ const (
 	negativeTTL = time.Second
 	// maxCachedIDs bounds each cache; a full cache is emptied and refilled from Postgres.
 	maxCachedIDs = 1 << 17
+	// idQueryTimeout bounds one lookup, like a decision's Redis call (DefaultRedisTimeout).
+	idQueryTimeout = DefaultRedisTimeout
 )
 
 // IssuedIDs checks ids against Postgres (tables orgs and api_keys). Positive answers are cached
@@ -53,7 +55,8 @@ func NewIssuedIDs(pool *pgxpool.Pool) *IssuedIDs {
 }
 
 // Issued implements IDs. org must be an organisation's id and key, when not empty, the id of
-// one of that organisation's keys. Anything that is not a UUID is unknown without a query.
+// one of that organisation's keys. Anything that is not a UUID is unknown without a query; a
+// query has a deadline of idQueryTimeout.
 func (c *IssuedIDs) Issued(ctx context.Context, org, key string) (bool, error) {
 	p := idPair{org, key}
 	now := c.timeNow()
@@ -69,6 +72,8 @@ func (c *IssuedIDs) Issued(ctx context.Context, org, key string) (bool, error) {
 	case !isUUID(org) || (key != "" && !isUUID(key)):
 		return false, nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, idQueryTimeout)
+	defer cancel()
 	var found bool
 	var err error
 	if key == "" {

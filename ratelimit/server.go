@@ -118,9 +118,7 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReques
 			continue
 		}
 		if p := (idPair{d.Org, d.Key}); s.ids != nil && p != checked {
-			ictx, cancel := context.WithTimeout(ctx, s.timeout)
-			issued, err := s.ids.Issued(ictx, d.Org, d.Key)
-			cancel()
+			issued, err := s.ids.Issued(ctx, d.Org, d.Key)
 			if err != nil {
 				return s.storeFailed(ctx, resp, err)
 			}
