@@ -200,11 +200,15 @@ func (s *identifiedStream) Context() context.Context { return s.ctx }
 // as grpc-go's and Envoy's own address syntax do.
 const UnixPrefix = "unix:"
 
-// Listen opens the service's listener at addr: "unix:/path" for a Unix socket (a stale socket
-// file left by a previous run is replaced) or host:port for TCP. A TCP address that is not a
-// loopback IP or "localhost" needs the guard to require a secret; otherwise Listen refuses with
-// an error naming secretFlag, the option that sets one. An empty host (":50051") means every
-// interface and is refused likewise.
+// SocketMode is the permission of a Unix socket Listen creates: connecting needs write
+// permission, so only the service's user and group (Envoy's, when they share one) can.
+const SocketMode = 0o660
+
+// Listen opens the service's listener at addr: "unix:/path" for a Unix socket (mode SocketMode;
+// a stale socket file left by a crashed run is replaced, one a live process listens on is not)
+// or host:port for TCP. A TCP address that is not a loopback IP or "localhost" needs the guard to
+// require a secret; otherwise Listen refuses with an error naming secretFlag, the option that
+// sets one. An empty host (":50051") means every interface and is refused likewise.
 func Listen(ctx context.Context, addr string, g *Guard, secretFlag string) (net.Listener, error) {
 	var lc net.ListenConfig
 	if path, ok := strings.CutPrefix(addr, UnixPrefix); ok {
@@ -212,12 +216,21 @@ func Listen(ctx context.Context, addr string, g *Guard, secretFlag string) (net.
 			return nil, fmt.Errorf("listen %q: empty socket path", addr)
 		}
 		if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			d := net.Dialer{Timeout: time.Second}
+			if c, err := d.DialContext(ctx, "unix", path); err == nil {
+				c.Close()
+				return nil, fmt.Errorf("listen %s: another process is serving on this socket", addr)
+			}
 			if err := os.Remove(path); err != nil {
 				return nil, fmt.Errorf("listen %s: remove stale socket: %w", addr, err)
 			}
 		}
 		lis, err := lc.Listen(ctx, "unix", path)
 		if err != nil {
+			return nil, fmt.Errorf("listen %s: %w", addr, err)
+		}
+		if err := os.Chmod(path, SocketMode); err != nil {
+			lis.Close()
 			return nil, fmt.Errorf("listen %s: %w", addr, err)
 		}
 		return lis, nil

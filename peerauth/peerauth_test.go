@@ -202,6 +202,13 @@ func TestUnixSocketReplacesStaleFile(t *testing.T) {
 	if _, err := client.Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
 		t.Fatal(err)
 	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != peerauth.SocketMode {
+		t.Errorf("socket mode %v (%v), want %o", fi.Mode().Perm(), err, peerauth.SocketMode)
+	}
+	// A socket someone serves on is not taken over.
+	if _, err := peerauth.Listen(t.Context(), "unix:"+path, g, "--peer-secret-file"); err == nil {
+		t.Error("Listen replaced a live socket")
+	}
 }
 
 func TestLoadSecret(t *testing.T) {
