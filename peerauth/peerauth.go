@@ -3,7 +3,7 @@
 // credentials and other customers' prompts, and a rate-limit peer can spend or refund anyone's
 // quota.
 //
-// Two shapes are accepted:
+// Three shapes are accepted:
 //
 //   - Local: the service listens on a Unix socket or a loopback address, so only processes on
 //     the same host (or in the same network namespace) can connect. No secret is needed;
@@ -14,6 +14,10 @@
 //     check it on every stream and unary call, in constant time, and refuse a missing or wrong
 //     value with Unauthenticated. Once a secret is configured it is required on every
 //     listener, loopback included.
+//   - Mutual TLS: the service presents its certificate and requires a client certificate
+//     signed by the configured CA (the certificate of Envoy's cluster, UpstreamTlsContext
+//     tls_certificates). The identity is the client certificate's subject. It combines with
+//     the secret, which is then still checked.
 //
 // The identity of the authenticated peer is in the handler's context (FromContext), so that a
 // service can tie later streams to the peer that opened a request.
@@ -24,6 +28,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +41,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -56,9 +63,14 @@ const (
 	// Local is a peer of a Unix socket or loopback listener with no secret configured: the
 	// operating system's reachability is the authentication.
 	Local Identity = "local"
-	// Secret is a peer that presented the shared secret.
+	// Secret is a peer that presented the shared secret (over a connection without client
+	// certificates).
 	Secret Identity = "secret"
 )
+
+// certIdentity is the identity of a peer authenticated by its client certificate: its
+// subject, e.g. "CN=envoy".
+func certIdentity(subject string) Identity { return Identity("cert:" + subject) }
 
 type identityKey struct{}
 
@@ -100,6 +112,7 @@ func LoadSecret(path string) ([]byte, error) {
 type Guard struct {
 	digest [sha256.Size]byte // of the secret; zero when there is none
 	secret bool
+	tls    *tls.Config // nil: cleartext
 	log    *slog.Logger
 	// refusals is throttled: a hostile client must not be able to flood the log.
 	nextLog    atomic.Int64
@@ -121,16 +134,60 @@ func New(secret []byte, log *slog.Logger) *Guard {
 	return g
 }
 
+// TLSFiles are the PEM files of a sidecar's mutual TLS: its own certificate and key, and the
+// CA that signed the client certificate Envoy presents. All three or none.
+type TLSFiles struct {
+	Cert, Key, ClientCA string
+}
+
+// Set reports whether any file is named.
+func (f TLSFiles) Set() bool { return f.Cert != "" || f.Key != "" || f.ClientCA != "" }
+
+// WithTLS makes the guard serve TLS with f's certificate and require a client certificate
+// signed by f.ClientCA on every connection.
+func (g *Guard) WithTLS(f TLSFiles) error {
+	if f.Cert == "" || f.Key == "" || f.ClientCA == "" {
+		return errors.New("mutual TLS needs a certificate, its key and the client CA (--tls-cert, --tls-key, --client-ca)")
+	}
+	cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	if err != nil {
+		return fmt.Errorf("load TLS certificate: %w", err)
+	}
+	pem, err := os.ReadFile(f.ClientCA)
+	if err != nil {
+		return fmt.Errorf("read client CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("client CA %s: no PEM certificates", f.ClientCA)
+	}
+	g.tls = &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		MinVersion:   tls.VersionTLS12,
+	}
+	return nil
+}
+
 // RequiresSecret reports whether callers must present the secret.
 func (g *Guard) RequiresSecret() bool { return g.secret }
 
+// Authenticates reports whether callers are authenticated (secret or client certificate),
+// which a listener beyond loopback requires.
+func (g *Guard) Authenticates() bool { return g.secret || g.tls != nil }
+
 // ServerOptions are the grpc.NewServer options that make every stream and unary call go
-// through the guard.
+// through the guard (and, with WithTLS, every connection through mutual TLS).
 func (g *Guard) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
+	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(g.unary),
 		grpc.ChainStreamInterceptor(g.stream),
 	}
+	if g.tls != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(g.tls)))
+	}
+	return opts
 }
 
 var errUnauthenticated = status.Error(codes.Unauthenticated, "tollgate: caller not authenticated")
@@ -138,22 +195,40 @@ var errUnauthenticated = status.Error(codes.Unauthenticated, "tollgate: caller n
 // check authenticates the caller of ctx. Comparing SHA-256 digests keeps the comparison
 // constant-time whatever the presented value's length.
 func (g *Guard) check(ctx context.Context, method string) (Identity, error) {
+	id := Local
+	if g.tls != nil {
+		// The handshake already required a verified client certificate; this only reads it.
+		p, _ := peer.FromContext(ctx)
+		ti, ok := p.AuthInfo.(credentials.TLSInfo)
+		if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
+			g.refused(ctx, method, "no verified client certificate")
+			return "", errUnauthenticated
+		}
+		id = certIdentity(ti.State.VerifiedChains[0][0].Subject.String())
+	}
 	if !g.secret {
-		return Local, nil
+		return id, nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get(MetadataKey)
 	if len(vals) == 1 {
 		d := sha256.Sum256([]byte(vals[0]))
 		if subtle.ConstantTimeCompare(d[:], g.digest[:]) == 1 {
-			return Secret, nil
+			if id == Local {
+				id = Secret
+			}
+			return id, nil
 		}
 	}
-	g.refused(ctx, method, len(vals) == 0)
+	reason := "wrong secret"
+	if len(vals) == 0 {
+		reason = "no secret"
+	}
+	g.refused(ctx, method, reason)
 	return "", errUnauthenticated
 }
 
-func (g *Guard) refused(ctx context.Context, method string, missing bool) {
+func (g *Guard) refused(ctx context.Context, method, reason string) {
 	now := time.Now().UnixNano()
 	next := g.nextLog.Load()
 	if now < next || !g.nextLog.CompareAndSwap(next, now+int64(time.Second)) {
@@ -163,10 +238,6 @@ func (g *Guard) refused(ctx context.Context, method string, missing bool) {
 	addr := "unknown"
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		addr = p.Addr.String()
-	}
-	reason := "wrong secret"
-	if missing {
-		reason = "no secret"
 	}
 	g.log.WarnContext(ctx, "peerauth: refused gRPC caller", "peer", addr, "method", method,
 		"reason", reason, "suppressed", g.suppressed.Swap(0))
@@ -235,7 +306,7 @@ func Listen(ctx context.Context, addr string, g *Guard, secretFlag string) (net.
 		}
 		return lis, nil
 	}
-	if err := CheckAddr(addr, g.RequiresSecret(), secretFlag); err != nil {
+	if err := CheckAddr(addr, g.Authenticates(), secretFlag); err != nil {
 		return nil, err
 	}
 	lis, err := lc.Listen(ctx, "tcp", addr)
@@ -249,8 +320,9 @@ func Listen(ctx context.Context, addr string, g *Guard, secretFlag string) (net.
 var ErrExposed = errors.New("listener reachable beyond this host without caller authentication")
 
 // CheckAddr validates a listen address without opening it: "unix:/path", or host:port whose
-// host is a loopback IP or "localhost" unless secret is true.
-func CheckAddr(addr string, secret bool, secretFlag string) error {
+// host is a loopback IP or "localhost" unless callers are authenticated (a secret or mutual
+// TLS).
+func CheckAddr(addr string, authenticated bool, secretFlag string) error {
 	if path, ok := strings.CutPrefix(addr, UnixPrefix); ok {
 		if path == "" {
 			return fmt.Errorf("listen %q: empty socket path", addr)
@@ -261,7 +333,7 @@ func CheckAddr(addr string, secret bool, secretFlag string) error {
 	if err != nil {
 		return fmt.Errorf("listen %q: want host:port or unix:/path: %w", addr, err)
 	}
-	if secret || IsLoopback(host) {
+	if authenticated || IsLoopback(host) {
 		return nil
 	}
 	return fmt.Errorf("listen %s: %w: only Envoy may call this service, so listen on 127.0.0.1, [::1] or a unix:/path socket, or set %s so every caller must present the shared secret", addr, ErrExposed, secretFlag)

@@ -3,6 +3,8 @@ package peerauth_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net"
@@ -14,12 +16,14 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/tollgate/tollgate/peerauth"
+	"github.com/tollgate/tollgate/peerauth/peerauthtest"
 )
 
 var secret = []byte(strings.Repeat("s3cr3t-", 6))
@@ -231,5 +235,90 @@ func TestLoadSecret(t *testing.T) {
 	}
 	if _, err := peerauth.LoadSecret(filepath.Join(dir, "missing")); err == nil {
 		t.Error("missing file accepted")
+	}
+}
+
+// tlsClient dials addr over TLS trusting pki's CA, presenting the given client certificate
+// (none when cert is empty).
+func tlsClient(t *testing.T, addr string, pki *peerauthtest.PKI, cert, key string) healthpb.HealthClient {
+	t.Helper()
+	pem, err := os.ReadFile(pki.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	cfg := &tls.Config{RootCAs: roots, ServerName: "localhost"}
+	if cert != "" {
+		c, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Certificates = []tls.Certificate{c}
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return healthpb.NewHealthClient(conn)
+}
+
+// TestMutualTLS: with WithTLS only clients presenting a certificate from the client CA get
+// through, the identity is the certificate's subject, and a secret, when also configured, is
+// still required.
+func TestMutualTLS(t *testing.T) {
+	pki := peerauthtest.New(t)
+	files := peerauth.TLSFiles{Cert: pki.ServerCert, Key: pki.ServerKey, ClientCA: pki.CA}
+	for _, withSecret := range []bool{false, true} {
+		var s []byte
+		if withSecret {
+			s = secret
+		}
+		g := peerauth.New(s, nil)
+		if err := g.WithTLS(files); err != nil {
+			t.Fatal(err)
+		}
+		if err := peerauth.CheckAddr("0.0.0.0:1", g.Authenticates(), "x"); err != nil {
+			t.Errorf("mutual TLS must allow a listener beyond loopback: %v", err)
+		}
+		lis, err := peerauth.Listen(t.Context(), "127.0.0.1:0", g, "--peer-secret-file")
+		if err != nil {
+			t.Fatal(err)
+		}
+		gs := grpc.NewServer(g.ServerOptions()...)
+		rec := &recorder{}
+		healthpb.RegisterHealthServer(gs, rec)
+		go func() { _ = gs.Serve(lis) }()
+		t.Cleanup(gs.Stop)
+		addr := lis.Addr().String()
+		ctx := t.Context()
+		if withSecret {
+			ctx = metadata.NewOutgoingContext(ctx, metadata.Pairs(peerauth.MetadataKey, string(secret)))
+		}
+
+		for name, c := range map[string]healthpb.HealthClient{
+			"no client certificate": tlsClient(t, addr, pki, "", ""),
+			"a stranger's":          tlsClient(t, addr, pki, pki.OtherClientCert, pki.OtherClientKey),
+		} {
+			if _, err := c.Check(ctx, &healthpb.HealthCheckRequest{}); err == nil {
+				t.Errorf("secret %v, %s: accepted", withSecret, name)
+			}
+		}
+		good := tlsClient(t, addr, pki, pki.ClientCert, pki.ClientKey)
+		if _, err := good.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+			t.Fatalf("secret %v, Envoy's certificate: %v", withSecret, err)
+		}
+		if want := peerauth.Identity("cert:CN=" + peerauthtest.ClientName); rec.last() != want {
+			t.Errorf("identity %q, want %q", rec.last(), want)
+		}
+		if withSecret {
+			if _, err := good.Check(t.Context(), &healthpb.HealthCheckRequest{}); status.Code(err) != codes.Unauthenticated {
+				t.Errorf("certificate without the secret: %v, want Unauthenticated", err)
+			}
+		}
+	}
+	if err := peerauth.New(nil, nil).WithTLS(peerauth.TLSFiles{Cert: pki.ServerCert}); err == nil {
+		t.Error("WithTLS accepted a certificate without key and client CA")
 	}
 }
