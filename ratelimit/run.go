@@ -49,6 +49,9 @@ type Config struct {
 	// peerauth.MetadataKey (Envoy's GrpcService initial_metadata); without it only Unix
 	// socket and loopback listeners are allowed.
 	PeerSecret []byte
+	// TLS, when set, serves mutual TLS: callers must present a certificate from TLS.ClientCA.
+	// It also allows a listener beyond loopback.
+	TLS peerauth.TLSFiles
 	// RedisURL locates Redis, e.g. "redis://:password@host:6379/0".
 	// Default "redis://127.0.0.1:6379/0".
 	RedisURL string
@@ -89,7 +92,7 @@ func (c Config) withDefaults() Config {
 func (c Config) Validate() error {
 	c = c.withDefaults()
 	var errs []error
-	if err := peerauth.CheckAddr(c.Addr, len(c.PeerSecret) > 0, "--peer-secret-file"); err != nil {
+	if err := peerauth.CheckAddr(c.Addr, len(c.PeerSecret) > 0 || c.TLS.Set(), "--peer-secret-file or --tls-cert, --tls-key and --client-ca"); err != nil {
 		errs = append(errs, err)
 	}
 	if _, err := redis.ParseURL(c.RedisURL); err != nil {
@@ -153,7 +156,12 @@ func Run(ctx context.Context, cfg Config, limits Limits, log *slog.Logger) error
 	cancel()
 
 	guard := peerauth.New(cfg.PeerSecret, log)
-	lis, err := peerauth.Listen(ctx, cfg.Addr, guard, "--peer-secret-file")
+	if cfg.TLS.Set() {
+		if err := guard.WithTLS(cfg.TLS); err != nil {
+			return fmt.Errorf("ratelimit: %w", err)
+		}
+	}
+	lis, err := peerauth.Listen(ctx, cfg.Addr, guard, "--peer-secret-file or --tls-cert, --tls-key and --client-ca")
 	if err != nil {
 		return fmt.Errorf("ratelimit: %w", err)
 	}
@@ -176,7 +184,7 @@ func Run(ctx context.Context, cfg Config, limits Limits, log *slog.Logger) error
 		stopGracefully(gs, shutdownGrace)
 		return nil
 	})
-	log.InfoContext(ctx, "ratelimit: serving", "addr", lis.Addr().String(), "peer_secret", guard.RequiresSecret(), "fail_open", cfg.FailOpen,
+	log.InfoContext(ctx, "ratelimit: serving", "addr", lis.Addr().String(), "peer_secret", guard.RequiresSecret(), "mutual_tls", cfg.TLS.Set(), "fail_open", cfg.FailOpen,
 		"redis_timeout", cfg.RedisTimeout)
 	return g.Wait()
 }

@@ -24,20 +24,35 @@ import (
 const (
 	defaultExtprocAddr   = "127.0.0.1:50051"
 	defaultRatelimitAddr = "127.0.0.1:50052"
-	peerSecretFlag       = "--peer-secret-file (env TOLLGATE_PEER_SECRET_FILE)"
+	peerSecretFlag       = "--peer-secret-file (env TOLLGATE_PEER_SECRET_FILE) or --tls-cert, --tls-key and --client-ca"
 )
 
-// peerGuard returns the caller check for a gRPC sidecar: the secret in path, or none (local
-// listeners only) when path is empty.
-func peerGuard(path string, log *slog.Logger) (*peerauth.Guard, error) {
-	if path == "" {
-		return peerauth.New(nil, log), nil
+// tlsFlags adds a sidecar's mutual TLS flags.
+func tlsFlags(fs interface {
+	StringVar(*string, string, string, string)
+}, f *peerauth.TLSFiles) {
+	fs.StringVar(&f.Cert, "tls-cert", envOr("TOLLGATE_TLS_CERT", ""), "serve gRPC over TLS with this certificate (PEM), requiring a client certificate signed by --client-ca (env TOLLGATE_TLS_CERT)")
+	fs.StringVar(&f.Key, "tls-key", envOr("TOLLGATE_TLS_KEY", ""), "the --tls-cert certificate's private key (PEM) (env TOLLGATE_TLS_KEY)")
+	fs.StringVar(&f.ClientCA, "client-ca", envOr("TOLLGATE_CLIENT_CA", ""), "CA (PEM) whose client certificates may call: Envoy's, envoy-config --sidecar-tls-cert (env TOLLGATE_CLIENT_CA)")
+}
+
+// peerGuard returns the caller check for a gRPC sidecar: the secret in path (none when path
+// is empty) and mutual TLS when f names its files. With neither, only local listeners work.
+func peerGuard(path string, f peerauth.TLSFiles, log *slog.Logger) (*peerauth.Guard, error) {
+	var secret []byte
+	if path != "" {
+		var err error
+		if secret, err = peerauth.LoadSecret(path); err != nil {
+			return nil, err
+		}
 	}
-	secret, err := peerauth.LoadSecret(path)
-	if err != nil {
-		return nil, err
+	g := peerauth.New(secret, log)
+	if f.Set() {
+		if err := g.WithTLS(f); err != nil {
+			return nil, err
+		}
 	}
-	return peerauth.New(secret, log), nil
+	return g, nil
 }
 
 // extprocOptions configure the extproc process: the ext_proc gRPC server, its settlement spool,
@@ -45,8 +60,10 @@ func peerGuard(path string, log *slog.Logger) (*peerauth.Guard, error) {
 type extprocOptions struct {
 	Addr, ManagementAddr, SpoolDir string
 	// PeerSecretFile holds the secret Envoy must send on every ext_proc stream (peerauth);
-	// empty allows only a Unix socket or loopback listener.
+	// TLS, when set, requires Envoy's client certificate. With neither, only a Unix socket or
+	// loopback listener is allowed.
 	PeerSecretFile string
+	TLS            peerauth.TLSFiles
 	MaxBodyBytes   int
 	// Fallback translates per attempt in the model clusters' upstream filter; the bootstrap
 	// must be rendered with envoy-config --fallback to match.
@@ -63,7 +80,8 @@ func (o *extprocOptions) flags(fs interface {
 }, addr string) {
 	fs.BoolVar(&o.Fallback, "fallback", envOr("TOLLGATE_FALLBACK", "true") == "true", "translate per attempt for Envoy's retries and fallback; envoy-config must render with the same setting (env TOLLGATE_FALLBACK)")
 	fs.StringVar(&o.Addr, "addr", envOr("TOLLGATE_EXTPROC_ADDR", addr), "ext_proc gRPC listen address: host:port or unix:/path; beyond loopback it needs --peer-secret-file (env TOLLGATE_EXTPROC_ADDR)")
-	fs.StringVar(&o.PeerSecretFile, "peer-secret-file", envOr("TOLLGATE_PEER_SECRET_FILE", ""), "file holding the secret Envoy sends on every gRPC stream (envoy-config --peer-secret-file renders it); required for a listener beyond loopback (env TOLLGATE_PEER_SECRET_FILE)")
+	fs.StringVar(&o.PeerSecretFile, "peer-secret-file", envOr("TOLLGATE_PEER_SECRET_FILE", ""), "file holding the secret Envoy sends on every gRPC stream (envoy-config --peer-secret-file renders it); this or mutual TLS is required for a listener beyond loopback (env TOLLGATE_PEER_SECRET_FILE)")
+	tlsFlags(fs, &o.TLS)
 	fs.StringVar(&o.ManagementAddr, "management-addr", envOr("TOLLGATE_MANAGEMENT_ADDR", ":8090"), "management API listen address; empty disables it (env TOLLGATE_MANAGEMENT_ADDR)")
 	fs.StringVar(&o.SpoolDir, "spool-dir", envOr("TOLLGATE_SPOOL_DIR", "var/spool"), "local settlement spool, one per process (env TOLLGATE_SPOOL_DIR)")
 	fs.IntVar(&o.MaxBodyBytes, "max-body-bytes", extproc.DefaultMaxBodyBytes, "largest request body accepted")
@@ -79,7 +97,7 @@ func runExtproc(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	// Refuse an exposed listener before touching anything else.
-	if err := peerauth.CheckAddr(opts.Addr, opts.PeerSecretFile != "", peerSecretFlag); err != nil {
+	if err := peerauth.CheckAddr(opts.Addr, opts.PeerSecretFile != "" || opts.TLS.Set(), peerSecretFlag); err != nil {
 		return err
 	}
 	log := newLogger(stderr)
@@ -107,7 +125,7 @@ func serveExtproc(ctx context.Context, opts extprocOptions, cat *catalog.Catalog
 	}
 	keys := auth.New(store, 0)
 	srv := extproc.NewServer(extproc.Config{MaxBodyBytes: opts.MaxBodyBytes, TranslatePerAttempt: opts.Fallback}, cat, keys, pipe, log)
-	guard, err := peerGuard(opts.PeerSecretFile, log)
+	guard, err := peerGuard(opts.PeerSecretFile, opts.TLS, log)
 	if err != nil {
 		return errors.Join(err, pipe.Close(context.WithoutCancel(ctx)))
 	}
@@ -122,7 +140,7 @@ func serveExtproc(ctx context.Context, opts extprocOptions, cat *catalog.Catalog
 			return errors.Join(fmt.Errorf("listen management: %w", err), pipe.Close(context.WithoutCancel(ctx)))
 		}
 	}
-	log.Info("extproc listening", "addr", lis.Addr().String(), "peer_secret", guard.RequiresSecret(), "models", len(cat.Models), "spool", opts.SpoolDir)
+	log.Info("extproc listening", "addr", lis.Addr().String(), "peer_secret", guard.RequiresSecret(), "mutual_tls", opts.TLS.Set(), "models", len(cat.Models), "spool", opts.SpoolDir)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx, lis, guard.ServerOptions()...) })

@@ -20,6 +20,7 @@ func runRatelimit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	cfg := ratelimit.Config{}
 	fs.StringVar(&cfg.Addr, "addr", envOr("TOLLGATE_RATELIMIT_ADDR", defaultRatelimitAddr), "gRPC listen address: host:port or unix:/path; beyond loopback it needs --peer-secret-file (env TOLLGATE_RATELIMIT_ADDR)")
 	secretFile := fs.String("peer-secret-file", envOr("TOLLGATE_PEER_SECRET_FILE", ""), "file holding the secret Envoy sends on every gRPC call (envoy-config --peer-secret-file renders it); required for a listener beyond loopback (env TOLLGATE_PEER_SECRET_FILE)")
+	tlsFlags(fs, &cfg.TLS)
 	fs.StringVar(&cfg.RedisURL, "redis-url", envOr("REDIS_URL", defaultRedisURL), "Redis URL (env REDIS_URL)")
 	fs.BoolVar(&cfg.FailOpen, "fail-open", envOr("TOLLGATE_RATELIMIT_FAIL_OPEN", "false") == "true", "admit requests while Redis is unreachable; the production setting is false, with envoy-config's --ratelimit-failure-mode-deny (env TOLLGATE_RATELIMIT_FAIL_OPEN)")
 	fs.DurationVar(&cfg.RedisTimeout, "redis-timeout", ratelimit.DefaultRedisTimeout, "deadline of one Redis call; keep it under Envoy's RLS timeout (envoy-config --ratelimit-timeout)")
