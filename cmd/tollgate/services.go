@@ -27,6 +27,10 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	failureModeDeny := fs.Bool("ratelimit-failure-mode-deny", envOr("TOLLGATE_RATELIMIT_FAILURE_MODE_DENY", "true") == "true", "answer 500 (in the client's protocol) when the rate-limit service fails or times out, the production setting; false admits requests unmetered during an outage (env TOLLGATE_RATELIMIT_FAILURE_MODE_DENY)")
 	secretFile := fs.String("peer-secret-file", envOr("TOLLGATE_PEER_SECRET_FILE", ""), "file holding the secret Envoy sends to extproc and ratelimit as gRPC initial_metadata; the rendered file then holds it and is written mode 0600 (env TOLLGATE_PEER_SECRET_FILE)")
 	mgmtAddr := fs.String("management", envOr("TOLLGATE_ENVOY_MANAGEMENT", ""), "management API address as Envoy reaches it; empty leaves /v1/management/* unrouted (env TOLLGATE_ENVOY_MANAGEMENT)")
+	var sidecarTLS bootstrap.SidecarTLS
+	fs.StringVar(&sidecarTLS.CertFile, "sidecar-tls-cert", envOr("TOLLGATE_SIDECAR_TLS_CERT", ""), "speak mutual TLS to extproc and ratelimit, presenting this client certificate (PEM, as Envoy reads it) (env TOLLGATE_SIDECAR_TLS_CERT)")
+	fs.StringVar(&sidecarTLS.KeyFile, "sidecar-tls-key", envOr("TOLLGATE_SIDECAR_TLS_KEY", ""), "the --sidecar-tls-cert certificate's private key (env TOLLGATE_SIDECAR_TLS_KEY)")
+	fs.StringVar(&sidecarTLS.CAFile, "sidecar-ca", envOr("TOLLGATE_SIDECAR_CA", ""), "CA that signed extproc's and ratelimit's --tls-cert (env TOLLGATE_SIDECAR_CA)")
 	rlsTimeout := fs.Duration("ratelimit-timeout", 0, "Envoy's deadline for one rate-limit decision, above ratelimit's --redis-timeout (0: 500ms)")
 	fallback := fs.Bool("fallback", envOr("TOLLGATE_FALLBACK", "true") == "true", "render retries and cross-provider fallback: each model cluster's fallback chain as priority levels, a route per cluster with Envoy's retry policy, and the per-attempt upstream filters; extproc must run with the same setting (env TOLLGATE_FALLBACK)")
 	out := fs.String("o", "", "write to this file instead of stdout")
@@ -46,6 +50,9 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 			}
 			return nil
 		})
+	}
+	if sidecarTLS != (bootstrap.SidecarTLS{}) {
+		extra = append(extra, bootstrap.WithSidecarTLS(&sidecarTLS))
 	}
 	perm := os.FileMode(0o644)
 	if *secretFile != "" {

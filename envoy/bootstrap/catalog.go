@@ -118,6 +118,15 @@ func WithPeerSecret(secret string) CatalogOption {
 	}
 }
 
+// WithSidecarTLS makes Envoy speak mutual TLS to extproc and the RLS (Params.SidecarTLS). A nil
+// t adds nothing.
+func WithSidecarTLS(t *SidecarTLS) CatalogOption {
+	return func(p *Params) error {
+		p.SidecarTLS = t
+		return nil
+	}
+}
+
 // ParseUpstream reads an address as Envoy reaches it: host:port, or unix:/path for a Unix
 // socket (Envoy's pipe address).
 func ParseUpstream(addr string) (Upstream, error) {

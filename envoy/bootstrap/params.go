@@ -68,6 +68,9 @@ type Params struct {
 	// extproc and the RLS can refuse any other caller. The rendered bootstrap then holds the
 	// secret: keep it private (envoy-config writes it mode 0600).
 	PeerSecret string
+	// SidecarTLS, when set, makes Envoy speak mutual TLS to extproc and the RLS (their
+	// --tls-cert/--tls-key/--client-ca), presenting its own client certificate.
+	SidecarTLS *SidecarTLS
 	// MessageTimeout is ext_proc's per-message timeout (default 10s, not Envoy's 200 ms:
 	// extproc places credit holds in Postgres on the request path).
 	MessageTimeout time.Duration
@@ -100,6 +103,23 @@ type Params struct {
 	ExtraClusters []*clusterv3.Cluster
 	// RouteTypedPerFilterConfig is set on every route (e.g. RateLimitPerRoute).
 	RouteTypedPerFilterConfig map[string]*anypb.Any
+}
+
+// SidecarTLS is the TLS Envoy uses towards its gRPC sidecars: its client certificate and key
+// (the identity the sidecars check against their --client-ca) and the CA that signed the
+// sidecars' certificates. Files are PEM, as Envoy reads them at start-up.
+type SidecarTLS struct {
+	CertFile, KeyFile, CAFile string
+}
+
+func (t *SidecarTLS) validate() error {
+	if t == nil {
+		return nil
+	}
+	if t.CertFile == "" || t.KeyFile == "" || t.CAFile == "" {
+		return errors.New("sidecar TLS: a client certificate, its key and the sidecars' CA are required")
+	}
+	return nil
 }
 
 // Upstream is a host and port, or the path of a Unix socket (Envoy's pipe address), which
@@ -173,6 +193,9 @@ func (p Params) validate() error {
 	}
 	if p.UpstreamTimeout < time.Millisecond {
 		errs = append(errs, fmt.Errorf("upstream timeout %s: must be at least 1ms", p.UpstreamTimeout))
+	}
+	if err := p.SidecarTLS.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := p.RateLimit.validate(); err != nil {
 		errs = append(errs, err)

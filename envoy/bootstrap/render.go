@@ -57,13 +57,13 @@ func Render(p Params) (*bootstrapv3.Bootstrap, error) {
 		return nil, fmt.Errorf("render bootstrap: http connection manager: %w", err)
 	}
 
-	extproc, err := GRPCCluster(ExtProcClusterName, p.ExtProc)
+	extproc, err := sidecarCluster(ExtProcClusterName, p.ExtProc, p.SidecarTLS)
 	if err != nil {
 		return nil, fmt.Errorf("render bootstrap: %w", err)
 	}
 	clusters := []*clusterv3.Cluster{extproc}
 	if p.RateLimit != nil {
-		rls, err := GRPCCluster(RateLimitClusterName, p.RateLimit.Service)
+		rls, err := sidecarCluster(RateLimitClusterName, p.RateLimit.Service, p.SidecarTLS)
 		if err != nil {
 			return nil, fmt.Errorf("render bootstrap: %w", err)
 		}
@@ -293,6 +293,47 @@ func peerMetadata(secret string) []*corev3.HeaderValue {
 		return nil
 	}
 	return []*corev3.HeaderValue{{Key: peerauth.MetadataKey, Value: secret}}
+}
+
+// sidecarCluster is GRPCCluster with, when t is set, mutual TLS: Envoy presents t's client
+// certificate and verifies the sidecar's against t's CA — and, for a DNS name, that it names
+// the host (SNI too). ALPN h2 is required: Envoy offers no ALPN unless told to, and grpc-go
+// servers refuse TLS connections without it.
+func sidecarCluster(name string, u Upstream, t *SidecarTLS) (*clusterv3.Cluster, error) {
+	c, err := GRPCCluster(name, u)
+	if err != nil || t == nil {
+		return c, err
+	}
+	vc := &tlsv3.CertificateValidationContext{
+		TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: t.CAFile}},
+	}
+	sni := ""
+	if u.Path == "" && net.ParseIP(u.Host) == nil {
+		sni = u.Host
+		vc.MatchTypedSubjectAltNames = []*tlsv3.SubjectAltNameMatcher{{
+			SanType: tlsv3.SubjectAltNameMatcher_DNS,
+			Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: u.Host}},
+		}}
+	}
+	tlsCtx, err := anypb.New(&tlsv3.UpstreamTlsContext{
+		Sni: sni,
+		CommonTlsContext: &tlsv3.CommonTlsContext{
+			TlsCertificates: []*tlsv3.TlsCertificate{{
+				CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: t.CertFile}},
+				PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: t.KeyFile}},
+			}},
+			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: vc},
+			AlpnProtocols:         []string{"h2"},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: tls context: %w", name, err)
+	}
+	c.TransportSocket = &corev3.TransportSocket{
+		Name:       tlsTransportName,
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: tlsCtx},
+	}
+	return c, nil
 }
 
 // GRPCCluster is a cluster for a gRPC service spoken to over cleartext HTTP/2: STATIC when

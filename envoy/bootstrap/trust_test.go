@@ -8,6 +8,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -145,5 +146,58 @@ func TestRenderTrustBoundary(t *testing.T) {
 		if len(g.GetInitialMetadata()) != 0 {
 			t.Errorf("initial_metadata %v without a secret", g.GetInitialMetadata())
 		}
+	}
+}
+
+// TestRenderSidecarTLS: with SidecarTLS both sidecar clusters speak mutual TLS with ALPN h2,
+// verify the sidecar's certificate (and its DNS name, also sent as SNI) and present Envoy's.
+func TestRenderSidecarTLS(t *testing.T) {
+	p, err := bootstrap.FromCatalog(fallbackCatalog(t), "0.0.0.0:8080", "extproc:50051",
+		bootstrap.WithRateLimit("10.0.0.2:50052"),
+		bootstrap.WithSidecarTLS(&bootstrap.SidecarTLS{CertFile: "/tls/envoy.pem", KeyFile: "/tls/envoy.key", CAFile: "/tls/ca.pem"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := bootstrap.Render(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := bootstrap.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err = bootstrap.Load(y); err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, c := range b.GetStaticResources().GetClusters() {
+		if c.GetName() != bootstrap.ExtProcClusterName && c.GetName() != bootstrap.RateLimitClusterName {
+			if c.GetTransportSocket() != nil {
+				t.Errorf("cluster %s got the sidecar TLS", c.GetName())
+			}
+			continue
+		}
+		seen++
+		var ctx tlsv3.UpstreamTlsContext
+		if err := c.GetTransportSocket().GetTypedConfig().UnmarshalTo(&ctx); err != nil {
+			t.Fatalf("cluster %s: %v", c.GetName(), err)
+		}
+		cc := ctx.GetCommonTlsContext()
+		certs := cc.GetTlsCertificates()
+		if len(certs) != 1 || certs[0].GetCertificateChain().GetFilename() != "/tls/envoy.pem" || certs[0].GetPrivateKey().GetFilename() != "/tls/envoy.key" ||
+			cc.GetValidationContext().GetTrustedCa().GetFilename() != "/tls/ca.pem" || !slices.Equal(cc.GetAlpnProtocols(), []string{"h2"}) {
+			t.Errorf("cluster %s: tls context %v", c.GetName(), &ctx)
+		}
+		sans := cc.GetValidationContext().GetMatchTypedSubjectAltNames()
+		if c.GetName() == bootstrap.ExtProcClusterName {
+			if ctx.GetSni() != "extproc" || len(sans) != 1 || sans[0].GetMatcher().GetExact() != "extproc" {
+				t.Errorf("extproc: sni %q, SANs %v; want the host name in both", ctx.GetSni(), sans)
+			}
+		} else if ctx.GetSni() != "" || len(sans) != 0 {
+			t.Errorf("ratelimit at an IP: sni %q, SANs %v; want neither", ctx.GetSni(), sans)
+		}
+	}
+	if seen != 2 {
+		t.Errorf("%d sidecar clusters, want 2", seen)
 	}
 }

@@ -128,7 +128,8 @@ var implemented = map[protoreflect.FullName][]string{
 	"envoy.config.core.v3.Http2ProtocolOptions":                                 {},
 
 	"envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext":           {"sni", "common_tls_context"},
-	"envoy.extensions.transport_sockets.tls.v3.CommonTlsContext":             {"validation_context"},
+	"envoy.extensions.transport_sockets.tls.v3.CommonTlsContext":             {"validation_context", "tls_certificates", "alpn_protocols"},
+	"envoy.extensions.transport_sockets.tls.v3.TlsCertificate":               {"certificate_chain", "private_key"},
 	"envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext": {"trusted_ca", "match_typed_subject_alt_names"},
 	"envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher":        {"san_type", "matcher"},
 	"envoy.type.matcher.v3.StringMatcher":                                    {"exact"},

@@ -1,6 +1,7 @@
 package standin
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -106,6 +107,10 @@ type tlsConfig struct {
 	sni   string
 	roots *x509.CertPool // nil: no validation context, so nothing is verified (as Envoy)
 	sans  []string       // DNS SANs, exact; empty: any
+	// cert is the client certificate (common_tls_context.tls_certificates), nil for none.
+	cert *tls.Certificate
+	// alpn is common_tls_context.alpn_protocols, as configured.
+	alpn []string
 }
 
 // parseConfig turns b into a config, reporting every unsupported value at once. Fields the

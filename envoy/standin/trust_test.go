@@ -8,18 +8,24 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	extprocsvc "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/tollgate/tollgate/envoy/bootstrap"
+	"github.com/tollgate/tollgate/envoy/standin"
 	"github.com/tollgate/tollgate/peerauth"
+	"github.com/tollgate/tollgate/peerauth/peerauthtest"
 )
 
 // Conformance tests for the trust boundary: what Envoy sends the sidecars, and what it does to
@@ -293,5 +299,81 @@ func TestRequestIDAttribute(t *testing.T) {
 	}
 	if ids[0] == ids[1] {
 		t.Errorf("two requests share request.id %q", ids[0])
+	}
+}
+
+// TestSidecarMutualTLS: a gRPC cluster with an UpstreamTlsContext is reached over TLS,
+// presenting tls_certificates and verifying the server against the trusted CA, with the ALPN
+// the config names; the sidecar (behind peerauth with mutual TLS and the secret) sees Envoy's
+// certificate as the peer's identity.
+func TestSidecarMutualTLS(t *testing.T) {
+	pki := peerauthtest.New(t)
+	g := peerauth.New([]byte(peerSecret), nil)
+	if err := g.WithTLS(peerauth.TLSFiles{Cert: pki.ServerCert, Key: pki.ServerKey, ClientCA: pki.CA}); err != nil {
+		t.Fatal(err)
+	}
+	lis, err := peerauth.Listen(t.Context(), "127.0.0.1:0", g, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var ids []peerauth.Identity
+	inner := replyEach(routeTo("model_0"))
+	f := &fakeProcessor{fn: func(srv extprocsvc.ExternalProcessor_ProcessServer) error {
+		id, _ := peerauth.FromContext(srv.Context())
+		mu.Lock()
+		ids = append(ids, id)
+		mu.Unlock()
+		return inner(srv)
+	}, ended: make(chan error, 16)}
+	s := grpc.NewServer(g.ServerOptions()...)
+	extprocsvc.RegisterExternalProcessorServer(s, f)
+	go func() { _ = s.Serve(lis) }()
+	t.Cleanup(s.Stop)
+
+	var n atomic.Int64
+	p := bootstrap.Params{PeerSecret: peerSecret, SidecarTLS: &bootstrap.SidecarTLS{CertFile: pki.ClientCert, KeyFile: pki.ClientKey, CAFile: pki.CA}}
+	px := startProxy(t, testBootstrapParams(t, lis.Addr().String(), p, countingUpstream(t, &n, nil)))
+	if resp, body := do(t, "GET", px.url("/x"), ""); resp.StatusCode != 200 || n.Load() != 1 {
+		t.Fatalf("got %d %q, upstream saw %d requests", resp.StatusCode, body, n.Load())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := peerauth.Identity("cert:CN=" + peerauthtest.ClientName); len(ids) != 1 || ids[0] != want {
+		t.Errorf("identities %q, want [%q]", ids, want)
+	}
+
+	// A stranger's certificate is refused at the handshake: ext_proc fails closed.
+	p.SidecarTLS = &bootstrap.SidecarTLS{CertFile: pki.OtherClientCert, KeyFile: pki.OtherClientKey, CAFile: pki.CA}
+	px = startProxy(t, testBootstrapParams(t, lis.Addr().String(), p, countingUpstream(t, &n, nil)))
+	if resp, _ := do(t, "GET", px.url("/x"), ""); resp.StatusCode != 500 || n.Load() != 1 {
+		t.Errorf("stranger's certificate: status %d, upstream saw %d requests; want ext_proc's 500 and nothing upstream", resp.StatusCode, n.Load())
+	}
+}
+
+// TestSidecarTLSWithoutALPNRefused: a TLS gRPC cluster without alpn_protocols h2 works with
+// the stand-in's gRPC client but not with Envoy against a grpc-go server, so it is refused.
+func TestSidecarTLSWithoutALPNRefused(t *testing.T) {
+	pki := peerauthtest.New(t)
+	p := bootstrap.Params{SidecarTLS: &bootstrap.SidecarTLS{CertFile: pki.ClientCert, KeyFile: pki.ClientKey, CAFile: pki.CA}}
+	b := testBootstrapParams(t, "127.0.0.1:1", p)
+	for _, c := range b.GetStaticResources().GetClusters() {
+		if c.GetName() != bootstrap.ExtProcClusterName {
+			continue
+		}
+		var ctx tlsv3.UpstreamTlsContext
+		if err := c.GetTransportSocket().GetTypedConfig().UnmarshalTo(&ctx); err != nil {
+			t.Fatal(err)
+		}
+		ctx.CommonTlsContext.AlpnProtocols = nil
+		a, err := anypb.New(&ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.TransportSocket.ConfigType = &corev3.TransportSocket_TypedConfig{TypedConfig: a}
+	}
+	_, err := standin.New(b, standin.Options{}, testLogger(t))
+	if err == nil || !strings.Contains(err.Error(), "alpn_protocols [h2]") {
+		t.Errorf("New = %v, want a refusal naming alpn_protocols", err)
 	}
 }
