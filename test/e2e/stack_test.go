@@ -24,10 +24,10 @@ type stack struct {
 	// ExtprocAddr and RatelimitAddr are the sidecars' gRPC addresses and PeerSecret the secret
 	// they require; all empty against an external stack.
 	ExtprocAddr, RatelimitAddr, PeerSecret string
-	DB      *pgxpool.Pool
-	dbURL   string
-	bin     string
-	dir     string
+	DB                                     *pgxpool.Pool
+	dbURL                                  string
+	bin                                    string
+	dir                                    string
 }
 
 var (
