@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -79,17 +80,52 @@ func (s *Server) lookupPending(id string) *exchange {
 	return s.pending[id]
 }
 
+// attemptRequestID is the gateway's id of the request an attempt belongs to. The router
+// filter's reply wrote it into the request's dynamic metadata, which Envoy shares with the
+// cluster's upstream filters and forwards to their ext_proc stream (metadata_options
+// forwarding_namespaces): a client cannot set dynamic metadata, and nothing travels to the
+// provider for it.
+func attemptRequestID(req *extprocv3.ProcessingRequest) string {
+	return req.GetMetadataContext().GetFilterMetadata()[metadataNamespace].GetFields()["request_id"].GetStringValue()
+}
+
+// envoyRequestID is Envoy's own id of the HTTP request (the request.id attribute, which both
+// filters request), or "" when the message does not carry it. Envoy sends attributes only on
+// the first message of each direction.
+func envoyRequestID(req *extprocv3.ProcessingRequest) string {
+	for _, attrs := range req.GetAttributes() {
+		if v := attrs.GetFields()[requestIDAttribute].GetStringValue(); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// requestIDAttribute is the CEL attribute holding Envoy's request id.
+const requestIDAttribute = "request.id"
+
 // answerAttempt translates the original client request for the backend one attempt reached. The
 // request is always rebuilt from the client's, never from a previous attempt's, and every header
 // an attempt owns is reset: Envoy hands a retry the header map the previous attempt's filters left
 // (router.cc doRetry), but a fresh copy of the buffered client body.
 //
+// An attempt is answered only for a request that the same authenticated peer opened, and, when
+// Envoy names the HTTP request, only for that request: a caller that learnt a request id cannot
+// replay it on a stream of its own to read the provider credential and the prompt.
+//
 // The returned done records the attempt's outcome (its status, 0 for none) once known.
-func (s *Server) answerAttempt(req *extprocv3.ProcessingRequest) (resp *extprocv3.ProcessingResponse, done func(status int)) {
+func (s *Server) answerAttempt(ctx context.Context, req *extprocv3.ProcessingRequest) (resp *extprocv3.ProcessingResponse, done func(status int)) {
 	done = func(int) {}
-	hm := req.GetRequestHeaders().GetHeaders()
-	x := s.lookupPending(header(hm, headerRequestID))
+	x := s.lookupPending(attemptRequestID(req))
 	if x == nil {
+		return attemptFailure("the request this attempt belongs to is unknown to this extproc (is it a sidecar of this Envoy?)"), done
+	}
+	if peer := s.peerIdentity(ctx); peer != x.peer {
+		x.log().Warn("attempt from another peer refused", "peer", peer, "want_peer", x.peer)
+		return attemptFailure("the request this attempt belongs to is unknown to this extproc (is it a sidecar of this Envoy?)"), done
+	}
+	if id := envoyRequestID(req); id != "" && x.envoyID != "" && id != x.envoyID {
+		x.log().Warn("attempt for another HTTP request refused", "envoy_request_id", id)
 		return attemptFailure("the request this attempt belongs to is unknown to this extproc (is it a sidecar of this Envoy?)"), done
 	}
 	key, _ := attemptBackendKey(req)
@@ -112,8 +148,7 @@ func (s *Server) answerAttempt(req *extprocv3.ProcessingRequest) (resp *extprocv
 	var m mutation
 	m.Set(":path", path)
 	m.Set("content-type", "application/json")
-	// Credentials of the previous attempt's provider must not reach this one.
-	setUpstreamCredential(&m, provider, authHeaders(x.route.Chain)...)
+	setUpstreamCredential(&m, provider)
 	if providerProtocol(provider.Kind) == protoAnthropic {
 		// The client's own version and betas when it speaks Anthropic, else the version the
 		// translation targets.
@@ -127,12 +162,11 @@ func (s *Server) answerAttempt(req *extprocv3.ProcessingRequest) (resp *extprocv
 		m.Set("anthropic-version", version)
 		if beta != "" {
 			m.Set("anthropic-beta", beta)
-		} else {
-			m.Remove("anthropic-beta")
 		}
-	} else {
-		m.Remove("anthropic-version", "anthropic-beta")
 	}
+	// Whatever else the client sent, the gateway's routing headers, and whatever a previous
+	// attempt set for its provider go no further.
+	removeUnforwarded(req.GetRequestHeaders().GetHeaders(), &m)
 	done = x.attempted(backend)
 	return &extprocv3.ProcessingResponse{
 		Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
@@ -161,17 +195,6 @@ func attemptFailure(msg string) *extprocv3.ProcessingResponse {
 	}}}
 }
 
-// authHeaders lists the custom credential headers of the providers of chain.
-func authHeaders(chain []*catalog.Backend) []string {
-	var names []string
-	for _, b := range chain {
-		if h := strings.ToLower(b.ProviderRef().AuthHeader); h != "" && !slices.Contains(names, h) {
-			names = append(names, h)
-		}
-	}
-	return names
-}
-
 // attempted records that an attempt went to b and returns the function that records its outcome.
 // It runs on the attempt's stream, concurrently with the router filter's.
 func (x *exchange) attempted(b *catalog.Backend) func(status int) {
@@ -180,9 +203,14 @@ func (x *exchange) attempted(b *catalog.Backend) func(status int) {
 	x.lastAttempt = b
 	x.attempts = append(x.attempts, ledger.Attempt{Backend: b.Key()})
 	i, start := len(x.attempts)-1, x.s.now()
+	recorded := false
 	return func(status int) {
 		x.attemptMu.Lock()
 		defer x.attemptMu.Unlock()
+		if recorded {
+			return // the stream's end after its response headers changes nothing
+		}
+		recorded = true
 		x.attempts[i].Status = status
 		x.attempts[i].LatencyMs = x.s.now().Sub(start).Milliseconds()
 	}
@@ -201,7 +229,7 @@ func (x *exchange) syncAttempt() {
 // serveAttempt serves one upstream-filter stream: the attempt's request headers, then, when the
 // filter sends them, the attempt's response headers, whose status is recorded.
 func (s *Server) serveAttempt(stream extprocv3.ExternalProcessor_ProcessServer, first *extprocv3.ProcessingRequest) error {
-	resp, done := s.answerAttempt(first)
+	resp, done := s.answerAttempt(stream.Context(), first)
 	if err := stream.Send(resp); err != nil {
 		done(0)
 		return fmt.Errorf("send: %w", err)

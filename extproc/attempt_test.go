@@ -1,45 +1,63 @@
 package extproc
 
 import (
+	"context"
 	"encoding/json"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"strconv"
 	"strings"
 	"testing"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// attemptHeaders opens an upstream-filter stream the way Envoy's upstream ext_proc filter does:
-// the attempt's request headers (as the router left them) and the chosen host's metadata.
-func (h *harness) attempt(t *testing.T, requestID, backend string) *extprocv3.ProcessingResponse {
-	t.Helper()
-	md, err := structpb.NewStruct(map[string]any{"filter_metadata": map[string]any{"tollgate": map[string]any{"backend": backend}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := h.open(t)
-	return s.send(&extprocv3.ProcessingRequest{
+// attemptRequest is the first message of an upstream-filter stream as Envoy's upstream ext_proc
+// filter sends it: the attempt's request headers (as the router and earlier attempts left them),
+// the chosen host's backend in the attributes, and the request's tollgate metadata forwarded.
+func attemptRequest(requestID, backend string, kv ...string) *extprocv3.ProcessingRequest {
+	return &extprocv3.ProcessingRequest{
 		Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
-			Headers: headerMap(":method", "POST", ":path", "/v1/chat/completions", "x-tollgate-request-id", requestID,
-				"authorization", "Bearer "+goodKey, "x-api-key", "stale-from-a-previous-attempt"),
+			Headers: headerMap(append([]string{":method", "POST", ":path", "/v1/chat/completions"}, kv...)...),
 		}},
 		Attributes: map[string]*structpb.Struct{"envoy.filters.http.ext_proc": {Fields: map[string]*structpb.Value{
-			"xds.upstream_host_metadata": structpb.NewStructValue(md),
+			"xds.upstream_host_metadata.filter_metadata['tollgate']['backend']": structpb.NewStringValue(backend),
 		}}},
-	})
+		MetadataContext: &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+			"tollgate": {Fields: map[string]*structpb.Value{"request_id": structpb.NewStringValue(requestID)}},
+		}},
+	}
+}
+
+// attempt opens an upstream-filter stream for requestID's attempt on backend, with headers as a
+// previous attempt and the client left them.
+func (h *harness) attempt(t *testing.T, requestID, backend string) *extprocv3.ProcessingResponse {
+	t.Helper()
+	return h.open(t).send(attemptRequest(requestID, backend,
+		"authorization", "Bearer "+goodKey, "x-api-key", "stale-from-a-previous-attempt", "x-tollgate-cluster", "model_gpt-5.4"))
+}
+
+// routedID is the request id the router filter's body reply put in the dynamic metadata.
+func routedID(resp *extprocv3.ProcessingResponse) string {
+	return resp.GetDynamicMetadata().GetFields()["tollgate"].GetStructValue().GetFields()["request_id"].GetStringValue()
 }
 
 func TestTranslatePerAttempt(t *testing.T) {
 	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
 	router := h.open(t)
 	router.requestHeaders(false, chatHeaders()...)
-	rb := router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`).GetRequestBody().GetResponse()
+	routed := router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`)
+	rb := routed.GetRequestBody().GetResponse()
 	set, _ := mutations(rb.GetHeaderMutation())
 	if rb.GetBodyMutation() != nil || set[":path"] != "" || set["x-tollgate-cluster"] != "model_gpt-5.4" || !rb.GetClearRouteCache() {
 		t.Fatalf("the router filter only routes: set %v body %v", set, rb.GetBodyMutation())
 	}
-	id := set["x-tollgate-request-id"]
+	id := routedID(routed)
+	if len(set) != 1 {
+		t.Errorf("the router filter sets only the cluster header, which attempts remove: %v", set)
+	}
 
 	tests := []struct {
 		name, backend, wantPath, wantModel, wantAuth, wantAuthValue, wantGone string
@@ -58,8 +76,8 @@ func TestTranslatePerAttempt(t *testing.T) {
 				t.Fatalf("status %v, want CONTINUE_AND_REPLACE", cr.GetStatus())
 			}
 			set, removed := mutations(cr.GetHeaderMutation())
-			if removed["x-tollgate-request-id"] {
-				t.Errorf("the request id must survive every attempt: removed %v", removed)
+			if !removed["x-tollgate-cluster"] {
+				t.Errorf("the gateway's routing header must not reach the provider: removed %v", removed)
 			}
 			if removed[tt.wantAuth] {
 				t.Errorf("the credential header %s is set, not also removed", tt.wantAuth)
@@ -103,9 +121,9 @@ func TestAttemptContentLength(t *testing.T) {
 	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
 	router := h.open(t)
 	router.requestHeaders(false, chatHeaders()...)
-	set, _ := mutations(router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`).GetRequestBody().GetResponse().GetHeaderMutation())
+	id := routedID(router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`))
 	for _, backend := range []string{"openai/gpt-5.4-2026-03-01", "anthropic/msgs-only"} {
-		resp := h.attempt(t, set["x-tollgate-request-id"], backend)
+		resp := h.attempt(t, id, backend)
 		body := resp.GetRequestHeaders().GetResponse().GetBodyMutation().GetBody()
 		cl := resp.GetDynamicMetadata().GetFields()["tollgate"].GetStructValue().GetFields()["content_length"].GetStringValue()
 		if cl != strconv.Itoa(len(body)) {
@@ -118,10 +136,11 @@ func TestAttemptFailures(t *testing.T) {
 	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
 	router := h.open(t)
 	router.requestHeaders(false, chatHeaders()...)
-	set, _ := mutations(router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`).GetRequestBody().GetResponse().GetHeaderMutation())
+	id := routedID(router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`))
 	tests := []struct{ name, id, backend string }{
 		{name: "unknown request", id: "req_nobody", backend: "openai/gpt-5.4-2026-03-01"},
-		{name: "backend outside the chain", id: set["x-tollgate-request-id"], backend: "compat-eu/gpt-eu"},
+		{name: "no request named", id: "", backend: "openai/gpt-5.4-2026-03-01"},
+		{name: "backend outside the chain", id: id, backend: "compat-eu/gpt-eu"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,14 +158,9 @@ func TestAttemptStatusRecorded(t *testing.T) {
 	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
 	router := h.open(t)
 	router.requestHeaders(false, chatHeaders()...)
-	set, _ := mutations(router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`).GetRequestBody().GetResponse().GetHeaderMutation())
-	md, _ := structpb.NewStruct(map[string]any{"filter_metadata": map[string]any{"tollgate": map[string]any{"backend": "openai/gpt-5.4-2026-03-01"}}})
+	id := routedID(router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`))
 	a := h.open(t)
-	a.send(&extprocv3.ProcessingRequest{
-		Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
-			Headers: headerMap(":method", "POST", ":path", "/v1/chat/completions", "x-tollgate-request-id", set["x-tollgate-request-id"])}},
-		Attributes: map[string]*structpb.Struct{"envoy.filters.http.ext_proc": {Fields: map[string]*structpb.Value{"xds.upstream_host_metadata": structpb.NewStructValue(md)}}},
-	})
+	a.send(attemptRequest(id, "openai/gpt-5.4-2026-03-01"))
 	rh := a.responseHeaders(false, ":status", "503", "x-ratelimit-remaining-requests", "41", "openai-organization", "operator", "content-type", "application/json")
 	if rh.GetResponseHeaders() == nil {
 		t.Fatal("the attempt's response headers get a headers reply")
@@ -156,9 +170,123 @@ func TestAttemptStatusRecorded(t *testing.T) {
 	}
 	_ = a.s.CloseSend()
 	poll(t, func() bool {
-		x := h.srv.lookupPending(set["x-tollgate-request-id"])
+		x := h.srv.lookupPending(id)
 		x.attemptMu.Lock()
 		defer x.attemptMu.Unlock()
 		return len(x.attempts) == 1 && x.attempts[0].Status == 503
 	})
+}
+
+// TestAttemptForwardsOnlyAllowedHeaders: whatever the client sent beyond the allow-list, and the
+// gateway's own routing headers, never reach a provider; Envoy's own headers are left to Envoy.
+func TestAttemptForwardsOnlyAllowedHeaders(t *testing.T) {
+	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+	router := h.open(t)
+	router.requestHeaders(false, chatHeaders()...)
+	id := routedID(router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`))
+	client := []string{
+		"host", "gw", "accept", "application/json", "content-type", "application/json", "content-length", "60",
+		"cookie", "session=victim", "proxy-authorization", "Basic eDp5", "openai-organization", "org-client",
+		"openai-project", "proj_client", "x-stainless-os", "Linux", "accept-encoding", "gzip, br",
+		"x-forwarded-for", "203.0.113.9", "x-request-id", "9f1c", "x-tollgate-cluster", "model_gpt-5.4",
+		"x-tollgate-request-id", "req_forged", "anthropic-beta", "context-1m-2025-08-07", "user-agent", "OpenAI/JS 6.30.1",
+		"x-envoy-attempt-count", "2", "authorization", "Bearer " + goodKey,
+	}
+	tests := []struct {
+		backend  string
+		wantSet  []string
+		wantKept []string
+	}{
+		{backend: "openai/gpt-5.4-2026-03-01", wantSet: []string{"authorization", ":path", "content-type"}},
+		{backend: "anthropic/msgs-only", wantSet: []string{"x-api-key", "anthropic-version", ":path", "content-type"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.backend, func(t *testing.T) {
+			cr := h.open(t).send(attemptRequest(id, tt.backend, client...)).GetRequestHeaders().GetResponse()
+			set, removed := mutations(cr.GetHeaderMutation())
+			for _, name := range []string{"cookie", "proxy-authorization", "openai-organization", "openai-project", "x-stainless-os",
+				"accept-encoding", "x-forwarded-for", "x-request-id", "x-tollgate-cluster", "x-tollgate-request-id", "anthropic-beta", "user-agent"} {
+				if !removed[name] {
+					t.Errorf("%s reaches the provider", name)
+				}
+			}
+			for _, name := range []string{"host", "accept", "content-length", "x-envoy-attempt-count", ":method"} {
+				if removed[name] {
+					t.Errorf("%s removed: it is allowed or Envoy's own", name)
+				}
+			}
+			for _, name := range tt.wantSet {
+				if _, ok := set[name]; !ok || removed[name] {
+					t.Errorf("%s: set %v removed %v", name, set, removed[name])
+				}
+			}
+			for name, v := range set {
+				if strings.HasPrefix(name, "x-tollgate-") || strings.Contains(v, goodKey) {
+					t.Errorf("set %s: %q", name, v)
+				}
+			}
+		})
+	}
+}
+
+// TestAttemptBoundToItsRequest: an attempt is answered only on a stream from the peer that opened
+// the request, and only for the HTTP request Envoy names in the router filter's stream.
+func TestAttemptBoundToItsRequest(t *testing.T) {
+	peerOf := func(ctx context.Context) string {
+		md, _ := metadata.FromIncomingContext(ctx)
+		return strings.Join(md.Get("test-peer"), ",")
+	}
+	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true, PeerIdentity: peerOf})
+	as := func(peer string) context.Context {
+		return metadata.AppendToOutgoingContext(t.Context(), "test-peer", peer)
+	}
+	rs, err := h.client.Process(as("envoy-a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	router := &stream{t: t, s: rs}
+	first := &extprocv3.ProcessingRequest{
+		Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{Headers: headerMap(chatHeaders()...)}},
+		Attributes: map[string]*structpb.Struct{"envoy.filters.http.ext_proc": {Fields: map[string]*structpb.Value{
+			"request.id": structpb.NewStringValue("7d0c-envoy"),
+		}}},
+	}
+	router.send(first)
+	id := routedID(router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`))
+
+	withEnvoyID := func(envoyID string) *extprocv3.ProcessingRequest {
+		r := attemptRequest(id, "openai/gpt-5.4-2026-03-01")
+		if envoyID != "" {
+			r.Attributes["envoy.filters.http.ext_proc"].Fields["request.id"] = structpb.NewStringValue(envoyID)
+		}
+		return r
+	}
+	tests := []struct {
+		name, peer, envoyID string
+		answered            bool
+	}{
+		{name: "same peer, same request", peer: "envoy-a", envoyID: "7d0c-envoy", answered: true},
+		{name: "same peer, a retry whose request id header was removed", peer: "envoy-a", answered: true},
+		{name: "another peer", peer: "intruder", envoyID: "7d0c-envoy"},
+		{name: "same peer, another HTTP request", peer: "envoy-a", envoyID: "5e1a-other"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			as, err := h.client.Process(as(tt.peer))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp := (&stream{t: t, s: as}).send(withEnvoyID(tt.envoyID))
+			body := resp.GetRequestHeaders().GetResponse().GetBodyMutation().GetBody()
+			if answered := len(body) > 0; answered != tt.answered {
+				t.Fatalf("answered %v, want %v (%v)", answered, tt.answered, resp)
+			}
+			if !tt.answered && resp.GetImmediateResponse().GetStatus().GetCode() != 502 {
+				t.Errorf("a refused attempt ends in a 502: %v", resp)
+			}
+			if set, _ := mutations(resp.GetRequestHeaders().GetResponse().GetHeaderMutation()); !tt.answered && len(set) > 0 {
+				t.Errorf("a refused attempt learns nothing: %v", set)
+			}
+		})
+	}
 }

@@ -10,7 +10,6 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/tollgate/tollgate/extproc/ledger"
 )
@@ -155,16 +154,9 @@ func BenchmarkRouterAndAttempt(b *testing.B) {
 	for b.Loop() {
 		s := h.open(b)
 		s.requestHeaders(false, chatHeaders()...)
-		set, _ := mutations(s.requestBody(benchRequest).GetRequestBody().GetResponse().GetHeaderMutation())
+		id := routedID(s.requestBody(benchRequest))
 		a := h.open(b)
-		a.send(&extprocv3.ProcessingRequest{
-			Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
-				Headers: headerMap(":method", "POST", ":path", "/v1/chat/completions", "x-tollgate-request-id", set["x-tollgate-request-id"]),
-			}},
-			Attributes: map[string]*structpb.Struct{"envoy.filters.http.ext_proc": {Fields: map[string]*structpb.Value{
-				"xds.upstream_host_metadata.filter_metadata['tollgate']['backend']": structpb.NewStringValue("openai/gpt-5.4-2026-03-01"),
-			}}},
-		})
+		a.send(attemptRequest(id, "openai/gpt-5.4-2026-03-01", chatHeaders()[4:]...))
 		_ = a.s.CloseSend()
 		s.responseHeaders(false, ":status", "200", "content-type", "application/json")
 		s.responseBody([]byte(benchResponse), true)

@@ -33,6 +33,10 @@ const metadataNamespace = "tollgate"
 type exchange struct {
 	s         *Server
 	requestID string
+	// envoyID is Envoy's id of the HTTP request (the request.id attribute) and peer the
+	// authenticated caller of the router filter's stream: an attempt must match both.
+	envoyID   string
+	peer      string
 	start     time.Time
 	ep        endpoint
 	principal ledger.Principal
@@ -128,6 +132,12 @@ func (x *exchange) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeader
 		return x.reject(apierror.New(http.StatusNotFound, apierror.CodeNotFound, "No route for %s %s", method, strings.SplitN(path, "?", 2)[0]))
 	}
 	if method != x.ep.method {
+		if x.ep.kind == routeModel && strings.Contains(x.ep.modelID, ":") {
+			// A Gemini method this gateway does not serve (models/x:embedContent), not a
+			// model retrieval sent with the wrong method: only Gemini posts to a model path.
+			x.ep.proto = protoGemini
+			return x.reject(apierror.New(http.StatusNotFound, apierror.CodeNotFound, "No route for %s %s", method, strings.SplitN(path, "?", 2)[0]))
+		}
 		return x.reject(apierror.New(http.StatusMethodNotAllowed, apierror.CodeInvalidParams, "Method %s is not allowed here; use %s", method, x.ep.method))
 	}
 	p, err := x.s.auth.Authenticate(ctx, credential(hm))
@@ -139,6 +149,11 @@ func (x *exchange) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeader
 		return x.reject(apierror.New(http.StatusServiceUnavailable, apierror.CodeServiceUnavailable, "The gateway cannot verify API keys right now; retry shortly"))
 	}
 	x.principal = p
+	if !p.GatewayEnabled {
+		// Seed 000: an organisation without gateway access gets 403 on every request, model
+		// listings and the management API included.
+		return x.reject(apierror.New(http.StatusForbidden, apierror.CodeGatewayDisabled, "API Gateway access is not enabled for your organization"))
+	}
 
 	switch x.ep.kind {
 	case routeModels, routeModel:
@@ -214,12 +229,10 @@ func (x *exchange) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ex
 	}
 }
 
-// checkOrg refuses organisations that may not use the gateway right now.
+// checkOrg refuses organisations that may not spend right now; seed 000 checks the subscription
+// on every model request. (Gateway access was checked with the key.)
 func (x *exchange) checkOrg() *apierror.Error {
-	switch {
-	case !x.principal.GatewayEnabled:
-		return apierror.New(http.StatusForbidden, apierror.CodeGatewayDisabled, "API Gateway access is not enabled for your organization")
-	case !x.principal.SubscriptionActive:
+	if !x.principal.SubscriptionActive {
 		return apierror.New(http.StatusPaymentRequired, apierror.CodeSubscriptionRequired, "Your organization has no active subscription")
 	}
 	return nil
@@ -487,13 +500,13 @@ func (x *exchange) finish() {
 }
 
 // routeForAttempts answers the request body when translation happens per attempt: the router
-// filter only routes (cluster, descriptors, the request id the attempts look the request up by)
-// and keeps the client's body, of which Envoy gives every attempt a fresh copy.
+// filter only routes (the cluster header, which each attempt removes again, and the dynamic
+// metadata that carries the rate-limit descriptors and the request id the attempts look the
+// request up by) and keeps the client's body, of which Envoy gives every attempt a fresh copy.
 func (x *exchange) routeForAttempts() *extprocv3.ProcessingResponse {
 	x.s.register(x)
 	var m mutation
 	m.Set(headerCluster, x.route.Cluster)
-	m.Set(headerRequestID, x.requestID)
 	return &extprocv3.ProcessingResponse{
 		Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
 			HeaderMutation:  m.proto(),

@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -50,6 +51,16 @@ func (m *mutation) Set(key, value string) {
 }
 
 func (m *mutation) Remove(keys ...string) { m.remove = append(m.remove, keys...) }
+
+// touches reports whether m already sets or removes key.
+func (m *mutation) touches(key string) bool {
+	for _, h := range m.set {
+		if h.GetHeader().GetKey() == key {
+			return true
+		}
+	}
+	return slices.Contains(m.remove, key)
+}
 
 func (m *mutation) SetContentLength(n int) { m.Set("content-length", strconv.Itoa(n)) }
 

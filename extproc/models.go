@@ -3,6 +3,7 @@ package extproc
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -24,17 +25,38 @@ func (x *exchange) answerModels() *extprocv3.ProcessingResponse {
 		}
 	}
 	if x.ep.kind == routeModel {
-		for _, lm := range listed {
-			if lm.ID == x.ep.modelID {
-				listed = []catalog.ListedModel{lm}
-				return x.answer(x.renderModels(listed, true))
-			}
+		if lm, ok := x.listedModel(listed); ok {
+			return x.answer(x.renderModels([]catalog.ListedModel{lm}, true))
 		}
 		e := apierror.New(http.StatusNotFound, apierror.CodeInvalidModel, "Model %s is not valid", x.ep.modelID)
 		e.Param = "model"
 		return x.reject(e)
 	}
 	return x.answer(x.renderModels(listed, false))
+}
+
+// listedModel finds the model a retrieval path names among listed, as chat resolves a model: the
+// id percent-decoded (the OpenAI SDK sends eu/gpt-5.4 as eu%2Fgpt-5.4), Gemini's "models/"
+// prefix dropped, and an alias answered with its canonical model, in the region it asked for.
+func (x *exchange) listedModel(listed []catalog.ListedModel) (catalog.ListedModel, bool) {
+	id, err := url.PathUnescape(x.ep.modelID)
+	if err != nil {
+		return catalog.ListedModel{}, false
+	}
+	id = strings.TrimPrefix(id, "models/")
+	name, prefix := id, ""
+	if rest, ok := strings.CutPrefix(id, catalog.EUPrefix); ok {
+		name, prefix = rest, catalog.EUPrefix
+	}
+	if m, ok := x.s.catalog.Load().Lookup(name); ok {
+		id = prefix + m.ID
+	}
+	for _, lm := range listed {
+		if lm.ID == id {
+			return lm, true
+		}
+	}
+	return catalog.ListedModel{}, false
 }
 
 func (x *exchange) renderModels(listed []catalog.ListedModel, one bool) []byte {

@@ -46,6 +46,10 @@ type Config struct {
 	// HoldTTL is how long a hold outlives a process that died before settling it; it must exceed
 	// the longest request (Envoy's route timeout). Default 15m.
 	HoldTTL time.Duration
+	// PeerIdentity names the authenticated caller of a stream (Envoy), so that an attempt is
+	// answered only on a stream from the peer that opened its request. Default: every caller
+	// is the same peer.
+	PeerIdentity func(context.Context) string
 }
 
 // DefaultMaxBodyBytes is the default request body limit.
@@ -63,6 +67,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HoldTTL <= 0 {
 		c.HoldTTL = 15 * time.Minute
+	}
+	if c.PeerIdentity == nil {
+		c.PeerIdentity = func(context.Context) string { return "" }
 	}
 	return c
 }
@@ -94,6 +101,8 @@ func NewServer(cfg Config, cat *catalog.Catalog, auth Authenticator, l Ledger, l
 	return s
 }
 
+func (s *Server) peerIdentity(ctx context.Context) string { return s.cfg.PeerIdentity(ctx) }
+
 // SetCatalog swaps the catalog; requests already past model resolution keep the one they used.
 func (s *Server) SetCatalog(c *catalog.Catalog) { s.catalog.Store(c) }
 
@@ -120,6 +129,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		return s.serveAttempt(stream, first)
 	}
 	x := newExchange(s)
+	x.envoyID, x.peer = envoyRequestID(first), s.peerIdentity(ctx)
 	defer x.finish()
 	for req := first; ; {
 		resp := x.handle(ctx, req)

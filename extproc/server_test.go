@@ -113,11 +113,35 @@ func TestModels(t *testing.T) {
 		t.Errorf("listed %s (%s), want %s", got, list.Object, want)
 	}
 
-	resp = h.open(t).requestHeaders(true, ":method", "GET", ":path", "/v1/models/eu/gpt-5.4", "authorization", "Bearer "+goodKey)
-	if !strings.Contains(string(resp.GetImmediateResponse().GetBody()), `"id":"eu/gpt-5.4"`) {
-		t.Errorf("GET /v1/models/eu/gpt-5.4 = %s", resp.GetImmediateResponse().GetBody())
+	// A retrieval resolves the id as chat does: percent-decoded, aliases to their canonical
+	// model, in the region asked for.
+	for _, tt := range []struct{ path, wantID string }{
+		{"/v1/models/eu/gpt-5.4", "eu/gpt-5.4"},
+		{"/v1/models/eu%2Fgpt-5.4", "eu/gpt-5.4"},
+		{"/v1/models/gpt", "gpt-5.4"},
+		{"/v1/models/eu%2Fgpt", "eu/gpt-5.4"},
+		{"/v1beta/models/models%2Fgpt", "models/gpt-5.4"},
+	} {
+		resp = h.open(t).requestHeaders(true, ":method", "GET", ":path", tt.path, "authorization", "Bearer "+goodKey)
+		if ir := resp.GetImmediateResponse(); ir.GetStatus().GetCode() != 200 || !strings.Contains(string(ir.GetBody()), `"`+tt.wantID+`"`) {
+			t.Errorf("GET %s = %d %s, want %s", tt.path, ir.GetStatus().GetCode(), ir.GetBody(), tt.wantID)
+		}
 	}
 	immediate(t, h.open(t).requestHeaders(true, ":method", "GET", ":path", "/v1/models/gone", "authorization", "Bearer "+goodKey), 404, "invalid_model")
+	immediate(t, h.open(t).requestHeaders(true, ":method", "GET", ":path", "/v1/models/%zz", "authorization", "Bearer "+goodKey), 404, "invalid_model")
+}
+
+// TestUnknownGeminiMethod: a Gemini method this gateway does not serve is a 404, not a 405 that
+// tells the caller to use GET.
+func TestUnknownGeminiMethod(t *testing.T) {
+	h := newHarness(t)
+	for _, path := range []string{"/v1beta/models/gpt:embedContent", "/v1/models/gpt:predictLongRunning", "/v1beta/models/gpt:bogus"} {
+		resp := h.open(t).requestHeaders(false, ":method", "POST", ":path", path, "x-goog-api-key", goodKey)
+		ir := resp.GetImmediateResponse()
+		if ir.GetStatus().GetCode() != 404 || !strings.Contains(string(ir.GetBody()), "NOT_FOUND") {
+			t.Errorf("POST %s = %d %s, want a Gemini-shaped 404", path, ir.GetStatus().GetCode(), ir.GetBody())
+		}
+	}
 }
 
 func TestRequestBodyRejects(t *testing.T) {
@@ -136,7 +160,6 @@ func TestRequestBodyRejects(t *testing.T) {
 		{name: "no eu backend", body: `{"model":"eu/old",` + msgs + `}`, wantStatus: 404, wantCode: "model_not_available", wantInMsg: "eu/old"},
 		{name: "sunset names replacement", body: `{"model":"gone",` + msgs + `}`, wantStatus: 404, wantCode: "model_not_available", wantInMsg: "use gpt-5.4"},
 		{name: "endpoint unsupported", body: `{"model":"msgs-only",` + msgs + `}`, wantStatus: 404, wantCode: "model_not_supported"},
-		{name: "gateway disabled", key: "tg_disabled", body: `{"model":"gpt",` + msgs + `}`, wantStatus: 403, wantCode: "gateway_disabled"},
 		{name: "outside the plan", key: "tg_planned", body: `{"model":"gpt",` + msgs + `}`, wantStatus: 404, wantCode: "model_not_available", wantInMsg: "plan"},
 		{name: "no subscription", key: "tg_unsubscribed", body: `{"model":"gpt",` + msgs + `}`, wantStatus: 402, wantCode: "subscription_required"},
 		{name: "too large", body: `{"model":"gpt","x":"` + strings.Repeat("a", 1<<20) + `",` + msgs + `}`, wantStatus: 413, wantCode: "request_too_large"},
@@ -157,6 +180,27 @@ func TestRequestBodyRejects(t *testing.T) {
 	}
 	if len(h.ledger.usages) != 0 {
 		t.Errorf("rejected requests were settled: %v", h.ledger.usages)
+	}
+}
+
+// TestGatewayDisabledEverywhere: an organisation without gateway access gets 403 on every route,
+// before any body is read, model listings and the management API included.
+func TestGatewayDisabledEverywhere(t *testing.T) {
+	h := newHarness(t)
+	for _, rt := range []struct{ method, path string }{
+		{"POST", "/v1/chat/completions"}, {"POST", "/v1/messages"}, {"POST", "/v1beta/models/gpt:generateContent"},
+		{"GET", "/v1/models"}, {"GET", "/v1/models/gpt"}, {"GET", "/v1beta/models"}, {"GET", "/v1/management/balance"},
+	} {
+		t.Run(rt.method+" "+rt.path, func(t *testing.T) {
+			s := h.open(t)
+			resp := s.requestHeaders(false, ":method", rt.method, ":path", rt.path, "authorization", "Bearer tg_disabled")
+			if got := resp.GetImmediateResponse().GetStatus().GetCode(); got != 403 {
+				t.Fatalf("status %d, want 403: %v", got, resp)
+			}
+			if !strings.Contains(string(resp.GetImmediateResponse().GetBody()), "not enabled") {
+				t.Errorf("body %s", resp.GetImmediateResponse().GetBody())
+			}
+		})
 	}
 }
 

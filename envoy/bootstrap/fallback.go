@@ -41,9 +41,6 @@ const (
 	// header_mutation upstream filter sets content-length after each attempt's ext_proc reply.
 	// extproc writes it (a string, e.g. "1234") in the upstream reply that replaces the body.
 	ContentLengthMetadataKey = "content_length"
-	// RequestIDHeader is the internal request id the router filter's extproc sets on the
-	// request so that the upstream filter (same extproc process) finds the original request.
-	RequestIDHeader = "x-tollgate-request-id"
 
 	// RetryOn is the route's retry_on: 5xx responses and resets, 502/503/504, connect
 	// failures, refused streams, and the statuses in RetriableStatusCodes (429).

@@ -110,7 +110,7 @@ func fallbackReply(cluster string, replace bool) func(*extprocsvc.ProcessingRequ
 		if m.GetRequestHeaders() != nil {
 			return matching(m, &extprocsvc.CommonResponse{
 				HeaderMutation: &extprocsvc.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
-					setHeader(bootstrap.ClusterHeader, cluster), setHeader(bootstrap.RequestIDHeader, "req-1"),
+					setHeader(bootstrap.ClusterHeader, cluster),
 				}},
 				ClearRouteCache: true,
 			})
