@@ -124,7 +124,11 @@ func serveExtproc(ctx context.Context, opts extprocOptions, cat *catalog.Catalog
 		return fmt.Errorf("open settlement spool: %w", err)
 	}
 	keys := auth.New(store, 0)
-	srv := extproc.NewServer(extproc.Config{MaxBodyBytes: opts.MaxBodyBytes, TranslatePerAttempt: opts.Fallback}, cat, keys, pipe, log)
+	// An attempt's upstream filter stream is answered only for a request its own peer opened:
+	// the identity peerauth established for the stream (local, the secret, or Envoy's
+	// certificate subject).
+	srv := extproc.NewServer(extproc.Config{MaxBodyBytes: opts.MaxBodyBytes, TranslatePerAttempt: opts.Fallback,
+		PeerIdentity: func(ctx context.Context) string { id, _ := peerauth.FromContext(ctx); return string(id) }}, cat, keys, pipe, log)
 	guard, err := peerGuard(opts.PeerSecretFile, opts.TLS, log)
 	if err != nil {
 		return errors.Join(err, pipe.Close(context.WithoutCancel(ctx)))
