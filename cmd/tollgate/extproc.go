@@ -82,7 +82,7 @@ func (o *extprocOptions) flags(fs interface {
 	fs.StringVar(&o.Addr, "addr", envOr("TOLLGATE_EXTPROC_ADDR", addr), "ext_proc gRPC listen address: host:port or unix:/path; beyond loopback it needs --peer-secret-file (env TOLLGATE_EXTPROC_ADDR)")
 	fs.StringVar(&o.PeerSecretFile, "peer-secret-file", envOr("TOLLGATE_PEER_SECRET_FILE", ""), "file holding the secret Envoy sends on every gRPC stream (envoy-config --peer-secret-file renders it); this or mutual TLS is required for a listener beyond loopback (env TOLLGATE_PEER_SECRET_FILE)")
 	tlsFlags(fs, &o.TLS)
-	fs.StringVar(&o.ManagementAddr, "management-addr", envOr("TOLLGATE_MANAGEMENT_ADDR", ":8090"), "management API listen address; empty disables it (env TOLLGATE_MANAGEMENT_ADDR)")
+	fs.StringVar(&o.ManagementAddr, "management-addr", envOr("TOLLGATE_MANAGEMENT_ADDR", "127.0.0.1:8090"), "management API listen address, reached through Envoy at /v1/management/*; empty disables it (env TOLLGATE_MANAGEMENT_ADDR)")
 	fs.StringVar(&o.SpoolDir, "spool-dir", envOr("TOLLGATE_SPOOL_DIR", "var/spool"), "local settlement spool, one per process (env TOLLGATE_SPOOL_DIR)")
 	fs.IntVar(&o.MaxBodyBytes, "max-body-bytes", extproc.DefaultMaxBodyBytes, "largest request body accepted")
 }
