@@ -83,7 +83,7 @@
 //
 // Every gRPC stream or call to a GrpcService (ext_proc, upstream ext_proc, the RLS) carries
 // its initial_metadata, as Envoy's async client adds it; gRPC clusters may be Unix sockets
-// (pipe addresses). Both ext_proc filters send the request.id attribute (the connection
+// (pipe addresses) or TLS with a client certificate (alpn_protocols must name h2). Both ext_proc filters send the request.id attribute (the connection
 // manager's x-request-id) on their first request message.
 //
 // The ext_proc gRPC stream (extproc.go) is opened lazily, one per request, read by one
