@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/singleflight"
 )
 
 // IDs says whether an organisation id, and optionally a key id of that organisation, were
@@ -26,15 +27,17 @@ const (
 	negativeTTL = time.Second
 	// maxCachedIDs bounds each cache; a full cache is emptied and refilled from Postgres.
 	maxCachedIDs = 1 << 17
-	// idQueryTimeout bounds one lookup, like a decision's Redis call (DefaultRedisTimeout).
-	idQueryTimeout = DefaultRedisTimeout
+	// idQueryTimeout bounds one lookup in Postgres; a caller waits for it no longer than its
+	// own deadline (the decision's, Config.RedisTimeout).
+	idQueryTimeout = time.Second
 )
 
 // IssuedIDs checks ids against Postgres (tables orgs and api_keys). Positive answers are cached
 // for the life of the process: an id once issued stays issued (a revoked key is refused by
 // extproc before any descriptor names it). Negative answers are cached for negativeTTL.
 type IssuedIDs struct {
-	pool *pgxpool.Pool
+	pool     *pgxpool.Pool
+	inflight singleflight.Group // by "org/key"
 
 	mu      sync.RWMutex
 	known   map[idPair]struct{}
@@ -56,7 +59,7 @@ func NewIssuedIDs(pool *pgxpool.Pool) *IssuedIDs {
 
 // Issued implements IDs. org must be an organisation's id and key, when not empty, the id of
 // one of that organisation's keys. Anything that is not a UUID is unknown without a query; a
-// query has a deadline of idQueryTimeout.
+// query has a deadline of idQueryTimeout, and ctx's deadline bounds the wait for it.
 func (c *IssuedIDs) Issued(ctx context.Context, org, key string) (bool, error) {
 	p := idPair{org, key}
 	now := c.timeNow()
@@ -72,14 +75,32 @@ func (c *IssuedIDs) Issued(ctx context.Context, org, key string) (bool, error) {
 	case !isUUID(org) || (key != "" && !isUUID(key)):
 		return false, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, idQueryTimeout)
-	defer cancel()
+	// Concurrent misses for one scope — a burst from a new key — share one query, which is
+	// not cancelled when the caller that started it gives up.
+	ch := c.inflight.DoChan(org+"/"+key, func() (any, error) {
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), idQueryTimeout)
+		defer cancel()
+		return c.lookup(qctx, p, now)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return false, r.Err
+		}
+		return r.Val.(bool), nil
+	case <-ctx.Done():
+		return false, fmt.Errorf("look up issued ids: %w", ctx.Err())
+	}
+}
+
+// lookup asks Postgres about p and caches the answer.
+func (c *IssuedIDs) lookup(ctx context.Context, p idPair, now time.Time) (bool, error) {
 	var found bool
 	var err error
-	if key == "" {
-		err = c.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM orgs WHERE id = $1::uuid)`, org).Scan(&found)
+	if p.key == "" {
+		err = c.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM orgs WHERE id = $1::uuid)`, p.org).Scan(&found)
 	} else {
-		err = c.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = $1::uuid AND org_id = $2::uuid)`, key, org).Scan(&found)
+		err = c.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = $1::uuid AND org_id = $2::uuid)`, p.key, p.org).Scan(&found)
 	}
 	if err != nil {
 		return false, fmt.Errorf("look up issued ids: %w", err)

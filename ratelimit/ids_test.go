@@ -2,6 +2,7 @@ package ratelimit_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -76,5 +77,26 @@ func TestIssuedIDs(t *testing.T) {
 	}
 	if _, err := s.ShouldRateLimit(context.Background(), request(descriptor("rpm", other, fresh, ""))); err != nil {
 		t.Errorf("brand-new key: %v", err)
+	}
+
+	// A burst from a key nobody asked about yet: every concurrent miss gets the answer.
+	_, burstKey, err := store.CreateKey(ctx, other, ledger.KeyStandard, "burst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for range 40 {
+		wg.Go(func() {
+			_, err := s.ShouldRateLimit(context.Background(), request(descriptor("rpm", other, burstKey, "")))
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("concurrent first use of a key: %v", err)
+		}
 	}
 }

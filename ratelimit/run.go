@@ -25,7 +25,8 @@ const (
 	// Config.PeerSecret is set (package peerauth).
 	DefaultAddr     = "127.0.0.1:50052"
 	DefaultRedisURL = "redis://127.0.0.1:6379/0"
-	// DefaultRedisTimeout bounds one decision's Redis round trip. It must stay below Envoy's
+	// DefaultRedisTimeout bounds one decision's store work: its Redis round trip, and the
+	// lookup of an org or key id in Postgres the first time one is seen. It must stay below Envoy's
 	// ratelimit filter timeout (bootstrap.DefaultRateLimitTimeout, 500 ms) so that Envoy gets
 	// this service's answer, not its own timeout. A round trip normally takes well under a
 	// millisecond, but on a loaded 2-core host a burst of concurrent decisions queues behind
@@ -60,7 +61,8 @@ type Config struct {
 	// returns gRPC Unavailable, which Envoy turns into status_on_error (500)
 	// when its failure_mode_deny is set, as envoy-config renders by default.
 	FailOpen bool
-	// RedisTimeout bounds each Redis round trip. Keep it below Envoy's RLS
+	// RedisTimeout bounds each decision's store work: the Redis round trip, and an id lookup
+	// (Config.IDs) the first time an org or key is seen. Keep it below Envoy's RLS
 	// timeout so that Envoy receives our answer, even a fail-open one, rather
 	// than timing out itself. Default DefaultRedisTimeout.
 	RedisTimeout time.Duration

@@ -97,6 +97,11 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReques
 	}
 	checks := make([]limited, 0, len(descs))
 	reqs := make([]limiter.Request, 0, len(descs))
+	// One deadline for the decision's store work: an id lookup on a cache miss and the Redis
+	// round trip. It is shorter than Envoy's, so that even a fail-open answer arrives before
+	// Envoy gives up on us.
+	dctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
 	var checked idPair // the last scope found issued: a call's descriptors share one org and key
 	for i, rd := range descs {
 		if rd.GetIsNegativeHits() {
@@ -118,7 +123,7 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReques
 			continue
 		}
 		if p := (idPair{d.Org, d.Key}); s.ids != nil && p != checked {
-			issued, err := s.ids.Issued(ctx, d.Org, d.Key)
+			issued, err := s.ids.Issued(dctx, d.Org, d.Key)
 			if err != nil {
 				return s.storeFailed(ctx, resp, err)
 			}
@@ -142,11 +147,7 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReques
 		return resp, nil
 	}
 
-	// The deadline is shorter than Envoy's, so that even a fail-open answer
-	// arrives before Envoy gives up on us.
-	rctx, cancel := context.WithTimeout(ctx, s.timeout)
-	results, err := s.store.Apply(rctx, reqs)
-	cancel()
+	results, err := s.store.Apply(dctx, reqs)
 	if err == nil && len(results) != len(reqs) {
 		err = fmt.Errorf("store returned %d results for %d requests", len(results), len(reqs))
 	}
