@@ -175,6 +175,15 @@ func TestComposeTrustBoundary(t *testing.T) {
 		}
 	}
 
+	// The bootstrap holds the secret: envoy-config writes it mode 0600 as Envoy's user (101 in
+	// the official image), into a directory the tollgate image gives that user.
+	if cfg, _ := p.GetService("envoy-config"); cfg.User != "101" {
+		t.Errorf("envoy-config runs as %q, want Envoy's user 101", cfg.User)
+	}
+	if df, err := os.ReadFile("../../Dockerfile"); err != nil || !strings.Contains(string(df), "--chown=101:101 /out/envoy /envoy") {
+		t.Errorf("the Dockerfile must give /envoy to Envoy's user (%v)", err)
+	}
+
 	// The e2e override publishes Postgres, on loopback only, and nothing else.
 	e2e := loadCompose(t, "docker-compose.yml", "docker-compose.e2e.yml")
 	for name, s := range e2e.Services {
