@@ -18,14 +18,15 @@ const grpcOverhead = 1 << 20
 const ShutdownGrace = 30 * time.Second
 
 // Serve serves the ext_proc service on lis until ctx is done, then stops accepting streams, lets
-// in-flight ones finish and waits for their settlements, within ShutdownGrace.
-func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+// in-flight ones finish and waits for their settlements, within ShutdownGrace. opts are added to
+// the gRPC server's, e.g. peerauth's interceptors, which authenticate Envoy on every stream.
+func (s *Server) Serve(ctx context.Context, lis net.Listener, opts ...grpc.ServerOption) error {
 	// Envoy sends the whole buffered body in one message, and a translated reply may be larger
 	// than the client's body, so both directions admit twice MaxBodyBytes (grpc-go's default is
 	// 4 MiB). This matches the limit the rendered bootstrap gives Envoy's side
 	// (bootstrap.GRPCMaxMessageBytes).
 	limit := 2*s.cfg.MaxBodyBytes + grpcOverhead
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(limit), grpc.MaxSendMsgSize(limit))
+	gs := grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(limit), grpc.MaxSendMsgSize(limit)}, opts...)...)
 	extprocv3.RegisterExternalProcessorServer(gs, s)
 
 	errc := make(chan error, 1)

@@ -11,6 +11,8 @@ import (
 
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 
+	"github.com/tollgate/tollgate/extproc/ledger"
+	"github.com/tollgate/tollgate/extproc/ledger/ledgertest"
 	"github.com/tollgate/tollgate/ratelimit"
 	"github.com/tollgate/tollgate/ratelimit/internal/redistest"
 	"github.com/tollgate/tollgate/ratelimit/limiter"
@@ -64,6 +66,31 @@ func BenchmarkShouldRateLimit(b *testing.B) {
 			})
 		})
 	}
+
+	// The same ten descriptors naming an org Tollgate issued (the model defaults apply to
+	// org-and-model scopes), checked through IssuedIDs (Postgres once, then its cache), as
+	// production runs.
+	store, pool := ledgertest.NewStore(b)
+	org, err := store.CreateOrg(context.Background(), ledger.OrgOptions{Name: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.IDs = ratelimit.NewIssuedIDs(pool)
+	checked := ratelimit.NewServer(cfg, lim, limits, discard())
+	descs := make([]*ratelimitv3.RateLimitDescriptor, 10)
+	for i := range descs {
+		descs[i] = descriptor("rpm", org, "", fmt.Sprintf("model-%03d", i))
+	}
+	req := request(descs...)
+	b.Run("descriptors=10/issued-ids", func(b *testing.B) {
+		measure(b, 10, false, func() error {
+			resp, err := checked.ShouldRateLimit(context.Background(), req)
+			if err == nil && resp.GetStatuses()[0].GetCurrentLimit() == nil {
+				err = fmt.Errorf("not limited: %v", resp)
+			}
+			return err
+		})
+	})
 }
 
 // measure runs call b.N times, serially or from GOMAXPROCS goroutines, and

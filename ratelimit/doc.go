@@ -10,8 +10,15 @@
 //
 // The server then:
 //
-//  1. Parses each descriptor into a Descriptor. One not in that shape, or for
-//     another domain, is answered OK without a limit (and logged, throttled).
+//  1. Refuses, with a gRPC error for the whole call, what a legitimate Envoy
+//     never sends: a refund (is_negative_hits), a hits_addend above Envoy's
+//     own bound of 1e9 (InvalidArgument), or a descriptor whose org, or key of
+//     that org, Tollgate never issued (PermissionDenied; Config.IDs, checked
+//     against Postgres with positives cached). Envoy turns the error into its
+//     failure mode, so a forged descriptor can neither create counters nor
+//     spend or refund someone else's quota. Then it parses each descriptor
+//     into a Descriptor. One not in that shape, or for another domain, is
+//     answered OK without a limit (and logged, throttled).
 //  2. Asks Limits which Limit applies. No limit means OK without
 //     current_limit, as in envoyproxy/ratelimit. StaticLimits serves per-model
 //     defaults and per-scope overrides and can be replaced while serving. A
@@ -37,8 +44,18 @@
 //
 // # When Redis is unavailable
 //
-// Each call to Redis has Config.RedisTimeout (15 ms by default, under Envoy's
-// 20 ms). When it fails, Config.FailOpen decides: OK without limits, or gRPC
-// Unavailable for Envoy's failure_mode_deny. go-redis reconnects by itself and
-// the script is re-sent on NOSCRIPT, so service resumes when Redis returns.
+// Each call to Redis has Config.RedisTimeout (250 ms by default, half of the
+// 500 ms RLS timeout envoy-config renders, so this service's answer always
+// reaches Envoy first; see DefaultRedisTimeout for why not less). When it
+// fails, Config.FailOpen decides: OK without limits, or — the default and the
+// production setting — gRPC Unavailable, which Envoy's failure_mode_deny
+// (rendered by default) turns into a 500 that extproc rewrites into the
+// client's protocol. go-redis reconnects by itself and the script is re-sent
+// on NOSCRIPT, so service resumes when Redis returns.
+//
+// # Who may call
+//
+// Run listens on loopback or a Unix socket unless Config.PeerSecret is set;
+// with it, every call must carry the secret (package peerauth), which Envoy
+// sends as the GrpcService's initial_metadata.
 package ratelimit

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"time"
 
@@ -16,14 +15,25 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/tollgate/tollgate/peerauth"
 	"github.com/tollgate/tollgate/ratelimit/limiter"
 )
 
 // Defaults for Config's zero values.
 const (
-	DefaultAddr         = ":50052"
-	DefaultRedisURL     = "redis://127.0.0.1:6379/0"
-	DefaultRedisTimeout = 15 * time.Millisecond
+	// DefaultAddr is loopback: only Envoy on this host may call the service unless
+	// Config.PeerSecret is set (package peerauth).
+	DefaultAddr     = "127.0.0.1:50052"
+	DefaultRedisURL = "redis://127.0.0.1:6379/0"
+	// DefaultRedisTimeout bounds one decision's store work: its Redis round trip, and the
+	// lookup of an org or key id in Postgres the first time one is seen. It must stay below Envoy's
+	// ratelimit filter timeout (bootstrap.DefaultRateLimitTimeout, 500 ms) so that Envoy gets
+	// this service's answer, not its own timeout. A round trip normally takes well under a
+	// millisecond, but on a loaded 2-core host a burst of concurrent decisions queues behind
+	// the scheduler, the connection pool and GC: at 15 ms a burst of 40 requests timed out
+	// and (failing open) admitted 38 against a limit of 20. 250 ms is met there with room,
+	// and leaves half of Envoy's budget for gRPC and scheduling on the way back.
+	DefaultRedisTimeout = 250 * time.Millisecond
 	DefaultKeyPrefix    = "tollgate:rl:"
 )
 
@@ -33,20 +43,32 @@ const shutdownGrace = 5 * time.Second
 
 // Config configures the rate-limit service.
 type Config struct {
-	// Addr is the gRPC listen address. Default ":50052".
+	// Addr is the gRPC listen address: host:port, or unix:/path for a Unix socket. A TCP
+	// address beyond loopback requires PeerSecret. Default "127.0.0.1:50052".
 	Addr string
+	// PeerSecret, when set, must be presented by every caller as gRPC metadata
+	// peerauth.MetadataKey (Envoy's GrpcService initial_metadata); without it only Unix
+	// socket and loopback listeners are allowed.
+	PeerSecret []byte
+	// TLS, when set, serves mutual TLS: callers must present a certificate from TLS.ClientCA.
+	// It also allows a listener beyond loopback.
+	TLS peerauth.TLSFiles
 	// RedisURL locates Redis, e.g. "redis://:password@host:6379/0".
 	// Default "redis://127.0.0.1:6379/0".
 	RedisURL string
 	// FailOpen answers OK, without limits, when Redis cannot decide in time.
-	// False, the zero value, fails closed: the call returns gRPC Unavailable,
-	// which Envoy turns into an error when its failure_mode_deny is set (and
-	// lets the request through when it is not).
+	// False, the zero value and the production setting, fails closed: the call
+	// returns gRPC Unavailable, which Envoy turns into status_on_error (500)
+	// when its failure_mode_deny is set, as envoy-config renders by default.
 	FailOpen bool
-	// RedisTimeout bounds each Redis round trip. Keep it below Envoy's RLS
-	// timeout (20 ms by default) so that Envoy receives our answer, even a
-	// fail-open one, rather than timing out itself. Default 15 ms.
+	// RedisTimeout bounds each decision's store work: the Redis round trip, and an id lookup
+	// (Config.IDs) the first time an org or key is seen. Keep it below Envoy's RLS
+	// timeout so that Envoy receives our answer, even a fail-open one, rather
+	// than timing out itself. Default DefaultRedisTimeout.
 	RedisTimeout time.Duration
+	// IDs, when set, refuses descriptors whose org or key is not an id
+	// Tollgate issued (see Server). Nil checks nothing.
+	IDs IDs
 	// KeyPrefix starts every Redis key; it must not contain '{' or '}',
 	// which would change the Redis Cluster hash tag. Default "tollgate:rl:".
 	KeyPrefix string
@@ -72,8 +94,8 @@ func (c Config) withDefaults() Config {
 func (c Config) Validate() error {
 	c = c.withDefaults()
 	var errs []error
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		errs = append(errs, fmt.Errorf("addr %q: %w", c.Addr, err))
+	if err := peerauth.CheckAddr(c.Addr, len(c.PeerSecret) > 0 || c.TLS.Set(), "--peer-secret-file or --tls-cert, --tls-key and --client-ca"); err != nil {
+		errs = append(errs, err)
 	}
 	if _, err := redis.ParseURL(c.RedisURL); err != nil {
 		errs = append(errs, fmt.Errorf("redis url: %w", err))
@@ -135,11 +157,17 @@ func Run(ctx context.Context, cfg Config, limits Limits, log *slog.Logger) error
 	}
 	cancel()
 
-	lis, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("ratelimit listen: %w", err)
+	guard := peerauth.New(cfg.PeerSecret, log)
+	if cfg.TLS.Set() {
+		if err := guard.WithTLS(cfg.TLS); err != nil {
+			return fmt.Errorf("ratelimit: %w", err)
+		}
 	}
-	gs := grpc.NewServer()
+	lis, err := peerauth.Listen(ctx, cfg.Addr, guard, "--peer-secret-file or --tls-cert, --tls-key and --client-ca")
+	if err != nil {
+		return fmt.Errorf("ratelimit: %w", err)
+	}
+	gs := grpc.NewServer(guard.ServerOptions()...)
 	rlsv3.RegisterRateLimitServiceServer(gs, NewServer(cfg, lim, limits, log))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
@@ -158,7 +186,7 @@ func Run(ctx context.Context, cfg Config, limits Limits, log *slog.Logger) error
 		stopGracefully(gs, shutdownGrace)
 		return nil
 	})
-	log.InfoContext(ctx, "ratelimit: serving", "addr", lis.Addr().String(), "fail_open", cfg.FailOpen,
+	log.InfoContext(ctx, "ratelimit: serving", "addr", lis.Addr().String(), "peer_secret", guard.RequiresSecret(), "mutual_tls", cfg.TLS.Set(), "fail_open", cfg.FailOpen,
 		"redis_timeout", cfg.RedisTimeout)
 	return g.Wait()
 }

@@ -29,6 +29,7 @@ type Server struct {
 
 	store    Store
 	limits   Limits
+	ids      IDs // nil: not checked
 	log      *slog.Logger
 	failOpen bool
 	timeout  time.Duration
@@ -38,6 +39,7 @@ type Server struct {
 	// log once per request.
 	storeErrLog      sometimes
 	badDescriptorLog sometimes
+	refusedLog       sometimes
 }
 
 // NewServer returns a Server deciding with store and limits. From cfg it uses
@@ -51,14 +53,21 @@ func NewServer(cfg Config, store Store, limits Limits, log *slog.Logger) *Server
 	return &Server{
 		store:            store,
 		limits:           limits,
+		ids:              cfg.IDs,
 		log:              log,
 		failOpen:         cfg.FailOpen,
 		timeout:          cfg.RedisTimeout,
 		prefix:           cfg.KeyPrefix,
 		storeErrLog:      sometimes{every: 10 * time.Second},
 		badDescriptorLog: sometimes{every: time.Minute},
+		refusedLog:       sometimes{every: 10 * time.Second},
 	}
 }
+
+// MaxHitsAddend is the largest hits_addend accepted, Envoy's own bound for a formatted one
+// (source/extensions/filters/common/ratelimit_config/ratelimit_config.cc MAX_HITS_ADDEND): a
+// legitimate Envoy never sends more.
+const MaxHitsAddend = 1_000_000_000
 
 // limited is a descriptor that has a limit, and where its status goes.
 type limited struct {
@@ -68,10 +77,19 @@ type limited struct {
 }
 
 // ShouldRateLimit decides every descriptor of req in one Redis round trip.
+//
+// Calls a legitimate Envoy never makes with Tollgate's bootstrap are refused as a whole with a
+// gRPC error, which Envoy turns into its failure mode (status_on_error with
+// failure_mode_deny): InvalidArgument for a refund (is_negative_hits) or a hits_addend above
+// MaxHitsAddend, PermissionDenied for a descriptor whose org, or key of that org, Tollgate
+// never issued (Config.IDs). Nothing is consumed for a refused call.
 func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
 	descs := req.GetDescriptors()
 	if len(descs) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "ratelimit: request has no descriptors")
+	}
+	if req.GetHitsAddend() > MaxHitsAddend {
+		return nil, s.refuse(ctx, codes.InvalidArgument, "hits_addend above 1e9")
 	}
 	resp := &rlsv3.RateLimitResponse{
 		OverallCode: rlsv3.RateLimitResponse_OK,
@@ -79,7 +97,19 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReques
 	}
 	checks := make([]limited, 0, len(descs))
 	reqs := make([]limiter.Request, 0, len(descs))
+	// One deadline for the decision's store work: an id lookup on a cache miss and the Redis
+	// round trip. It is shorter than Envoy's, so that even a fail-open answer arrives before
+	// Envoy gives up on us.
+	dctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	var checked idPair // the last scope found issued: a call's descriptors share one org and key
 	for i, rd := range descs {
+		if rd.GetIsNegativeHits() {
+			return nil, s.refuse(ctx, codes.InvalidArgument, "is_negative_hits (a refund)")
+		}
+		if h := rd.GetHitsAddend(); h != nil && h.GetValue() > MaxHitsAddend {
+			return nil, s.refuse(ctx, codes.InvalidArgument, "descriptor hits_addend above 1e9")
+		}
 		resp.Statuses[i] = &rlsv3.RateLimitResponse_DescriptorStatus{Code: rlsv3.RateLimitResponse_OK}
 		d, err := parseDescriptor(req.GetDomain(), rd.GetEntries())
 		if err != nil {
@@ -91,6 +121,16 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReques
 					"error", err, "descriptor", i, "suppressed", dropped)
 			}
 			continue
+		}
+		if p := (idPair{d.Org, d.Key}); s.ids != nil && p != checked {
+			issued, err := s.ids.Issued(dctx, d.Org, d.Key)
+			if err != nil {
+				return s.storeFailed(ctx, resp, err)
+			}
+			if !issued {
+				return nil, s.refuse(ctx, codes.PermissionDenied, "org or key not issued by Tollgate")
+			}
+			checked = p
 		}
 		lim, ok := s.limits.Limit(ctx, d)
 		if !ok || lim.PerUnit == 0 || lim.Unit <= 0 {
@@ -107,11 +147,7 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReques
 		return resp, nil
 	}
 
-	// The deadline is shorter than Envoy's, so that even a fail-open answer
-	// arrives before Envoy gives up on us.
-	rctx, cancel := context.WithTimeout(ctx, s.timeout)
-	results, err := s.store.Apply(rctx, reqs)
-	cancel()
+	results, err := s.store.Apply(dctx, reqs)
 	if err == nil && len(results) != len(reqs) {
 		err = fmt.Errorf("store returned %d results for %d requests", len(results), len(reqs))
 	}
@@ -138,7 +174,16 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReques
 	return resp, nil
 }
 
-// storeFailed answers when Redis could not decide in time: OK without
+// refuse logs (throttled) and returns the error for a call no legitimate Envoy makes. The
+// descriptor values are not logged: they are whatever the caller chose to send.
+func (s *Server) refuse(ctx context.Context, code codes.Code, why string) error {
+	if ok, dropped := s.refusedLog.allow(); ok {
+		s.log.WarnContext(ctx, "ratelimit: call refused", "reason", why, "code", code.String(), "suppressed", dropped)
+	}
+	return status.Error(code, "ratelimit: refused: "+why)
+}
+
+// storeFailed answers when Redis (or the id lookup in Postgres) could not decide in time: OK without
 // limits when failing open, Unavailable otherwise, which Envoy turns into
 // status_on_error when its failure_mode_deny is set.
 func (s *Server) storeFailed(ctx context.Context, resp *rlsv3.RateLimitResponse, err error) (*rlsv3.RateLimitResponse, error) {
@@ -168,8 +213,6 @@ func hitsAndMode(rd *ratelimitv3.RateLimitDescriptor, requestHits uint32, q Quot
 	switch {
 	case hits == 0:
 		return 0, limiter.Check
-	case rd.GetIsNegativeHits():
-		return hits, limiter.Refund
 	case q.Tokens():
 		return hits, limiter.Record
 	default:

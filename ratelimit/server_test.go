@@ -306,14 +306,38 @@ func TestHitsAddend(t *testing.T) {
 		})
 	}
 
-	t.Run("negative hits refund", func(t *testing.T) {
+}
+
+// TestRefusedCalls: what a legitimate Envoy never sends is refused as a whole, and consumes
+// nothing: refunds (Envoy's own hits_addend is never negative), hits_addend beyond Envoy's bound.
+func TestRefusedCalls(t *testing.T) {
+	limits := staticLimits(t, ratelimit.LimitTable{Overrides: map[ratelimit.Scope]ratelimit.Rates{{Org: "acme"}: {RPM: 10}}})
+	refund := withHits(descriptor("rpm", "acme", "", ""), 2)
+	refund.IsNegativeHits = true
+	tests := []struct {
+		name string
+		req  *rlsv3.RateLimitRequest
+	}{
+		{"negative hits", request(descriptor("rpm", "acme", "", ""), refund)},
+		{"negative hits without hits_addend", request(&ratelimitv3.RateLimitDescriptor{Entries: descriptor("rpm", "acme", "", "").Entries, IsNegativeHits: true})},
+		{"descriptor hits_addend over 1e9", request(withHits(descriptor("tpm", "acme", "", ""), ratelimit.MaxHitsAddend+1))},
+		{"request hits_addend over 1e9", &rlsv3.RateLimitRequest{Domain: ratelimit.Domain, HitsAddend: ratelimit.MaxHitsAddend + 1, Descriptors: []*ratelimitv3.RateLimitDescriptor{descriptor("rpm", "acme", "", "")}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := newServer(t, limits)
+			call(t, s, request(withHits(descriptor("rpm", "acme", "", ""), 5)))
+			if _, err := s.ShouldRateLimit(context.Background(), tt.req); status.Code(err) != codes.InvalidArgument {
+				t.Fatalf("error %v, want InvalidArgument", err)
+			}
+			if got := call(t, s, request(withHits(descriptor("rpm", "acme", "", ""), 0))).GetStatuses()[0].GetLimitRemaining(); got != 5 {
+				t.Errorf("remaining %d after a refused call, want the 5 left before it", got)
+			}
+		})
+	}
+	t.Run("at the bound", func(t *testing.T) {
 		s, _ := newServer(t, limits)
-		call(t, s, request(withHits(descriptor("rpm", "acme", "", ""), 5)))
-		refund := withHits(descriptor("rpm", "acme", "", ""), 2)
-		refund.IsNegativeHits = true
-		if got := call(t, s, request(refund)).GetStatuses()[0].GetLimitRemaining(); got != 7 {
-			t.Errorf("remaining %d after refunding 2 of 5, want 7", got)
-		}
+		call(t, s, request(withHits(descriptor("tpm", "acme", "", ""), ratelimit.MaxHitsAddend)))
 	})
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/tollgate/tollgate/extproc/catalog"
 	"github.com/tollgate/tollgate/extproc/ledger"
 	"github.com/tollgate/tollgate/mockprovider"
+	"github.com/tollgate/tollgate/peerauth"
 	"github.com/tollgate/tollgate/ratelimit"
 )
 
@@ -34,12 +35,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cfgPath := fs.String("config", envOr("TOLLGATE_CONFIG", defaultConfig), "catalog file (env TOLLGATE_CONFIG)")
 	dbURL := fs.String("database-url", envOr("DATABASE_URL", defaultDatabaseURL), "Postgres URL (env DATABASE_URL)")
 	listen := fs.String("listen", "127.0.0.1:8080", "gateway listen address")
-	extprocAddr := fs.String("extproc-addr", "127.0.0.1:50051", "extproc listen address")
+	extprocAddr := fs.String("extproc-addr", defaultExtprocAddr, "extproc listen address (host:port or unix:/path)")
 	mockAddr := fs.String("mock-addr", "127.0.0.1:8081", "mock provider listen address (must match the catalog)")
 	managementAddr := fs.String("management-addr", "127.0.0.1:8090", "management API listen address")
-	rlsAddr := fs.String("ratelimit-addr", "127.0.0.1:50052", "rate-limit service listen address")
+	rlsAddr := fs.String("ratelimit-addr", defaultRatelimitAddr, "rate-limit service listen address (host:port or unix:/path)")
 	redisURL := fs.String("redis-url", envOr("REDIS_URL", defaultRedisURL), "Redis URL (env REDIS_URL)")
-	stateDir := fs.String("state-dir", ".run", "where the dev run keeps its demo key and rendered envoy.yaml")
+	stateDir := fs.String("state-dir", ".run", "where the dev run keeps its demo key, peer secret and rendered envoy.yaml")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -67,12 +68,20 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 
-	envoyYAML, err := renderBootstrap(cat, *listen, *extprocAddr, *rlsAddr, *managementAddr, bootstrap.DefaultAdminPort, bootstrap.WithFallback())
+	// The dev stack runs the production trust boundary: both sidecars require the secret,
+	// and the rendered bootstrap sends it, so every dev run and e2e test exercises it.
+	secretPath := filepath.Join(*stateDir, "peer.secret")
+	secret, err := devPeerSecret(secretPath)
+	if err != nil {
+		return err
+	}
+	envoyYAML, err := renderBootstrap(cat, *listen, *extprocAddr, *rlsAddr, *managementAddr, bootstrap.DefaultAdminPort,
+		bootstrap.WithFallback(), bootstrap.WithPeerSecret(string(secret)))
 	if err != nil {
 		return err
 	}
 	envoyPath := filepath.Join(*stateDir, "envoy.yaml")
-	if err := os.WriteFile(envoyPath, envoyYAML, 0o644); err != nil {
+	if err := writePrivate(envoyPath, envoyYAML, 0o600); err != nil {
 		return fmt.Errorf("write envoy.yaml: %w", err)
 	}
 
@@ -90,12 +99,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	g.Go(func() error {
-		cfg := ratelimit.Config{Addr: *rlsAddr, RedisURL: *redisURL, FailOpen: true}
+		cfg := ratelimit.Config{Addr: *rlsAddr, RedisURL: *redisURL, PeerSecret: secret}
 		return serveRatelimit(ctx, cfg, table, limits, pool, 5*time.Second, log)
 	})
 	g.Go(func() error {
 		return serveExtproc(ctx, extprocOptions{
 			Addr:           *extprocAddr,
+			PeerSecretFile: secretPath,
 			ManagementAddr: *managementAddr,
 			SpoolDir:       filepath.Join(*stateDir, "spool"),
 			Fallback:       true,
@@ -145,6 +155,22 @@ Press Ctrl-C to stop.
 		return nil
 	}
 	return err
+}
+
+// devPeerSecret returns the dev stack's peer secret from path, creating a random one (mode
+// 0600) on first run.
+func devPeerSecret(path string) ([]byte, error) {
+	if _, err := os.Stat(path); err == nil {
+		return peerauth.LoadSecret(path)
+	}
+	secret, err := newPeerSecret()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("save peer secret: %w", err)
+	}
+	return peerauth.LoadSecret(path)
 }
 
 // demoKey returns the demo organisation's key, creating the organisation (with $10 of credit) and

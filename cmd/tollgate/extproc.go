@@ -16,13 +16,55 @@ import (
 	"github.com/tollgate/tollgate/extproc/ledger"
 	"github.com/tollgate/tollgate/extproc/management"
 	"github.com/tollgate/tollgate/extproc/spool"
+	"github.com/tollgate/tollgate/peerauth"
 )
+
+// Default sidecar addresses: loopback, so that only Envoy on the same host (or in the same
+// network namespace) can connect unless a peer secret is configured.
+const (
+	defaultExtprocAddr   = "127.0.0.1:50051"
+	defaultRatelimitAddr = "127.0.0.1:50052"
+	peerSecretFlag       = "--peer-secret-file (env TOLLGATE_PEER_SECRET_FILE) or --tls-cert, --tls-key and --client-ca"
+)
+
+// tlsFlags adds a sidecar's mutual TLS flags.
+func tlsFlags(fs interface {
+	StringVar(*string, string, string, string)
+}, f *peerauth.TLSFiles) {
+	fs.StringVar(&f.Cert, "tls-cert", envOr("TOLLGATE_TLS_CERT", ""), "serve gRPC over TLS with this certificate (PEM), requiring a client certificate signed by --client-ca (env TOLLGATE_TLS_CERT)")
+	fs.StringVar(&f.Key, "tls-key", envOr("TOLLGATE_TLS_KEY", ""), "the --tls-cert certificate's private key (PEM) (env TOLLGATE_TLS_KEY)")
+	fs.StringVar(&f.ClientCA, "client-ca", envOr("TOLLGATE_CLIENT_CA", ""), "CA (PEM) whose client certificates may call: Envoy's, envoy-config --sidecar-tls-cert (env TOLLGATE_CLIENT_CA)")
+}
+
+// peerGuard returns the caller check for a gRPC sidecar: the secret in path (none when path
+// is empty) and mutual TLS when f names its files. With neither, only local listeners work.
+func peerGuard(path string, f peerauth.TLSFiles, log *slog.Logger) (*peerauth.Guard, error) {
+	var secret []byte
+	if path != "" {
+		var err error
+		if secret, err = peerauth.LoadSecret(path); err != nil {
+			return nil, err
+		}
+	}
+	g := peerauth.New(secret, log)
+	if f.Set() {
+		if err := g.WithTLS(f); err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
+}
 
 // extprocOptions configure the extproc process: the ext_proc gRPC server, its settlement spool,
 // the hold sweeper and the management API.
 type extprocOptions struct {
 	Addr, ManagementAddr, SpoolDir string
-	MaxBodyBytes                   int
+	// PeerSecretFile holds the secret Envoy must send on every ext_proc stream (peerauth);
+	// TLS, when set, requires Envoy's client certificate. With neither, only a Unix socket or
+	// loopback listener is allowed.
+	PeerSecretFile string
+	TLS            peerauth.TLSFiles
+	MaxBodyBytes   int
 	// Fallback translates per attempt in the model clusters' upstream filter; the bootstrap
 	// must be rendered with envoy-config --fallback to match.
 	Fallback bool
@@ -37,8 +79,10 @@ func (o *extprocOptions) flags(fs interface {
 	BoolVar(*bool, string, bool, string)
 }, addr string) {
 	fs.BoolVar(&o.Fallback, "fallback", envOr("TOLLGATE_FALLBACK", "true") == "true", "translate per attempt for Envoy's retries and fallback; envoy-config must render with the same setting (env TOLLGATE_FALLBACK)")
-	fs.StringVar(&o.Addr, "addr", envOr("TOLLGATE_EXTPROC_ADDR", addr), "ext_proc gRPC listen address (env TOLLGATE_EXTPROC_ADDR)")
-	fs.StringVar(&o.ManagementAddr, "management-addr", envOr("TOLLGATE_MANAGEMENT_ADDR", ":8090"), "management API listen address; empty disables it (env TOLLGATE_MANAGEMENT_ADDR)")
+	fs.StringVar(&o.Addr, "addr", envOr("TOLLGATE_EXTPROC_ADDR", addr), "ext_proc gRPC listen address: host:port or unix:/path; beyond loopback it needs --peer-secret-file (env TOLLGATE_EXTPROC_ADDR)")
+	fs.StringVar(&o.PeerSecretFile, "peer-secret-file", envOr("TOLLGATE_PEER_SECRET_FILE", ""), "file holding the secret Envoy sends on every gRPC stream (envoy-config --peer-secret-file renders it); this or mutual TLS is required for a listener beyond loopback (env TOLLGATE_PEER_SECRET_FILE)")
+	tlsFlags(fs, &o.TLS)
+	fs.StringVar(&o.ManagementAddr, "management-addr", envOr("TOLLGATE_MANAGEMENT_ADDR", "127.0.0.1:8090"), "management API listen address, reached through Envoy at /v1/management/*; empty disables it (env TOLLGATE_MANAGEMENT_ADDR)")
 	fs.StringVar(&o.SpoolDir, "spool-dir", envOr("TOLLGATE_SPOOL_DIR", "var/spool"), "local settlement spool, one per process (env TOLLGATE_SPOOL_DIR)")
 	fs.IntVar(&o.MaxBodyBytes, "max-body-bytes", extproc.DefaultMaxBodyBytes, "largest request body accepted")
 }
@@ -46,10 +90,14 @@ func (o *extprocOptions) flags(fs interface {
 func runExtproc(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("extproc", stderr)
 	var opts extprocOptions
-	opts.flags(fs, ":50051")
+	opts.flags(fs, defaultExtprocAddr)
 	cfgPath := fs.String("config", envOr("TOLLGATE_CONFIG", defaultConfig), "catalog file (env TOLLGATE_CONFIG)")
 	dbURL := fs.String("database-url", envOr("DATABASE_URL", defaultDatabaseURL), "Postgres URL (env DATABASE_URL)")
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	// Refuse an exposed listener before touching anything else.
+	if err := peerauth.CheckAddr(opts.Addr, opts.PeerSecretFile != "" || opts.TLS.Set(), peerSecretFlag); err != nil {
 		return err
 	}
 	log := newLogger(stderr)
@@ -76,10 +124,18 @@ func serveExtproc(ctx context.Context, opts extprocOptions, cat *catalog.Catalog
 		return fmt.Errorf("open settlement spool: %w", err)
 	}
 	keys := auth.New(store, 0)
-	srv := extproc.NewServer(extproc.Config{MaxBodyBytes: opts.MaxBodyBytes, TranslatePerAttempt: opts.Fallback}, cat, keys, pipe, log)
-	lis, err := net.Listen("tcp", opts.Addr)
+	// An attempt's upstream filter stream is answered only for a request its own peer opened:
+	// the identity peerauth established for the stream (local, the secret, or Envoy's
+	// certificate subject) and the host it came from.
+	srv := extproc.NewServer(extproc.Config{MaxBodyBytes: opts.MaxBodyBytes, TranslatePerAttempt: opts.Fallback,
+		PeerIdentity: peerauth.Name}, cat, keys, pipe, log)
+	guard, err := peerGuard(opts.PeerSecretFile, opts.TLS, log)
 	if err != nil {
-		return errors.Join(fmt.Errorf("listen: %w", err), pipe.Close(context.WithoutCancel(ctx)))
+		return errors.Join(err, pipe.Close(context.WithoutCancel(ctx)))
+	}
+	lis, err := peerauth.Listen(ctx, opts.Addr, guard, peerSecretFlag)
+	if err != nil {
+		return errors.Join(err, pipe.Close(context.WithoutCancel(ctx)))
 	}
 	var mgmt net.Listener
 	if opts.ManagementAddr != "" {
@@ -88,10 +144,10 @@ func serveExtproc(ctx context.Context, opts extprocOptions, cat *catalog.Catalog
 			return errors.Join(fmt.Errorf("listen management: %w", err), pipe.Close(context.WithoutCancel(ctx)))
 		}
 	}
-	log.Info("extproc listening", "addr", lis.Addr().String(), "models", len(cat.Models), "spool", opts.SpoolDir)
+	log.Info("extproc listening", "addr", lis.Addr().String(), "peer_secret", guard.RequiresSecret(), "mutual_tls", opts.TLS.Set(), "models", len(cat.Models), "spool", opts.SpoolDir)
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return srv.Serve(gctx, lis) })
+	g.Go(func() error { return srv.Serve(gctx, lis, guard.ServerOptions()...) })
 	g.Go(func() error { return store.SweepHolds(gctx, 0, log) })
 	if opts.reloader != nil {
 		g.Go(func() error { return opts.reloader.run(gctx, srv) })

@@ -11,16 +11,19 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tollgate/tollgate/extproc/catalog"
+	"github.com/tollgate/tollgate/peerauth"
 	"github.com/tollgate/tollgate/ratelimit"
 )
 
 func runRatelimit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("ratelimit", stderr)
 	cfg := ratelimit.Config{}
-	fs.StringVar(&cfg.Addr, "addr", envOr("TOLLGATE_RATELIMIT_ADDR", ratelimit.DefaultAddr), "gRPC listen address (env TOLLGATE_RATELIMIT_ADDR)")
+	fs.StringVar(&cfg.Addr, "addr", envOr("TOLLGATE_RATELIMIT_ADDR", defaultRatelimitAddr), "gRPC listen address: host:port or unix:/path; beyond loopback it needs --peer-secret-file (env TOLLGATE_RATELIMIT_ADDR)")
+	secretFile := fs.String("peer-secret-file", envOr("TOLLGATE_PEER_SECRET_FILE", ""), "file holding the secret Envoy sends on every gRPC call (envoy-config --peer-secret-file renders it); required for a listener beyond loopback (env TOLLGATE_PEER_SECRET_FILE)")
+	tlsFlags(fs, &cfg.TLS)
 	fs.StringVar(&cfg.RedisURL, "redis-url", envOr("REDIS_URL", defaultRedisURL), "Redis URL (env REDIS_URL)")
-	fs.BoolVar(&cfg.FailOpen, "fail-open", envOr("TOLLGATE_RATELIMIT_FAIL_OPEN", "true") == "true", "admit requests while Redis is unreachable (env TOLLGATE_RATELIMIT_FAIL_OPEN)")
-	fs.DurationVar(&cfg.RedisTimeout, "redis-timeout", ratelimit.DefaultRedisTimeout, "deadline of one Redis call; keep it under Envoy's RLS timeout")
+	fs.BoolVar(&cfg.FailOpen, "fail-open", envOr("TOLLGATE_RATELIMIT_FAIL_OPEN", "false") == "true", "admit requests while Redis is unreachable; the production setting is false, with envoy-config's --ratelimit-failure-mode-deny (env TOLLGATE_RATELIMIT_FAIL_OPEN)")
+	fs.DurationVar(&cfg.RedisTimeout, "redis-timeout", ratelimit.DefaultRedisTimeout, "deadline of one Redis call; keep it under Envoy's RLS timeout (envoy-config --ratelimit-timeout)")
 	fs.StringVar(&cfg.KeyPrefix, "key-prefix", envOr("TOLLGATE_RATELIMIT_KEY_PREFIX", ratelimit.DefaultKeyPrefix), "prefix of every Redis key (env TOLLGATE_RATELIMIT_KEY_PREFIX)")
 	cfgPath := fs.String("config", envOr("TOLLGATE_CONFIG", defaultConfig), "catalog file with default limits (env TOLLGATE_CONFIG)")
 	dbURL := fs.String("database-url", envOr("DATABASE_URL", defaultDatabaseURL), "Postgres URL with the limit overrides (env DATABASE_URL)")
@@ -29,6 +32,16 @@ func runRatelimit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	log := newLogger(stderr)
+	if *secretFile != "" {
+		secret, err := peerauth.LoadSecret(*secretFile)
+		if err != nil {
+			return err
+		}
+		cfg.PeerSecret = secret
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	cat, err := catalog.Load(*cfgPath, func(string) string { return "" })
 	if err != nil {
 		return err
@@ -47,8 +60,9 @@ func runRatelimit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 }
 
 // serveRatelimit runs the rate-limit service with the catalog's defaults and the overrides in
-// Postgres, reloaded every reload.
+// Postgres, reloaded every reload; descriptors must name orgs and keys that Postgres holds.
 func serveRatelimit(ctx context.Context, cfg ratelimit.Config, table ratelimit.LimitTable, limits *ratelimit.StaticLimits, pool *pgxpool.Pool, reload time.Duration, log *slog.Logger) error {
+	cfg.IDs = ratelimit.NewIssuedIDs(pool)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return ratelimit.NewOverrides(pool).Watch(ctx, limits, table, reload, log)

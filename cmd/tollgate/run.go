@@ -20,8 +20,9 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"extproc":      {"run the Envoy external processor (gRPC, :50051) and the management API (:8090)", runExtproc},
-	"ratelimit":    {"run the rate-limit service (gRPC, :50052)", runRatelimit},
+	"extproc":      {"run the Envoy external processor (gRPC, 127.0.0.1:50051) and the management API (127.0.0.1:8090)", runExtproc},
+	"ratelimit":    {"run the rate-limit service (gRPC, 127.0.0.1:50052)", runRatelimit},
+	"peer-secret":  {"peer-secret [-o FILE]: make the secret Envoy presents to extproc and ratelimit", runPeerSecret},
 	"limits":       {"limits set --org ORG [--key KEY_ID] [--model M] [--rpm N] [--tpm N] [--tpd N]", runLimits},
 	"migrate":      {"apply database migrations", runMigrate},
 	"envoy-config": {"render the Envoy bootstrap from the catalog to stdout", runEnvoyConfig},

@@ -11,7 +11,7 @@ import (
 // name must run (here: answer -h) rather than be unknown.
 func TestEveryCommandIsListed(t *testing.T) {
 	for _, name := range []string{"extproc", "ratelimit", "migrate", "envoy-config", "standin", "mockprovider", "dev",
-		"org", "key", "credits", "limits", "ledger"} {
+		"org", "key", "credits", "limits", "ledger", "peer-secret"} {
 		t.Run(name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
 			code := Run(context.Background(), []string{name, "-h"}, &out, &errOut)

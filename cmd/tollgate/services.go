@@ -14,17 +14,24 @@ import (
 	"github.com/tollgate/tollgate/envoy/standin"
 	"github.com/tollgate/tollgate/extproc/catalog"
 	"github.com/tollgate/tollgate/mockprovider"
+	"github.com/tollgate/tollgate/peerauth"
 )
 
 func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("envoy-config", stderr)
 	cfgPath := fs.String("config", envOr("TOLLGATE_CONFIG", defaultConfig), "catalog file (env TOLLGATE_CONFIG)")
 	listen := fs.String("listen", "0.0.0.0:8080", "gateway listen address")
-	extprocAddr := fs.String("extproc", "127.0.0.1:50051", "extproc address as Envoy reaches it")
+	extprocAddr := fs.String("extproc", defaultExtprocAddr, "extproc address as Envoy reaches it: host:port or unix:/path")
 	adminPort := fs.Uint("admin-port", bootstrap.DefaultAdminPort, "Envoy admin port on 127.0.0.1")
-	rlsAddr := fs.String("ratelimit", envOr("TOLLGATE_ENVOY_RATELIMIT", ""), "ratelimit service address as Envoy reaches it; empty renders no ratelimit filter (env TOLLGATE_ENVOY_RATELIMIT)")
+	rlsAddr := fs.String("ratelimit", envOr("TOLLGATE_ENVOY_RATELIMIT", ""), "ratelimit service address as Envoy reaches it (host:port or unix:/path); empty renders no ratelimit filter (env TOLLGATE_ENVOY_RATELIMIT)")
+	failureModeDeny := fs.Bool("ratelimit-failure-mode-deny", envOr("TOLLGATE_RATELIMIT_FAILURE_MODE_DENY", "true") == "true", "answer 500 (in the client's protocol) when the rate-limit service fails or times out, the production setting; false admits requests unmetered during an outage (env TOLLGATE_RATELIMIT_FAILURE_MODE_DENY)")
+	secretFile := fs.String("peer-secret-file", envOr("TOLLGATE_PEER_SECRET_FILE", ""), "file holding the secret Envoy sends to extproc and ratelimit as gRPC initial_metadata; the rendered file then holds it and is written mode 0600 (env TOLLGATE_PEER_SECRET_FILE)")
 	mgmtAddr := fs.String("management", envOr("TOLLGATE_ENVOY_MANAGEMENT", ""), "management API address as Envoy reaches it; empty leaves /v1/management/* unrouted (env TOLLGATE_ENVOY_MANAGEMENT)")
-	rlsTimeout := fs.Duration("ratelimit-timeout", 0, "Envoy's deadline for one rate-limit decision (0: bootstrap.DefaultRateLimitTimeout)")
+	var sidecarTLS bootstrap.SidecarTLS
+	fs.StringVar(&sidecarTLS.CertFile, "sidecar-tls-cert", envOr("TOLLGATE_SIDECAR_TLS_CERT", ""), "speak mutual TLS to extproc and ratelimit, presenting this client certificate (PEM, as Envoy reads it) (env TOLLGATE_SIDECAR_TLS_CERT)")
+	fs.StringVar(&sidecarTLS.KeyFile, "sidecar-tls-key", envOr("TOLLGATE_SIDECAR_TLS_KEY", ""), "the --sidecar-tls-cert certificate's private key (env TOLLGATE_SIDECAR_TLS_KEY)")
+	fs.StringVar(&sidecarTLS.CAFile, "sidecar-ca", envOr("TOLLGATE_SIDECAR_CA", ""), "CA that signed extproc's and ratelimit's --tls-cert (env TOLLGATE_SIDECAR_CA)")
+	rlsTimeout := fs.Duration("ratelimit-timeout", 0, "Envoy's deadline for one rate-limit decision, above ratelimit's --redis-timeout (0: 500ms)")
 	fallback := fs.Bool("fallback", envOr("TOLLGATE_FALLBACK", "true") == "true", "render retries and cross-provider fallback: each model cluster's fallback chain as priority levels, a route per cluster with Envoy's retry policy, and the per-attempt upstream filters; extproc must run with the same setting (env TOLLGATE_FALLBACK)")
 	out := fs.String("o", "", "write to this file instead of stdout")
 	if err := parse(fs, args); err != nil {
@@ -35,13 +42,26 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	var extra []bootstrap.CatalogOption
-	if *rlsTimeout > 0 {
+	if *rlsTimeout > 0 || !*failureModeDeny {
 		extra = append(extra, func(p *bootstrap.Params) error {
 			if p.RateLimit != nil {
 				p.RateLimit.Timeout = *rlsTimeout
+				p.RateLimit.FailOpen = !*failureModeDeny
 			}
 			return nil
 		})
+	}
+	if sidecarTLS != (bootstrap.SidecarTLS{}) {
+		extra = append(extra, bootstrap.WithSidecarTLS(&sidecarTLS))
+	}
+	perm := os.FileMode(0o644)
+	if *secretFile != "" {
+		secret, err := peerauth.LoadSecret(*secretFile)
+		if err != nil {
+			return err
+		}
+		extra = append(extra, bootstrap.WithPeerSecret(string(secret)))
+		perm = 0o600
 	}
 	if *fallback {
 		extra = append(extra, bootstrap.WithFallback())
@@ -51,7 +71,7 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	if *out != "" {
-		return os.WriteFile(*out, yaml, 0o644)
+		return writePrivate(*out, yaml, perm)
 	}
 	_, err = stdout.Write(yaml)
 	return err
@@ -71,6 +91,24 @@ func renderBootstrap(cat *catalog.Catalog, listen, extprocAddr, rlsAddr, managem
 		return nil, err
 	}
 	return bootstrap.Marshal(b)
+}
+
+// writePrivate writes data to path with perm, also when the file exists with wider
+// permissions (os.WriteFile keeps an existing file's mode).
+func writePrivate(path string, data []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func runStandin(ctx context.Context, args []string, stdout, stderr io.Writer) error {

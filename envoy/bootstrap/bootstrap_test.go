@@ -144,7 +144,10 @@ func TestRenderDefaultsAndShape(t *testing.T) {
 		"hostname: eu.api.openai.com:8443",
 		"port_value: 9901",
 		"domain: tollgate",
-		"timeout: 0.050s",
+		"timeout: 0.500s",
+		"failure_mode_deny: true",
+		"use_remote_address: true",
+		"internal_address_config: {}",
 		"enable_x_ratelimit_headers: DRAFT_VERSION_03",
 		"transport_api_version: V3",
 		"cluster_name: tollgate_ratelimit",
@@ -166,7 +169,7 @@ func TestRenderRejects(t *testing.T) {
 		edit func(*bootstrap.Params)
 		want string
 	}{
-		{"no extproc", func(p *bootstrap.Params) { p.ExtProc = bootstrap.Upstream{} }, "extproc: host and port are required"},
+		{"no extproc", func(p *bootstrap.Params) { p.ExtProc = bootstrap.Upstream{} }, "extproc: host and port, or a unix socket path, are required"},
 		{"duplicate cluster", func(p *bootstrap.Params) { p.Clusters = append(p.Clusters, p.Clusters[0]) }, `cluster "model_gpt-5.4": name used twice`},
 		{"reserved name", func(p *bootstrap.Params) { p.Clusters[0].Name = bootstrap.ExtProcClusterName }, "name used twice"},
 		{"empty cluster", func(p *bootstrap.Params) { p.Clusters[1].Priorities = nil }, `cluster "model_gpt-5.4_eu": no endpoints`},

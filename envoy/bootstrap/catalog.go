@@ -4,13 +4,14 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/tollgate/tollgate/extproc/catalog"
 )
 
 // FromCatalog derives the bootstrap parameters from the catalog: one cluster per model and
-// region that has backends (DESIGN.md section 2), listening on listen and reaching extproc at
-// extprocAddr (both host:port). It is a pure function of its inputs.
+// region that has backends (DESIGN.md section 2), listening on listen (host:port) and reaching
+// extproc at extprocAddr (host:port or unix:/path). It is a pure function of its inputs.
 //
 // Without WithFallback, each backend of the model in the region becomes its own priority
 // level, in catalog order, tagged with its provider name; the router filter translates the
@@ -27,11 +28,10 @@ func FromCatalog(cat *catalog.Catalog, listen, extprocAddr string, opts ...Catal
 		return p, fmt.Errorf("listen address: %w", err)
 	}
 	p.ListenAddress, p.ListenPort = host, port
-	eh, ep, err := splitHostPort(extprocAddr)
+	p.ExtProc, err = ParseUpstream(extprocAddr)
 	if err != nil {
 		return p, fmt.Errorf("extproc address: %w", err)
 	}
-	p.ExtProc = Upstream{Host: eh, Port: ep}
 	for _, o := range opts {
 		if err := o(&p); err != nil {
 			return p, err
@@ -92,20 +92,55 @@ func modelClusterParams(cat *catalog.Catalog, m *catalog.Model, region string, f
 // CatalogOption adjusts the parameters FromCatalog derives.
 type CatalogOption func(*Params) error
 
-// WithRateLimit adds the ratelimit filter calling the RLS at addr (host:port, as Envoy
-// reaches it), with the default timeout and failing open. An empty addr adds nothing.
+// WithRateLimit adds the ratelimit filter calling the RLS at addr (host:port or unix:/path,
+// as Envoy reaches it), with the default timeout and failing closed. An empty addr adds
+// nothing.
 func WithRateLimit(addr string) CatalogOption {
 	return func(p *Params) error {
 		if addr == "" {
 			return nil
 		}
-		host, port, err := splitHostPort(addr)
+		u, err := ParseUpstream(addr)
 		if err != nil {
 			return fmt.Errorf("ratelimit address: %w", err)
 		}
-		p.RateLimit = &RateLimit{Service: Upstream{Host: host, Port: port}}
+		p.RateLimit = &RateLimit{Service: u}
 		return nil
 	}
+}
+
+// WithPeerSecret makes Envoy send secret on every gRPC stream to extproc and the RLS
+// (Params.PeerSecret). An empty secret adds nothing.
+func WithPeerSecret(secret string) CatalogOption {
+	return func(p *Params) error {
+		p.PeerSecret = secret
+		return nil
+	}
+}
+
+// WithSidecarTLS makes Envoy speak mutual TLS to extproc and the RLS (Params.SidecarTLS). A nil
+// t adds nothing.
+func WithSidecarTLS(t *SidecarTLS) CatalogOption {
+	return func(p *Params) error {
+		p.SidecarTLS = t
+		return nil
+	}
+}
+
+// ParseUpstream reads an address as Envoy reaches it: host:port, or unix:/path for a Unix
+// socket (Envoy's pipe address).
+func ParseUpstream(addr string) (Upstream, error) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		if !strings.HasPrefix(path, "/") {
+			return Upstream{}, fmt.Errorf("%q: a unix socket needs an absolute path", addr)
+		}
+		return Upstream{Path: path}, nil
+	}
+	host, port, err := splitHostPort(addr)
+	if err != nil {
+		return Upstream{}, err
+	}
+	return Upstream{Host: host, Port: port}, nil
 }
 
 // WithFallback turns on retries and cross-provider fallback with the default settings:

@@ -241,7 +241,7 @@ func UpstreamExtProcFilter(messageTimeout time.Duration, maxRequestBytes uint32)
 		ResponseHeaderMode: extprocv3.ProcessingMode_SEND,
 		ResponseBodyMode:   extprocv3.ProcessingMode_NONE,
 	}
-	ep.RequestAttributes = []string{UpstreamBackendAttribute}
+	ep.RequestAttributes = []string{RequestIDAttribute, UpstreamBackendAttribute}
 	ep.MetadataOptions.ForwardingNamespaces = &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{MetadataNamespace}}
 	return ep
 }
@@ -266,6 +266,12 @@ func ContentLengthMutation() *headermutationv3.HeaderMutation {
 	}}
 }
 
+func upstreamExtProc(p Params) *extprocv3.ExternalProcessor {
+	ep := UpstreamExtProcFilter(p.MessageTimeout, p.MaxRequestBytes)
+	ep.GrpcService.InitialMetadata = peerMetadata(p.PeerSecret)
+	return ep
+}
+
 // upstreamProtocolOptions is a model cluster's HttpProtocolOptions with fallback: HTTP/1.1 as
 // before, and the per-attempt filter chain ext_proc → header_mutation → upstream_codec.
 func upstreamProtocolOptions(p Params) (*anypb.Any, error) {
@@ -274,7 +280,7 @@ func upstreamProtocolOptions(p Params) (*anypb.Any, error) {
 		name string
 		cfg  proto.Message
 	}{
-		{upstreamExtProcFilterName, UpstreamExtProcFilter(p.MessageTimeout, p.MaxRequestBytes)},
+		{upstreamExtProcFilterName, upstreamExtProc(p)},
 		{headerMutationFilterName, ContentLengthMutation()},
 		{upstreamCodecFilterName, &upstreamcodecv3.UpstreamCodec{}},
 	} {

@@ -63,6 +63,14 @@ type Params struct {
 	AdminPort uint32
 	// ExtProc is the extproc gRPC server, spoken to over cleartext HTTP/2.
 	ExtProc Upstream
+	// PeerSecret, when set, is sent as the initial_metadata entry peerauth.MetadataKey of every
+	// GrpcService the bootstrap holds (the ext_proc filters and the ratelimit filter), so that
+	// extproc and the RLS can refuse any other caller. The rendered bootstrap then holds the
+	// secret: keep it private (envoy-config writes it mode 0600).
+	PeerSecret string
+	// SidecarTLS, when set, makes Envoy speak mutual TLS to extproc and the RLS (their
+	// --tls-cert/--tls-key/--client-ca), presenting its own client certificate.
+	SidecarTLS *SidecarTLS
 	// MessageTimeout is ext_proc's per-message timeout (default 10s, not Envoy's 200 ms:
 	// extproc places credit holds in Postgres on the request path).
 	MessageTimeout time.Duration
@@ -97,11 +105,32 @@ type Params struct {
 	RouteTypedPerFilterConfig map[string]*anypb.Any
 }
 
-// Upstream is a host and port.
+// SidecarTLS is the TLS Envoy uses towards its gRPC sidecars: its client certificate and key
+// (the identity the sidecars check against their --client-ca) and the CA that signed the
+// sidecars' certificates. Files are PEM, as Envoy reads them at start-up.
+type SidecarTLS struct {
+	CertFile, KeyFile, CAFile string
+}
+
+func (t *SidecarTLS) validate() error {
+	if t == nil {
+		return nil
+	}
+	if t.CertFile == "" || t.KeyFile == "" || t.CAFile == "" {
+		return errors.New("sidecar TLS: a client certificate, its key and the sidecars' CA are required")
+	}
+	return nil
+}
+
+// Upstream is a host and port, or the path of a Unix socket (Envoy's pipe address), which
+// only the gRPC sidecars use.
 type Upstream struct {
 	Host string
 	Port uint32
+	Path string // a Unix socket; Host and Port are then unset
 }
+
+func (u Upstream) valid() bool { return u.Path != "" || (u.Host != "" && u.Port != 0) }
 
 // Cluster is one model cluster. Priorities[i] is endpoint priority level i: Envoy sends
 // traffic to the lowest-numbered level with healthy hosts.
@@ -156,14 +185,17 @@ func (p Params) withDefaults() Params {
 // validate reports every problem with p at once.
 func (p Params) validate() error {
 	var errs []error
-	if p.ExtProc.Host == "" || p.ExtProc.Port == 0 {
-		errs = append(errs, errors.New("extproc: host and port are required"))
+	if !p.ExtProc.valid() {
+		errs = append(errs, errors.New("extproc: host and port, or a unix socket path, are required"))
 	}
 	if p.MessageTimeout < time.Millisecond {
 		errs = append(errs, fmt.Errorf("message timeout %s: must be at least 1ms", p.MessageTimeout))
 	}
 	if p.UpstreamTimeout < time.Millisecond {
 		errs = append(errs, fmt.Errorf("upstream timeout %s: must be at least 1ms", p.UpstreamTimeout))
+	}
+	if err := p.SidecarTLS.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := p.RateLimit.validate(); err != nil {
 		errs = append(errs, err)

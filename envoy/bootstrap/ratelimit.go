@@ -25,12 +25,16 @@ const (
 	RateLimitClusterName = "tollgate_ratelimit"
 	// RateLimitDomain is the domain of every RateLimitRequest.
 	RateLimitDomain = "tollgate"
-	// DefaultRateLimitTimeout bounds one ShouldRateLimit call. Envoy's default is 20 ms; the
-	// RLS's own Redis deadline is 15 ms (ratelimit.DefaultRedisTimeout) and it must answer
-	// (fail open or closed, as configured) before Envoy gives up, so 20 ms leaves ~5 ms for
-	// gRPC, scheduling and a GC pause on a busy 2-core host. 50 ms keeps the RLS's own
-	// decision authoritative under load while adding nothing to the common case.
-	DefaultRateLimitTimeout = 50 * time.Millisecond
+	// DefaultRateLimitTimeout bounds one ShouldRateLimit call (Envoy's default is 20 ms). It
+	// is a bound, not a cost: a decision normally takes a millisecond. But with the filter
+	// failing closed a timeout is a 500 to the client, and on a loaded 2-core host a burst of
+	// concurrent decisions waits on scheduling, the RLS's Redis connection pool and GC: with a
+	// 15 ms Redis deadline under a 20-50 ms timeout, 38 of a burst of 40 requests against an
+	// RPM of 20 were served. The RLS's own Redis deadline (ratelimit.DefaultRedisTimeout,
+	// 250 ms) is half of this, so its answer — a decision, or its configured failure — reaches
+	// Envoy before Envoy's own timer fires; the other half covers gRPC and scheduling. Half a
+	// second is small beside an LLM call.
+	DefaultRateLimitTimeout = 500 * time.Millisecond
 
 	// OrgMetadataKey, KeyMetadataKey and ModelMetadataKey are the fields of extproc's dynamic
 	// metadata (namespace tollgate) the rate-limit descriptors are built from.
@@ -58,9 +62,11 @@ type RateLimit struct {
 	Service Upstream
 	// Timeout bounds each ShouldRateLimit call (default DefaultRateLimitTimeout).
 	Timeout time.Duration
-	// FailureModeDeny answers 500 when the RLS fails or times out; the default (false)
-	// lets the request through (fail open).
-	FailureModeDeny bool
+	// FailOpen lets requests through when the RLS fails or times out. The default (false) is
+	// the production setting: the filter's failure_mode_deny, so an RLS or Redis outage gives
+	// clients status_on_error (500, rewritten by extproc into the client's protocol), never
+	// unmetered admissions.
+	FailOpen bool
 }
 
 func (r *RateLimit) withDefaults() *RateLimit {
@@ -79,8 +85,8 @@ func (r *RateLimit) validate() error {
 		return nil
 	}
 	var errs []error
-	if r.Service.Host == "" || r.Service.Port == 0 {
-		errs = append(errs, errors.New("ratelimit: host and port are required"))
+	if !r.Service.valid() {
+		errs = append(errs, errors.New("ratelimit: host and port, or a unix socket path, are required"))
 	}
 	if r.Timeout < time.Millisecond {
 		errs = append(errs, fmt.Errorf("ratelimit timeout %s: must be at least 1ms", r.Timeout))
@@ -95,7 +101,7 @@ func RateLimitFilter(r RateLimit) *ratelimitv3.RateLimit {
 	return &ratelimitv3.RateLimit{
 		Domain:          RateLimitDomain,
 		Timeout:         durationpb.New(r.Timeout),
-		FailureModeDeny: r.FailureModeDeny,
+		FailureModeDeny: !r.FailOpen,
 		// 429 to clients, not gRPC RESOURCE_EXHAUSTED: Tollgate serves plain HTTP.
 		RateLimitedAsResourceExhausted: false,
 		RateLimitService: &ratelimitconfv3.RateLimitServiceConfig{
@@ -196,8 +202,10 @@ func dynamicMetadata(field, key string) *routev3.RateLimit_Action {
 
 // rateLimitParts is what Render adds for p.RateLimit: the filter (placed right after
 // ext_proc, so it sees extproc's headers), the model routes' policy and the management route's.
-func rateLimitParts(r *RateLimit) (filter *hcmv3.HttpFilter, perRoute, management *anypb.Any, err error) {
-	f, err := anypb.New(RateLimitFilter(*r))
+func rateLimitParts(r *RateLimit, peerSecret string) (filter *hcmv3.HttpFilter, perRoute, management *anypb.Any, err error) {
+	rl := RateLimitFilter(*r)
+	rl.RateLimitService.GrpcService.InitialMetadata = peerMetadata(peerSecret)
+	f, err := anypb.New(rl)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("ratelimit filter: %w", err)
 	}

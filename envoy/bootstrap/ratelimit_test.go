@@ -129,7 +129,7 @@ func TestRenderRateLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 		if rl.GetDomain() != "tollgate" || rl.GetTimeout().AsDuration() != bootstrap.DefaultRateLimitTimeout ||
-			rl.GetFailureModeDeny() || rl.GetRateLimitedAsResourceExhausted() ||
+			!rl.GetFailureModeDeny() || rl.GetRateLimitedAsResourceExhausted() ||
 			rl.GetEnableXRatelimitHeaders() != ratelimitv3.RateLimit_DRAFT_VERSION_03 || len(rl.GetRateLimits()) != 0 {
 			t.Errorf("ratelimit filter = %v", &rl)
 		}

@@ -23,6 +23,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/tollgate/tollgate/peerauth"
 )
 
 // Extension names, as Envoy's docs spell them.
@@ -55,13 +57,13 @@ func Render(p Params) (*bootstrapv3.Bootstrap, error) {
 		return nil, fmt.Errorf("render bootstrap: http connection manager: %w", err)
 	}
 
-	extproc, err := GRPCCluster(ExtProcClusterName, p.ExtProc)
+	extproc, err := sidecarCluster(ExtProcClusterName, p.ExtProc, p.SidecarTLS)
 	if err != nil {
 		return nil, fmt.Errorf("render bootstrap: %w", err)
 	}
 	clusters := []*clusterv3.Cluster{extproc}
 	if p.RateLimit != nil {
-		rls, err := GRPCCluster(RateLimitClusterName, p.RateLimit.Service)
+		rls, err := sidecarCluster(RateLimitClusterName, p.RateLimit.Service, p.SidecarTLS)
 		if err != nil {
 			return nil, fmt.Errorf("render bootstrap: %w", err)
 		}
@@ -109,7 +111,9 @@ func Render(p Params) (*bootstrapv3.Bootstrap, error) {
 }
 
 func httpConnectionManager(p Params) (*hcmv3.HttpConnectionManager, error) {
-	extProc, err := anypb.New(ExtProcFilter(p.MessageTimeout, p.MaxRequestBytes))
+	ep := ExtProcFilter(p.MessageTimeout, p.MaxRequestBytes)
+	ep.GrpcService.InitialMetadata = peerMetadata(p.PeerSecret)
+	extProc, err := anypb.New(ep)
 	if err != nil {
 		return nil, fmt.Errorf("ext_proc filter: %w", err)
 	}
@@ -126,7 +130,7 @@ func httpConnectionManager(p Params) (*hcmv3.HttpConnectionManager, error) {
 	if p.RateLimit != nil {
 		// Right after ext_proc: its decodeHeaders then runs once extproc's request_body
 		// reply released the headers, so the descriptors see x-tollgate-*.
-		f, perRoute, management, err := rateLimitParts(p.RateLimit)
+		f, perRoute, management, err := rateLimitParts(p.RateLimit, p.PeerSecret)
 		if err != nil {
 			return nil, err
 		}
@@ -154,6 +158,19 @@ func httpConnectionManager(p Params) (*hcmv3.HttpConnectionManager, error) {
 		CodecType:         hcmv3.HttpConnectionManager_AUTO,
 		StatPrefix:        StatPrefix,
 		StreamIdleTimeout: durationpb.New(p.UpstreamTimeout),
+		// Every client is external, so Envoy honours none of its x-envoy-* headers and makes
+		// the request id its own. use_remote_address: the peer of the connection is the client
+		// (x-forwarded-for is appended to, never trusted: xff_num_trusted_hops stays 0, and
+		// x-forwarded-proto is overwritten). An explicit internal_address_config without CIDRs
+		// or unix sockets: no address is internal, so every request is an edge request and
+		// source/common/http/conn_manager_utility.cc mutateRequestHeaders runs
+		// cleanInternalHeaders (x-envoy-retry-on, x-envoy-max-retries,
+		// x-envoy-upstream-rq-timeout-ms, … removed) and sets x-envoy-external-address. With
+		// generate_request_id (default true) and preserve_external_request_id false, an edge
+		// request's x-request-id is always replaced by a fresh UUID, so the request.id
+		// attribute the ext_proc filters send cannot be chosen by a client.
+		UseRemoteAddress:      wrapperspb.Bool(true),
+		InternalAddressConfig: &hcmv3.HttpConnectionManager_InternalAddressConfig{},
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
 			Name: RouteConfigName,
 			VirtualHosts: []*routev3.VirtualHost{{
@@ -166,11 +183,22 @@ func httpConnectionManager(p Params) (*hcmv3.HttpConnectionManager, error) {
 	}, nil
 }
 
+// RequestIDAttribute is the CEL attribute both ext_proc filters list in request_attributes: the
+// request's x-request-id (source/extensions/filters/common/expr/context.cc, RequestWrapper
+// "id": headers.getRequestIdValue(), a string), which the connection manager generates for
+// every external request (see httpConnectionManager). It reaches extproc in
+// ProcessingRequest.attributes[ExtProcAttributesKey].fields["request.id"] as a string value,
+// on the first message of the request direction, and is the same for the router filter and
+// every attempt's upstream filter of one request.
+const RequestIDAttribute = "request.id"
+
 // ExtProcFilter is the ext_proc filter of DESIGN.md section 2: headers SEND, bodies BUFFERED
 // (extproc switches the response to STREAMED for SSE through mode_override), fail closed,
-// and dynamic metadata accepted in namespace tollgate only.
+// the request id in request_attributes, and dynamic metadata accepted in namespace tollgate
+// only.
 func ExtProcFilter(messageTimeout time.Duration, maxRequestBytes uint32) *extprocv3.ExternalProcessor {
 	return &extprocv3.ExternalProcessor{
+		RequestAttributes: []string{RequestIDAttribute},
 		GrpcService: &corev3.GrpcService{
 			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
 				ClusterName:             ExtProcClusterName,
@@ -262,8 +290,61 @@ func routeList(p Params, perFilter map[string]*anypb.Any, managementRateLimit *a
 	return routes, nil
 }
 
+// peerMetadata is a GrpcService's initial_metadata carrying the peer secret: Envoy adds it to
+// every stream or call it opens on the service (api/envoy/config/core/v3/grpc_service.proto
+// initial_metadata; source/common/grpc/async_client_impl.cc AsyncStreamImpl::initialize copies
+// parent_.initial_metadata_ into the request headers). None without a secret.
+func peerMetadata(secret string) []*corev3.HeaderValue {
+	if secret == "" {
+		return nil
+	}
+	return []*corev3.HeaderValue{{Key: peerauth.MetadataKey, Value: secret}}
+}
+
+// sidecarCluster is GRPCCluster with, when t is set, mutual TLS: Envoy presents t's client
+// certificate and verifies the sidecar's against t's CA — and, for a DNS name, that it names
+// the host (SNI too). ALPN h2 is required: Envoy offers no ALPN unless told to, and grpc-go
+// servers refuse TLS connections without it.
+func sidecarCluster(name string, u Upstream, t *SidecarTLS) (*clusterv3.Cluster, error) {
+	c, err := GRPCCluster(name, u)
+	if err != nil || t == nil {
+		return c, err
+	}
+	vc := &tlsv3.CertificateValidationContext{
+		TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: t.CAFile}},
+	}
+	sni := ""
+	if u.Path == "" && net.ParseIP(u.Host) == nil {
+		sni = u.Host
+		vc.MatchTypedSubjectAltNames = []*tlsv3.SubjectAltNameMatcher{{
+			SanType: tlsv3.SubjectAltNameMatcher_DNS,
+			Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: u.Host}},
+		}}
+	}
+	tlsCtx, err := anypb.New(&tlsv3.UpstreamTlsContext{
+		Sni: sni,
+		CommonTlsContext: &tlsv3.CommonTlsContext{
+			TlsCertificates: []*tlsv3.TlsCertificate{{
+				CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: t.CertFile}},
+				PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: t.KeyFile}},
+			}},
+			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: vc},
+			AlpnProtocols:         []string{"h2"},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: tls context: %w", name, err)
+	}
+	c.TransportSocket = &corev3.TransportSocket{
+		Name:       tlsTransportName,
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: tlsCtx},
+	}
+	return c, nil
+}
+
 // GRPCCluster is a cluster for a gRPC service spoken to over cleartext HTTP/2: STATIC when
-// u.Host is an IP address, STRICT_DNS otherwise (e.g. a docker-compose service name).
+// u.Host is an IP address or u.Path a Unix socket (Envoy's pipe address), STRICT_DNS otherwise
+// (e.g. a docker-compose service name).
 func GRPCCluster(name string, u Upstream) (*clusterv3.Cluster, error) {
 	opts, err := anypb.New(&upstreamhttpv3.HttpProtocolOptions{
 		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{
@@ -278,7 +359,12 @@ func GRPCCluster(name string, u Upstream) (*clusterv3.Cluster, error) {
 		return nil, fmt.Errorf("cluster %s: http protocol options: %w", name, err)
 	}
 	discovery := clusterv3.Cluster_STRICT_DNS
-	if net.ParseIP(u.Host) != nil {
+	addr := socketAddress(u.Host, u.Port)
+	switch {
+	case u.Path != "":
+		discovery = clusterv3.Cluster_STATIC
+		addr = &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: u.Path}}}
+	case net.ParseIP(u.Host) != nil:
 		discovery = clusterv3.Cluster_STATIC
 	}
 	return &clusterv3.Cluster{
@@ -290,7 +376,7 @@ func GRPCCluster(name string, u Upstream) (*clusterv3.Cluster, error) {
 			Endpoints: []*endpointv3.LocalityLbEndpoints{{
 				LbEndpoints: []*endpointv3.LbEndpoint{{
 					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-						Address: socketAddress(u.Host, u.Port),
+						Address: addr,
 					}},
 				}},
 			}},

@@ -18,7 +18,8 @@ var implemented = map[protoreflect.FullName][]string{
 	"envoy.config.bootstrap.v3.Bootstrap":                 {"admin", "static_resources"},
 	"envoy.config.bootstrap.v3.Admin":                     {"address"},
 	"envoy.config.bootstrap.v3.Bootstrap.StaticResources": {"listeners", "clusters"},
-	"envoy.config.core.v3.Address":                        {"socket_address"},
+	"envoy.config.core.v3.Address":                        {"socket_address", "pipe"}, // pipe: gRPC clusters only
+	"envoy.config.core.v3.Pipe":                           {"path"},
 	"envoy.config.core.v3.SocketAddress":                  {"address", "port_value"},
 
 	"envoy.config.listener.v3.Listener":    {"name", "address", "filter_chains", "per_connection_buffer_limit_bytes"},
@@ -27,12 +28,17 @@ var implemented = map[protoreflect.FullName][]string{
 
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager": {
 		"codec_type", "stat_prefix", "route_config", "http_filters", "stream_idle_timeout",
+		// Who is trusted (connmanager.go); xff_num_trusted_hops only 0.
+		"use_remote_address", "xff_num_trusted_hops", "internal_address_config", "skip_xff_append",
+		"generate_request_id", "preserve_external_request_id",
 	},
-	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter": {"name", "typed_config"},
-	"envoy.config.route.v3.RouteConfiguration":                               {"name", "virtual_hosts"},
-	"envoy.config.route.v3.VirtualHost":                                      {"name", "domains", "routes"},
-	"envoy.config.route.v3.Route":                                            {"name", "match", "route", "typed_per_filter_config"},
-	"envoy.config.route.v3.RouteMatch":                                       {"prefix", "path", "headers"},
+	// No cidr_ranges: no address is internal. unix_sockets never applies to the TCP listener.
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.InternalAddressConfig": {"unix_sockets"},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter":                                  {"name", "typed_config"},
+	"envoy.config.route.v3.RouteConfiguration":                                                                {"name", "virtual_hosts"},
+	"envoy.config.route.v3.VirtualHost":                                                                       {"name", "domains", "routes"},
+	"envoy.config.route.v3.Route":                                                                             {"name", "match", "route", "typed_per_filter_config"},
+	"envoy.config.route.v3.RouteMatch":                                                                        {"prefix", "path", "headers"},
 	// Header matching: an exact string_match only (routes.go).
 	"envoy.config.route.v3.HeaderMatcher": {"name", "string_match"},
 	"envoy.config.route.v3.RouteAction": {
@@ -54,9 +60,9 @@ var implemented = map[protoreflect.FullName][]string{
 		"stat_prefix", "mutation_rules", "allow_mode_override", "allowed_override_modes",
 		"disable_immediate_response", "metadata_options", "route_cache_action",
 		"disable_clear_route_cache", "status_on_error",
-		"request_attributes", // upstream filters only (upstreamfilters.go)
+		"request_attributes", // request.id; upstream filters also host metadata (upstreamfilters.go)
 	},
-	"envoy.config.core.v3.GrpcService":           {"envoy_grpc"},
+	"envoy.config.core.v3.GrpcService":           {"envoy_grpc", "initial_metadata"},
 	"envoy.config.core.v3.GrpcService.EnvoyGrpc": {"cluster_name", "max_receive_message_length"},
 	"envoy.extensions.filters.http.ext_proc.v3.ProcessingMode": {
 		"request_header_mode", "response_header_mode", "request_body_mode", "response_body_mode",
@@ -122,7 +128,8 @@ var implemented = map[protoreflect.FullName][]string{
 	"envoy.config.core.v3.Http2ProtocolOptions":                                 {},
 
 	"envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext":           {"sni", "common_tls_context"},
-	"envoy.extensions.transport_sockets.tls.v3.CommonTlsContext":             {"validation_context"},
+	"envoy.extensions.transport_sockets.tls.v3.CommonTlsContext":             {"validation_context", "tls_certificates", "alpn_protocols"},
+	"envoy.extensions.transport_sockets.tls.v3.TlsCertificate":               {"certificate_chain", "private_key"},
 	"envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext": {"trusted_ca", "match_typed_subject_alt_names"},
 	"envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher":        {"san_type", "matcher"},
 	"envoy.type.matcher.v3.StringMatcher":                                    {"exact"},

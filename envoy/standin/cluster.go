@@ -31,7 +31,7 @@ type cluster struct {
 type endpoint struct {
 	cfg       endpointConfig
 	priority  int
-	addr      string // host:port
+	addr      string // host:port, or unix:/path for a pipe
 	transport *http.Transport
 }
 
@@ -41,10 +41,14 @@ func newCluster(c *clusterConfig, seed uint64) *cluster {
 	for prio, level := range c.levels {
 		var eps []*endpoint
 		for _, e := range level {
+			addr := net.JoinHostPort(e.host, strconv.FormatUint(uint64(e.port), 10))
+			if e.pipe != "" {
+				addr = "unix:" + e.pipe // a gRPC target; pipes are only for gRPC clusters
+			}
 			eps = append(eps, &endpoint{
 				cfg:       e,
 				priority:  prio,
-				addr:      net.JoinHostPort(e.host, strconv.FormatUint(uint64(e.port), 10)),
+				addr:      addr,
 				transport: newTransport(e, c.connectTimeout, c.http2),
 			})
 		}

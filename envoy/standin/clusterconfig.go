@@ -1,11 +1,13 @@
 package standin
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -56,6 +58,12 @@ func parseCluster(c *clusterv3.Cluster) (*clusterConfig, error) {
 		if err != nil {
 			fail("transport_socket: %w", err)
 		}
+		// Envoy offers ALPN only when alpn_protocols says so, and grpc-go servers refuse a TLS
+		// connection without h2; the stand-in's gRPC client would offer it regardless, so such
+		// a bootstrap would work here and not with Envoy.
+		if t != nil && cc.http2 && !slices.Contains(t.alpn, "h2") {
+			fail("transport_socket: a TLS gRPC cluster needs common_tls_context.alpn_protocols [h2]: Envoy offers no ALPN otherwise and grpc-go servers refuse the connection")
+		}
 		defaultTLS = t
 	}
 	type match struct {
@@ -80,6 +88,7 @@ func parseCluster(c *clusterv3.Cluster) (*clusterConfig, error) {
 			e := endpointConfig{
 				host:     sa.GetAddress(),
 				port:     sa.GetPortValue(),
+				pipe:     ep.GetAddress().GetPipe().GetPath(),
 				hostname: ep.GetHostname(),
 				weight:   1,
 				metadata: lbe.GetMetadata(),
@@ -88,7 +97,14 @@ func parseCluster(c *clusterv3.Cluster) (*clusterConfig, error) {
 			if w := lbe.GetLoadBalancingWeight(); w != nil {
 				e.weight = w.GetValue()
 			}
-			if cc.discovery == clusterv3.Cluster_STATIC && net.ParseIP(e.host) == nil {
+			switch {
+			case e.pipe != "":
+				// Envoy connects a pipe address with a Unix socket; the stand-in implements it
+				// for the gRPC sidecars only.
+				if !cc.http2 || cc.discovery != clusterv3.Cluster_STATIC {
+					fail("endpoint pipe %q: the stand-in implements Unix sockets only for STATIC HTTP/2 (gRPC) clusters", e.pipe)
+				}
+			case cc.discovery == clusterv3.Cluster_STATIC && net.ParseIP(e.host) == nil:
 				fail("STATIC cluster endpoint %q: must be an IP address", e.host)
 			}
 			// Envoy: source/common/upstream/transport_socket_match_impl.cc: the first match
@@ -124,12 +140,44 @@ func structSubset(criteria, fields map[string]*structpb.Value) bool {
 	return true
 }
 
+// dataSource reads a DataSource: a file, or inline bytes or string.
+func dataSource(ds *corev3.DataSource) ([]byte, error) {
+	switch s := ds.GetSpecifier().(type) {
+	case *corev3.DataSource_Filename:
+		return os.ReadFile(s.Filename)
+	case *corev3.DataSource_InlineString:
+		return []byte(s.InlineString), nil
+	case *corev3.DataSource_InlineBytes:
+		return s.InlineBytes, nil
+	}
+	return nil, errors.New("empty data source")
+}
+
 func parseTransportSocket(ts *corev3.TransportSocket) (*tlsConfig, error) {
 	ctx := &tlsv3.UpstreamTlsContext{}
 	if err := ts.GetTypedConfig().UnmarshalTo(ctx); err != nil {
 		return nil, fmt.Errorf("only envoy.transport_sockets.tls with UpstreamTlsContext is implemented by the stand-in: %w", err)
 	}
-	t := &tlsConfig{sni: ctx.GetSni()}
+	t := &tlsConfig{sni: ctx.GetSni(), alpn: ctx.GetCommonTlsContext().GetAlpnProtocols()}
+	switch certs := ctx.GetCommonTlsContext().GetTlsCertificates(); len(certs) {
+	case 0:
+	case 1:
+		chain, err := dataSource(certs[0].GetCertificateChain())
+		if err != nil {
+			return nil, fmt.Errorf("tls_certificates[0].certificate_chain: %w", err)
+		}
+		key, err := dataSource(certs[0].GetPrivateKey())
+		if err != nil {
+			return nil, fmt.Errorf("tls_certificates[0].private_key: %w", err)
+		}
+		c, err := tls.X509KeyPair(chain, key)
+		if err != nil {
+			return nil, fmt.Errorf("tls_certificates[0]: %w", err)
+		}
+		t.cert = &c
+	default:
+		return nil, errors.New("tls_certificates: the stand-in implements one client certificate")
+	}
 	vc := ctx.GetCommonTlsContext().GetValidationContext()
 	if ca := vc.GetTrustedCa(); ca != nil {
 		var pem []byte

@@ -1,12 +1,14 @@
 package standin
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
@@ -17,6 +19,7 @@ import (
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/grpc/metadata"
 )
 
 // Envoy defaults the stand-in applies when a field is unset.
@@ -47,6 +50,7 @@ type listenerConfig struct {
 	extProc     *extProcConfig   // nil without an ext_proc filter
 	rateLimit   *rateLimitConfig // nil without a ratelimit filter
 	router      routerConfig
+	connManager connManagerConfig
 }
 
 type routerConfig struct {
@@ -69,6 +73,10 @@ type extProcConfig struct {
 	rules                    *mutationRules
 	routeCacheAction         extprocv3.ExternalProcessor_RouteCacheAction
 	disableImmediateResponse bool
+	// requestID: request_attributes holds request.id.
+	requestID bool
+	// initialMetadata is the GrpcService's initial_metadata, sent on every stream.
+	initialMetadata metadata.MD
 }
 
 type clusterConfig struct {
@@ -87,6 +95,7 @@ type clusterConfig struct {
 type endpointConfig struct {
 	host     string
 	port     uint32
+	pipe     string // a Unix socket path instead of host and port
 	hostname string
 	weight   uint32
 	metadata *corev3.Metadata
@@ -98,6 +107,10 @@ type tlsConfig struct {
 	sni   string
 	roots *x509.CertPool // nil: no validation context, so nothing is verified (as Envoy)
 	sans  []string       // DNS SANs, exact; empty: any
+	// cert is the client certificate (common_tls_context.tls_certificates), nil for none.
+	cert *tls.Certificate
+	// alpn is common_tls_context.alpn_protocols, as configured.
+	alpn []string
 }
 
 // parseConfig turns b into a config, reporting every unsupported value at once. Fields the
@@ -149,12 +162,40 @@ func parseConfig(b *bootstrapv3.Bootstrap) (*config, error) {
 	return cfg, errors.Join(errs...)
 }
 
+// initialMetadata reads a GrpcService's initial_metadata: entries Envoy adds to the headers of
+// every stream or call it opens on the service, keys lower-cased (source/common/grpc/
+// async_client_impl.cc AsyncStreamImpl::initialize, "Fill service-wide initial metadata").
+// Envoy evaluates the values as header formatters; the stand-in implements literal values
+// only, so a '%' is refused.
+func initialMetadata(g *corev3.GrpcService) (metadata.MD, error) {
+	if len(g.GetInitialMetadata()) == 0 {
+		return nil, nil
+	}
+	md := metadata.MD{}
+	var errs []error
+	for i, hv := range g.GetInitialMetadata() {
+		if strings.Contains(hv.GetValue(), "%") {
+			errs = append(errs, fmt.Errorf("[%d]: a value with %% (a header formatter) is not implemented by the stand-in", i))
+			continue
+		}
+		if len(hv.GetRawValue()) > 0 {
+			errs = append(errs, fmt.Errorf("[%d]: raw_value is not implemented by the stand-in", i))
+			continue
+		}
+		md.Append(strings.ToLower(hv.GetKey()), hv.GetValue())
+	}
+	return md, errors.Join(errs...)
+}
+
 func socketAddr(a *corev3.Address) string {
 	sa := a.GetSocketAddress()
 	return net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10))
 }
 
 func parseListener(l *listenerv3.Listener, clusters map[string]*clusterConfig) (listenerConfig, error) {
+	if l.GetAddress().GetSocketAddress() == nil {
+		return listenerConfig{}, errors.New("address: the stand-in listens on a socket_address only")
+	}
 	out := listenerConfig{
 		name:        l.GetName(),
 		addr:        socketAddr(l.GetAddress()),
@@ -181,6 +222,15 @@ func parseListener(l *listenerv3.Listener, clusters map[string]*clusterConfig) (
 	}
 	if d := hcm.GetStreamIdleTimeout(); d != nil {
 		out.idleTimeout = d.AsDuration()
+	}
+	out.connManager = connManagerConfig{
+		useRemoteAddress:          hcm.GetUseRemoteAddress().GetValue(),
+		skipXffAppend:             hcm.GetSkipXffAppend(),
+		generateRequestID:         hcm.GetGenerateRequestId() == nil || hcm.GetGenerateRequestId().GetValue(),
+		preserveExternalRequestID: hcm.GetPreserveExternalRequestId(),
+	}
+	if hcm.GetXffNumTrustedHops() != 0 {
+		fail("http_connection_manager.xff_num_trusted_hops %d: only 0 is implemented by the stand-in", hcm.GetXffNumTrustedHops())
 	}
 	routes, err := parseRoutes(hcm.GetRouteConfig(), clusters)
 	if err != nil {
@@ -216,9 +266,12 @@ func parseListener(l *listenerv3.Listener, clusters map[string]*clusterConfig) (
 			if err != nil {
 				fail("%s: %w", where, err)
 			}
-			if len(ep.GetRequestAttributes()) > 0 {
-				fail("%s: request_attributes: field not implemented by the stand-in in the listener's filter chain (only in upstream filters)", where)
+			for j, a := range ep.GetRequestAttributes() {
+				if a != requestIDAttribute {
+					fail("%s: request_attributes[%d] %q: only %s is implemented by the stand-in in the listener's filter chain", where, j, a, requestIDAttribute)
+				}
 			}
+			cfg.requestID = slices.Contains(ep.GetRequestAttributes(), requestIDAttribute)
 			out.extProc = cfg
 		case tc.MessageIs(&ratelimitv3.RateLimit{}):
 			// The stand-in runs the ratelimit filter's decodeHeaders once ext_proc releases
@@ -307,6 +360,11 @@ func parseExtProc(ep *extprocv3.ExternalProcessor, clusters map[string]*clusterC
 	if cfg.mode == nil {
 		cfg.mode = &extprocv3.ProcessingMode{}
 	}
+	md, err := initialMetadata(ep.GetGrpcService())
+	if err != nil {
+		fail("grpc_service.initial_metadata: %w", err)
+	}
+	cfg.initialMetadata = md
 	if cfg.maxRecvMsgBytes == 0 {
 		cfg.maxRecvMsgBytes = 1<<31 - 1 // Envoy: 0 means unlimited
 	}

@@ -87,7 +87,7 @@ func TestNewRefusesWhatItDoesNotImplement(t *testing.T) {
 		}, "ExternalProcessor).observability_mode: field not implemented"},
 		{"request attributes", func(t *testing.T, b *bootstrapv3.Bootstrap) {
 			editExtProc(t, b, func(ep *extprocv3.ExternalProcessor) { ep.RequestAttributes = []string{"request.path"} })
-		}, "request_attributes: field not implemented"},
+		}, `request_attributes[0] "request.path": only request.id is implemented`},
 		{"grpc timeout", func(t *testing.T, b *bootstrapv3.Bootstrap) {
 			editExtProc(t, b, func(ep *extprocv3.ExternalProcessor) { ep.GrpcService.Timeout = durationpb.New(time.Second) })
 		}, "grpc_service.timeout: field not implemented"},
@@ -122,8 +122,21 @@ func TestNewRefusesWhatItDoesNotImplement(t *testing.T) {
 			b.StaticResources.Listeners[0].ListenerFilters = []*listenerv3.ListenerFilter{{Name: "tls_inspector"}}
 		}, "listeners[0].listener_filters: field not implemented"},
 		{"hcm option", func(t *testing.T, b *bootstrapv3.Bootstrap) {
-			editHCM(t, b, func(h *hcmv3.HttpConnectionManager) { h.UseRemoteAddress = wrapperspb.Bool(true) })
-		}, "use_remote_address: field not implemented"},
+			editHCM(t, b, func(h *hcmv3.HttpConnectionManager) { h.Via = "tollgate" })
+		}, "via: field not implemented"},
+		{"internal cidr", func(t *testing.T, b *bootstrapv3.Bootstrap) {
+			editHCM(t, b, func(h *hcmv3.HttpConnectionManager) {
+				h.InternalAddressConfig.CidrRanges = []*corev3.CidrRange{{AddressPrefix: "10.0.0.0", PrefixLen: wrapperspb.UInt32(8)}}
+			})
+		}, "internal_address_config.cidr_ranges: field not implemented"},
+		{"trusted hops", func(t *testing.T, b *bootstrapv3.Bootstrap) {
+			editHCM(t, b, func(h *hcmv3.HttpConnectionManager) { h.XffNumTrustedHops = 1 })
+		}, "xff_num_trusted_hops 1: only 0"},
+		{"formatted initial metadata", func(t *testing.T, b *bootstrapv3.Bootstrap) {
+			editExtProc(t, b, func(ep *extprocv3.ExternalProcessor) {
+				ep.GrpcService.InitialMetadata = []*corev3.HeaderValue{{Key: "x", Value: "%REQ(x)%"}}
+			})
+		}, "initial_metadata: [0]: a value with % (a header formatter) is not implemented"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -20,9 +20,12 @@
 // Each request is a stream (stream.go) run by its handler goroutine, mirroring Envoy's
 // filter manager with the filter chain [ext_proc, ratelimit (optional), router]:
 //
-//  1. The connection manager builds the request header map (pseudo-headers, then headers,
-//     then x-forwarded-proto) and the route is resolved and cached, as ext_proc's
-//     decodeHeaders does; cluster_header is read at that moment.
+//  1. The connection manager builds the request header map (pseudo-headers, then headers)
+//     and mutates it as Envoy's does (connmanager.go): with use_remote_address and no
+//     internal addresses every client is external, so the x-envoy-* headers that steer the
+//     router are removed, x-forwarded-for gets the peer, x-forwarded-proto is overwritten and
+//     x-request-id replaced by a fresh UUID. The route is then resolved and cached, as
+//     ext_proc's decodeHeaders does; cluster_header is read at that moment.
 //  2. Decode path (decode.go): request_headers goes to the processor unless SKIP; the
 //     body follows per request_body_mode: NONE streams it to the upstream, BUFFERED reads
 //     it (one byte over the buffer limit is a 413 local reply) and sends one request_body
@@ -77,6 +80,11 @@
 //     with :status 503), except ext_proc's own errors and immediate responses, which mark
 //     processing complete first; once the response is held they go straight to the client;
 //     once headers are sent the stream is reset.
+//
+// Every gRPC stream or call to a GrpcService (ext_proc, upstream ext_proc, the RLS) carries
+// its initial_metadata, as Envoy's async client adds it; gRPC clusters may be Unix sockets
+// (pipe addresses) or TLS with a client certificate (alpn_protocols must name h2). Both ext_proc filters send the request.id attribute (the connection
+// manager's x-request-id) on their first request message.
 //
 // The ext_proc gRPC stream (extproc.go) is opened lazily, one per request, read by one
 // goroutine, and closed (half-close then cancel, as Envoy does without graceful close) when

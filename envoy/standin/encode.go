@@ -87,7 +87,7 @@ func (s *stream) call(d *direction, state callbackState, req *extprocsvc.Process
 	if !s.openProcessor() {
 		return false
 	}
-	req = p.request(req, &s.md)
+	req = p.request(req, &s.md, s.reqHeaders)
 	d.startCall(state, p.cfg.messageTimeout)
 	if err := p.send(req); err != nil {
 		s.onGrpcError(err)

@@ -9,7 +9,9 @@ import (
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocsvc "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // callbackState is what a direction waits for from the processor.
@@ -134,6 +136,7 @@ type processor struct {
 	// complete is processing_complete_: the processor is no longer consulted.
 	complete           bool
 	protocolConfigSent bool
+	attributesSent     bool // the request direction's attributes went out
 
 	stream  extprocsvc.ExternalProcessor_ProcessClient
 	cancel  context.CancelFunc
@@ -157,7 +160,7 @@ func (p *processor) open(ctx context.Context) error {
 	if p.stream != nil {
 		return nil
 	}
-	sctx, cancel := context.WithCancel(ctx)
+	sctx, cancel := context.WithCancel(withInitialMetadata(ctx, p.cfg.initialMetadata))
 	st, err := p.client.Process(sctx)
 	if err != nil {
 		cancel()
@@ -231,11 +234,20 @@ func (p *processor) finishCalls() {
 }
 
 // request completes a ProcessingRequest: metadata_context from the forwarding namespaces,
-// and protocol_config on the first message of the stream.
+// protocol_config on the first message of the stream, and the request_attributes (request.id
+// from the request headers h) on the first message of the request direction.
 //
-// Envoy: ext_proc.cc addDynamicMetadata, encodeProtocolConfig.
-func (p *processor) request(req *extprocsvc.ProcessingRequest, md *dynamicMetadata) *extprocsvc.ProcessingRequest {
+// Envoy: ext_proc.cc addDynamicMetadata, encodeProtocolConfig; the attributes, keyed by
+// expression under "envoy.filters.http.ext_proc", are evaluated once per direction
+// (ProcessorState sentAttributes) by matching_utils.cc ExpressionManager::evaluateAttributes.
+func (p *processor) request(req *extprocsvc.ProcessingRequest, md *dynamicMetadata, h *headerMap) *extprocsvc.ProcessingRequest {
 	req.MetadataContext = md.forward(p.cfg.forwardingNamespaces)
+	if p.cfg.requestID && !p.attributesSent && isRequestDirection(req) {
+		req.Attributes = map[string]*structpb.Struct{extProcAttributesKey: {
+			Fields: map[string]*structpb.Value{requestIDAttribute: requestIDValue(h)},
+		}}
+		p.attributesSent = true
+	}
 	if !p.protocolConfigSent {
 		req.ProtocolConfig = &extprocsvc.ProtocolConfiguration{
 			RequestBodyMode:  p.dec.bodyMode,
@@ -244,6 +256,23 @@ func (p *processor) request(req *extprocsvc.ProcessingRequest, md *dynamicMetada
 		p.protocolConfigSent = true
 	}
 	return req
+}
+
+func isRequestDirection(req *extprocsvc.ProcessingRequest) bool {
+	switch req.GetRequest().(type) {
+	case *extprocsvc.ProcessingRequest_RequestHeaders, *extprocsvc.ProcessingRequest_RequestBody, *extprocsvc.ProcessingRequest_RequestTrailers:
+		return true
+	}
+	return false
+}
+
+// withInitialMetadata adds a GrpcService's initial_metadata to the outgoing context of a
+// stream or call.
+func withInitialMetadata(ctx context.Context, md metadata.MD) context.Context {
+	if len(md) == 0 {
+		return ctx
+	}
+	return metadata.NewOutgoingContext(ctx, md)
 }
 
 func headersRequest(d *direction, h *headerMap, eos bool) *extprocsvc.ProcessingRequest {

@@ -100,10 +100,9 @@ var hopByHop = map[string]bool{
 	"transfer-encoding": true, "upgrade": true, "te": true, "trailer": true,
 }
 
-// requestHeaderMap builds the request header map Envoy's codec and connection manager hand to
-// the first filter: pseudo-headers, then the client's headers (sorted: Go does not keep wire
-// order), then x-forwarded-proto, which the connection manager adds when absent
-// (source/common/http/conn_manager_utility.cc mutateRequestHeaders).
+// requestHeaderMap builds the request header map Envoy's codec hands to the connection manager:
+// pseudo-headers, then the client's headers (sorted: Go does not keep wire order). The
+// connection manager then applies connManagerConfig.mutateRequestHeaders.
 func requestHeaderMap(r *http.Request) *headerMap {
 	scheme := "http"
 	if r.TLS != nil {
@@ -115,9 +114,6 @@ func requestHeaderMap(r *http.Request) *headerMap {
 	h.add(":method", r.Method)
 	h.add(":scheme", scheme)
 	appendHeaders(h, r.Header)
-	if !h.has("x-forwarded-proto") {
-		h.add("x-forwarded-proto", scheme)
-	}
 	return h
 }
 

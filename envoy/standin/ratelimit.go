@@ -6,7 +6,6 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	ratelimitcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
@@ -78,7 +77,7 @@ func (s *stream) rateLimitDecode() bool {
 	req := &rlsv3.RateLimitRequest{Domain: rl.domain(), Descriptors: descs}
 	// The call's deadline is the filter's timeout (ratelimit_impl.cc GrpcClientImpl::limit,
 	// RequestOptions().setTimeout(timeout_)); a client that leaves cancels it (onDestroy).
-	ctx, cancel := context.WithTimeout(s.ctx, rl.cfg.timeout)
+	ctx, cancel := context.WithTimeout(withInitialMetadata(s.ctx, rl.cfg.initialMetadata), rl.cfg.timeout)
 	resp, err := rl.client.ShouldRateLimit(ctx, req)
 	cancel()
 	if s.ctx.Err() != nil {
@@ -197,13 +196,13 @@ func (s *stream) rateLimitStreamDone() {
 	if len(descs) == 0 {
 		return
 	}
-	s.p.sendStreamDone(&rlsv3.RateLimitRequest{Domain: rl.domain(), Descriptors: descs}, rl.cfg.timeout)
+	s.p.sendStreamDone(&rlsv3.RateLimitRequest{Domain: rl.domain(), Descriptors: descs}, rl.cfg)
 }
 
 // sendStreamDone makes a fire-and-forget RLS call. The proxy owns the goroutine and waits
 // for it at shutdown; the filter's timeout bounds it, and it outlives the request, as
 // Envoy keeps the client alive past the filter (ratelimit.cc onDestroy).
-func (p *Proxy) sendStreamDone(req *rlsv3.RateLimitRequest, timeout time.Duration) {
+func (p *Proxy) sendStreamDone(req *rlsv3.RateLimitRequest, cfg *rateLimitConfig) {
 	p.bgMu.Lock()
 	defer p.bgMu.Unlock()
 	if p.bgClosed {
@@ -213,7 +212,7 @@ func (p *Proxy) sendStreamDone(req *rlsv3.RateLimitRequest, timeout time.Duratio
 	p.background.Add(1)
 	go func() {
 		defer p.background.Done()
-		ctx, cancel := context.WithTimeout(p.bgCtx, timeout)
+		ctx, cancel := context.WithTimeout(withInitialMetadata(p.bgCtx, cfg.initialMetadata), cfg.timeout)
 		defer cancel()
 		if _, err := p.rls.ShouldRateLimit(ctx, req); err != nil {
 			p.log.Debug("stream-done rate limit call failed (ignored, as Envoy does)", "error", err)

@@ -321,7 +321,7 @@ func TestRateLimitServiceFailure(t *testing.T) {
 			var hits atomic.Int64
 			up := countingUpstream(t, &hits, nil)
 			_, addr := startProcessor(t, replyEach(tollgateReplies(t, identity{"o1", "k1", "m1"}, 0)))
-			px := startProxy(t, rateLimitBootstrap(t, addr, rlsAddr, bootstrap.RateLimit{FailureModeDeny: tt.deny}, up))
+			px := startProxy(t, rateLimitBootstrap(t, addr, rlsAddr, bootstrap.RateLimit{FailOpen: !tt.deny}, up))
 			resp, body := do(t, http.MethodPost, px.url("/"), "{}")
 			if resp.StatusCode != tt.wantStatus {
 				t.Fatalf("got %d %q, want %d", resp.StatusCode, body, tt.wantStatus)

@@ -10,6 +10,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -37,6 +38,7 @@ type rateLimitConfig struct {
 	xEnvoyRateLimited bool // !disable_x_envoy_ratelimited_header
 	rateLimitedStatus int
 	statusOnError     int
+	initialMetadata   metadata.MD // the GrpcService's, sent on every call
 }
 
 // rateLimitPolicy is a route's RateLimitPerRoute: its rate_limits and optional domain.
@@ -111,6 +113,11 @@ func parseRateLimit(name string, rl *ratelimitv3.RateLimit, clusters map[string]
 	if d := rl.GetTimeout(); d != nil {
 		cfg.timeout = d.AsDuration()
 	}
+	md, err := initialMetadata(svc.GetGrpcService())
+	if err != nil {
+		fail("rate_limit_service.grpc_service.initial_metadata: %w", err)
+	}
+	cfg.initialMetadata = md
 	if cfg.maxRecvMsgBytes == 0 {
 		cfg.maxRecvMsgBytes = 1<<31 - 1
 	}

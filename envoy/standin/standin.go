@@ -2,6 +2,7 @@ package standin
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tollgate/tollgate/envoy/bootstrap"
@@ -247,8 +249,22 @@ func (p *Proxy) dialExtProc(cfg *extProcConfig) (*grpc.ClientConn, error) {
 // its first endpoint.
 func (p *Proxy) dialGRPC(cluster string, maxRecvMsgBytes int) (*grpc.ClientConn, error) {
 	ep := p.clusters[cluster].pick()
-	conn, err := grpc.NewClient("passthrough:///"+ep.addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	target := "passthrough:///" + ep.addr
+	if ep.cfg.pipe != "" {
+		target = ep.addr // grpc-go's unix: scheme
+	}
+	creds := insecure.NewCredentials()
+	if t := ep.cfg.tls; t != nil {
+		// The cluster's UpstreamTlsContext: its client certificate, verification and ALPN.
+		tc := t.clientConfig(true)
+		tc.NextProtos = t.alpn
+		if t.cert != nil {
+			tc.Certificates = []tls.Certificate{*t.cert}
+		}
+		creds = credentials.NewTLS(tc)
+	}
+	conn, err := grpc.NewClient(target,
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(maxRecvMsgBytes),
 			grpc.MaxCallSendMsgSize(1<<31-1),

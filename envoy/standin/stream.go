@@ -109,6 +109,7 @@ type stream struct {
 func (s *stream) serve() {
 	defer s.finish()
 	s.reqHeaders = requestHeaderMap(s.r)
+	s.p.cfg.listener.connManager.mutateRequestHeaders(s.reqHeaders, s.r)
 	s.touch()
 	// Envoy: ext_proc's decodeHeaders calls mergePerRouteConfig, which resolves the route, so
 	// it is cached with the headers as they arrived until a reply clears the route cache

@@ -23,6 +23,19 @@ import (
 // ProcessingRequest.attributes.
 const extProcAttributesKey = "envoy.filters.http.ext_proc"
 
+// requestIDAttribute is the CEL attribute request.id: the request's x-request-id header as a
+// string, "" when the header is absent (the request headers exist in both filters).
+//
+// Envoy: source/extensions/filters/common/expr/context.cc RequestWrapper::operator[],
+// RequestToken ID: ExprValueUtil::stringValue(headers->getRequestIdValue()).
+const requestIDAttribute = "request.id"
+
+// requestIDValue is request.id for h.
+func requestIDValue(h *headerMap) *structpb.Value {
+	v, _ := h.get("x-request-id")
+	return structpb.NewStringValue(v)
+}
+
 // upstreamFilterChain is a cluster's upstream HTTP filters (HttpProtocolOptions.http_filters)
 // before the terminal upstream_codec. Envoy builds a new instance of the chain for every
 // attempt (source/common/router/upstream_request.cc: the UpstreamRequest constructor creates
@@ -42,8 +55,8 @@ type upstreamFilter struct {
 // optionally response headers (answered with CONTINUE and header mutations), no bodies.
 type upstreamExtProcConfig struct {
 	*extProcConfig
-	attributes          []hostAttribute
-	sendResponseHeaders bool // response_header_mode SEND (or DEFAULT, which is SEND)
+	attributes          []hostAttribute // besides request.id (extProcConfig.requestID)
+	sendResponseHeaders bool            // response_header_mode SEND (or DEFAULT, which is SEND)
 }
 
 // hostAttribute is a request_attributes CEL expression reading the chosen host's metadata,
@@ -129,9 +142,13 @@ func parseUpstreamExtProc(ep *extprocv3.ExternalProcessor, clusters map[string]*
 	}
 	cfg := &upstreamExtProcConfig{extProcConfig: base, sendResponseHeaders: m.GetResponseHeaderMode() != extprocv3.ProcessingMode_SKIP}
 	for i, expr := range ep.GetRequestAttributes() {
+		if expr == requestIDAttribute {
+			cfg.requestID = true
+			continue
+		}
 		m := hostAttributeRE.FindStringSubmatch(expr)
 		if m == nil {
-			errs = append(errs, fmt.Errorf("request_attributes[%d] %q: only xds.upstream_host_metadata.filter_metadata['ns']['key'] is implemented by the stand-in", i, expr))
+			errs = append(errs, fmt.Errorf("request_attributes[%d] %q: only request.id and xds.upstream_host_metadata.filter_metadata['ns']['key'] are implemented by the stand-in", i, expr))
 			continue
 		}
 		cfg.attributes = append(cfg.attributes, hostAttribute{expr: expr, ns: m[1] + m[2], key: m[3] + m[4]})
@@ -189,14 +206,18 @@ func (s *stream) upstreamResponseFilters(open []*upstreamProcStream, h *headerMa
 	return true
 }
 
-// hostAttributes evaluates the filter's request_attributes for the chosen host: strings,
-// numbers and bools keep their type; a missing key is an evaluation error and is left out
-// (ext_proc matching_utils.cc ExpressionManager::evaluateAttributes).
-func (cfg *upstreamExtProcConfig) hostAttributes(ep *endpoint) map[string]*structpb.Struct {
-	if len(cfg.attributes) == 0 {
+// hostAttributes evaluates the filter's request_attributes for the chosen host and the shared
+// request headers: strings, numbers and bools keep their type, keyed by the expression; a
+// missing key is an evaluation error and is left out (ext_proc matching_utils.cc
+// ExpressionManager::evaluateAttributes).
+func (cfg *upstreamExtProcConfig) hostAttributes(ep *endpoint, h *headerMap) map[string]*structpb.Struct {
+	if len(cfg.attributes) == 0 && !cfg.requestID {
 		return nil
 	}
 	out := &structpb.Struct{Fields: map[string]*structpb.Value{}}
+	if cfg.requestID {
+		out.Fields[requestIDAttribute] = requestIDValue(h)
+	}
 	for _, a := range cfg.attributes {
 		v, ok := ep.cfg.metadata.GetFilterMetadata()[a.ns].GetFields()[a.key]
 		if !ok {
@@ -225,7 +246,7 @@ type upstreamProcStream struct {
 }
 
 func (s *stream) openUpstreamProc(ctx context.Context, cfg *upstreamExtProcConfig) (*upstreamProcStream, error) {
-	sctx, cancel := context.WithCancel(ctx)
+	sctx, cancel := context.WithCancel(withInitialMetadata(ctx, cfg.initialMetadata))
 	st, err := s.p.extproc.Process(sctx)
 	if err != nil {
 		cancel()
@@ -344,7 +365,7 @@ func (s *stream) upstreamExtProc(ctx context.Context, cfg *upstreamExtProcConfig
 			Headers: s.reqHeaders.toProto(), EndOfStream: !hasBody,
 		}},
 		MetadataContext: s.md.forward(cfg.forwardingNamespaces),
-		Attributes:      cfg.hostAttributes(ep),
+		Attributes:      cfg.hostAttributes(ep, s.reqHeaders),
 		ProtocolConfig: &extprocsvc.ProtocolConfiguration{
 			RequestBodyMode: extprocv3.ProcessingMode_NONE, ResponseBodyMode: extprocv3.ProcessingMode_NONE,
 		},

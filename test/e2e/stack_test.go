@@ -21,10 +21,13 @@ type stack struct {
 	BaseURL string
 	APIKey  string
 	OrgID   string
-	DB      *pgxpool.Pool
-	dbURL   string
-	bin     string
-	dir     string
+	// ExtprocAddr and RatelimitAddr are the sidecars' gRPC addresses and PeerSecret the secret
+	// they require; all empty against an external stack.
+	ExtprocAddr, RatelimitAddr, PeerSecret string
+	DB                                     *pgxpool.Pool
+	dbURL                                  string
+	bin                                    string
+	dir                                    string
 }
 
 var (

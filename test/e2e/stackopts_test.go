@@ -34,6 +34,11 @@ type stackOptions struct {
 	// beforeStart runs once the organisation and key exist and before any service starts, for
 	// operator commands whose effect must be in place from the first request (limits).
 	beforeStart func(s *stack)
+	// productionTimeouts keeps the rate limiter's production deadlines (Redis and Envoy's RLS
+	// timeout) instead of the generous ones other tests use on a loaded machine.
+	productionTimeouts bool
+	// redisURL replaces the rate-limit service's Redis (e.g. an address nothing listens on).
+	redisURL string
 }
 
 // startStackWith starts a complete gateway for one test, in a Postgres schema of its own, and
@@ -102,10 +107,29 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 		o.beforeStart(s)
 	}
 	rlsAddr, mgmtAddr := freeAddr(t), freeAddr(t)
+	s.ExtprocAddr, s.RatelimitAddr = extprocAddr, rlsAddr
 	envoyPath := filepath.Join(s.dir, "envoy.yaml")
 	_, adminPort, _ := net.SplitHostPort(freeAddr(t))
+	// Every stack runs the production trust boundary: Envoy (the stand-in) sends the peer
+	// secret on every gRPC stream, and extproc and ratelimit refuse callers without it.
+	s.PeerSecret = hex.EncodeToString(b[:]) + hex.EncodeToString(b[:]) + "0123456789abcdef0123"
+	secretPath := filepath.Join(s.dir, "peer.secret")
+	if err := os.WriteFile(secretPath, []byte(s.PeerSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	renderArgs := []string{"envoy-config", "--config", catPath, "--listen", gatewayAddr, "--extproc", extprocAddr,
-		"--ratelimit", rlsAddr, "--ratelimit-timeout", "3s", "--management", mgmtAddr, "--admin-port", adminPort, "-o", envoyPath}
+		"--ratelimit", rlsAddr, "--management", mgmtAddr, "--admin-port", adminPort, "-o", envoyPath,
+		"--peer-secret-file", secretPath}
+	rlsArgs := []string{"ratelimit", "--addr", rlsAddr, "--config", catPath, "--reload", "200ms", "--peer-secret-file", secretPath}
+	if !o.productionTimeouts {
+		// Generous deadlines: on a loaded test machine a quota test must not see a timeout
+		// where it expects a decision.
+		renderArgs = append(renderArgs, "--ratelimit-timeout", "3s")
+		rlsArgs = append(rlsArgs, "--redis-timeout", "2s")
+	}
+	if o.redisURL != "" {
+		rlsArgs = append(rlsArgs, "--redis-url", o.redisURL)
+	}
 	if o.fallback {
 		renderArgs = append(renderArgs, "--fallback")
 		o.extprocArgs = append(o.extprocArgs, "--fallback")
@@ -114,12 +138,10 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 
 	s.daemon(t, "mockprovider", "--addr", mockAddr, "--api-key", mockKey)
 	// Redis keys carry the org's id, unique to this test, so tests share Redis safely.
-	// Generous Redis deadline: on a loaded test machine the production 15 ms would fail open
-	// and let a request through that the quota tests expect refused.
-	s.daemon(t, "ratelimit", "--addr", rlsAddr, "--config", catPath, "--reload", "200ms", "--redis-timeout", "2s")
+	s.daemon(t, rlsArgs...)
 	// Each stack's extproc has its own spool and management port; a later flag in extprocArgs
 	// overrides these.
-	s.daemon(t, append([]string{"extproc", "--addr", extprocAddr, "--config", catPath,
+	s.daemon(t, append([]string{"extproc", "--addr", extprocAddr, "--config", catPath, "--peer-secret-file", secretPath,
 		"--spool-dir", filepath.Join(s.dir, "spool"), "--management-addr", mgmtAddr}, o.extprocArgs...)...)
 	s.daemon(t, "standin", "-c", envoyPath, "--split-seed", fmt.Sprint(time.Now().UnixNano()))
 	for _, a := range []string{mockAddr, extprocAddr, rlsAddr, mgmtAddr, gatewayAddr} {
@@ -140,7 +162,7 @@ func externalStack(t *testing.T, base string, o stackOptions) *stack {
 	if dsn == "" {
 		t.Fatal("TOLLGATE_E2E_BASE_URL is set: TOLLGATE_E2E_DATABASE_URL must name the stack's Postgres")
 	}
-	if o.dsn != "" || len(o.providers) > 0 || len(o.models) > 0 || o.defaults != "" || len(o.extprocArgs) > 0 || o.fallback {
+	if o.dsn != "" || len(o.providers) > 0 || len(o.models) > 0 || o.defaults != "" || len(o.extprocArgs) > 0 || o.fallback || o.redisURL != "" {
 		t.Fatal("this test controls the gateway's processes and cannot run against an external stack; run it without TOLLGATE_E2E_BASE_URL")
 	}
 	s := &stack{bin: tollgateBinary(t), dir: t.TempDir(), dbURL: dsn, BaseURL: strings.TrimSuffix(base, "/")}
