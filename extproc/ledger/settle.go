@@ -103,33 +103,7 @@ func (s *Store) Settle(ctx context.Context, u Usage) (charged bool, err error) {
 				cost_micros, cost_items, latency_ms, ttft_ms, created_at, attempts, excess_micros)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
 				coalesce($21, now()), $22, $23)
-			ON CONFLICT (request_id) DO UPDATE SET
-				key_id = EXCLUDED.key_id,
-				endpoint = EXCLUDED.endpoint,
-				requested_model = EXCLUDED.requested_model,
-				model = EXCLUDED.model,
-				provider = EXCLUDED.provider,
-				region = EXCLUDED.region,
-				status = EXCLUDED.status,
-				finish_reason = EXCLUDED.finish_reason,
-				streamed = EXCLUDED.streamed,
-				prompt_tokens = EXCLUDED.prompt_tokens,
-				completion_tokens = EXCLUDED.completion_tokens,
-				cached_read_tokens = EXCLUDED.cached_read_tokens,
-				cache_write_tokens = EXCLUDED.cache_write_tokens,
-				reasoning_tokens = EXCLUDED.reasoning_tokens,
-				cost_micros = EXCLUDED.cost_micros,
-				cost_items = EXCLUDED.cost_items,
-				latency_ms = EXCLUDED.latency_ms,
-				ttft_ms = EXCLUDED.ttft_ms,
-				created_at = EXCLUDED.created_at,
-				attempts = EXCLUDED.attempts,
-				excess_micros = EXCLUDED.excess_micros,
-				provisional = false, settled_at = now()
-			WHERE usage_records.provisional AND usage_records.org_id = EXCLUDED.org_id
-			RETURNING request_id, org_id, cost_micros, expired_charge_micros IS NOT NULL AS replaces,
-				coalesce(expired_charge_micros, 0) AS before_micros
-		), charge AS (
+`+usageUpsert+`		), charge AS (
 			INSERT INTO ledger_entries (org_id, kind, amount_micros, request_id, note)
 			SELECT org_id, CASE WHEN replaces THEN 'adjustment' ELSE 'usage' END, before_micros - cost_micros,
 				request_id, CASE WHEN replaces THEN 'settled after its hold expired: replaces the input charge' ELSE '' END
@@ -206,3 +180,36 @@ func attemptsJSON(a []Attempt) string {
 	b, _ := json.Marshal(a)
 	return string(b)
 }
+
+// usageUpsert ends both settlement statements' INSERT INTO usage_records: a new record is
+// inserted; a provisional one (the input charged when the request's hold expired) is replaced by
+// the real settlement of the same org, the difference becoming an adjustment; a settled record is
+// left alone (settlement is idempotent by request id). rec returns the rows it wrote.
+const usageUpsert = `
+			ON CONFLICT (request_id) DO UPDATE SET
+				key_id = EXCLUDED.key_id,
+				endpoint = EXCLUDED.endpoint,
+				requested_model = EXCLUDED.requested_model,
+				model = EXCLUDED.model,
+				provider = EXCLUDED.provider,
+				region = EXCLUDED.region,
+				status = EXCLUDED.status,
+				finish_reason = EXCLUDED.finish_reason,
+				streamed = EXCLUDED.streamed,
+				prompt_tokens = EXCLUDED.prompt_tokens,
+				completion_tokens = EXCLUDED.completion_tokens,
+				cached_read_tokens = EXCLUDED.cached_read_tokens,
+				cache_write_tokens = EXCLUDED.cache_write_tokens,
+				reasoning_tokens = EXCLUDED.reasoning_tokens,
+				cost_micros = EXCLUDED.cost_micros,
+				cost_items = EXCLUDED.cost_items,
+				latency_ms = EXCLUDED.latency_ms,
+				ttft_ms = EXCLUDED.ttft_ms,
+				created_at = EXCLUDED.created_at,
+				attempts = EXCLUDED.attempts,
+				excess_micros = EXCLUDED.excess_micros,
+				provisional = false, settled_at = now()
+			WHERE usage_records.provisional AND usage_records.org_id = EXCLUDED.org_id
+			RETURNING request_id, org_id, cost_micros, expired_charge_micros IS NOT NULL AS replaces,
+				coalesce(expired_charge_micros, 0) AS before_micros
+`
