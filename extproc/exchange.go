@@ -517,12 +517,28 @@ func (x *exchange) errorFor(body []byte) *apierror.Error {
 		// The first attempt could not hold credit; its local reply only carried the news.
 		return x.holdErr
 	}
-	if x.req == nil {
-		// No request reached a provider: this is Envoy's local reply (413 while buffering, 503
-		// when no cluster or upstream could be reached, 504 on timeout).
-		return apierror.FromStatus(x.status)
+	if x.req == nil || !x.providerAnswered() {
+		// No provider's response reached Envoy's router: this is Envoy's local reply (413 while
+		// buffering, 500 from a filter failing closed, 503 when no upstream could be reached
+		// through every retry, 504 when the request ran out of time).
+		return apierror.FromLocalReply(x.status)
 	}
 	return providerError(x.provider, x.status, body)
+}
+
+// providerAnswered reports whether the response the router filter sees is a provider's: the
+// last attempt recorded this very status. An attempt records its response's status on its own
+// stream before answering it, so before Envoy's router (and so this filter) can see it; an
+// attempt that was reset, timed out or never connected records none, and then the response is
+// Envoy's own reply, not the provider's.
+func (x *exchange) providerAnswered() bool {
+	if !x.s.cfg.TranslatePerAttempt {
+		return true // without attempts, whatever came back after routing counts as upstream's
+	}
+	x.attemptMu.Lock()
+	defer x.attemptMu.Unlock()
+	n := len(x.attempts)
+	return n > 0 && x.attempts[n-1].Status == x.status
 }
 
 // errorBody renders e in the client's protocol (OpenAI's until the body told which).

@@ -74,7 +74,7 @@ func TestFromProvider(t *testing.T) {
 		{500, 502, apierror.CodeProviderError, false},
 		{502, 502, apierror.CodeProviderError, false},
 		{503, 502, apierror.CodeProviderError, false},
-		{504, 504, apierror.CodeProviderTimeout, false},
+		{504, 524, apierror.CodeProviderTimeout, false},
 		{529, 502, apierror.CodeProviderError, false},
 	}
 	for _, tt := range tests {
