@@ -59,7 +59,7 @@ func errorShape(t *testing.T, proto string, body []byte) (kind string, code int)
 // seed 003's table in every client protocol.
 func TestLocalReplyMapping(t *testing.T) {
 	type want struct {
-		status                   int
+		status                    int
 		openai, anthropic, gemini string
 	}
 	var (
