@@ -13,6 +13,8 @@
 //	mock-broken-stream streams two chunks, then a frame that is not JSON
 //	mock-cut-stream    streams two chunks, then ends without [DONE]
 //	mock-flaky         answers 503 twice, then succeeds, and again (for retry tests)
+//	mock-hang          reads the request and never answers, until the caller gives up (for
+//	                   timeout tests)
 //	mock-bill-max      answers normally but bills the most it was allowed: output tokens equal to
 //	                   the output limit it was sent, or 10^12 when it was sent none (an
 //	                   adversarial provider, for metering tests)
@@ -71,6 +73,9 @@ func Handler(cfg Config, log *slog.Logger) http.Handler {
 			}
 		case "mock-error-429":
 			writeError(w, http.StatusTooManyRequests, "rate_limit_exceeded", "The mock's rate limit was reached")
+			return
+		case "mock-hang":
+			<-r.Context().Done()
 			return
 		case "mock-malformed":
 			w.Header().Set("Content-Type", "application/json")
