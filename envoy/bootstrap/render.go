@@ -155,8 +155,8 @@ func httpConnectionManager(p Params) (*hcmv3.HttpConnectionManager, error) {
 	}
 
 	return &hcmv3.HttpConnectionManager{
-		CodecType:         hcmv3.HttpConnectionManager_AUTO,
-		StatPrefix:        StatPrefix,
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		StatPrefix: StatPrefix,
 		// The route timeout must be the one that ends a silent request: it answers 504
 		// "upstream request timeout", which extproc turns into 524 provider_timeout. An idle
 		// timeout equal to it would race it (both timers start as the request ends) and, when

@@ -18,9 +18,13 @@ var clientErrorCalls = []clientErrorCall{
 	{"openai", func(string) string { return "/v1/chat/completions" },
 		func(m string) string { return `{"model":"` + m + `","messages":[{"role":"user","content":"hi"}]}` }, nil},
 	{"openai streamed", func(string) string { return "/v1/chat/completions" },
-		func(m string) string { return `{"model":"` + m + `","stream":true,"messages":[{"role":"user","content":"hi"}]}` }, nil},
+		func(m string) string {
+			return `{"model":"` + m + `","stream":true,"messages":[{"role":"user","content":"hi"}]}`
+		}, nil},
 	{"anthropic", func(string) string { return "/v1/messages" },
-		func(m string) string { return `{"model":"` + m + `","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}` },
+		func(m string) string {
+			return `{"model":"` + m + `","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`
+		},
 		map[string]string{"anthropic-version": "2023-06-01"}},
 	{"gemini", func(m string) string { return "/v1beta/models/" + m + ":generateContent" },
 		func(string) string { return `{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}` }, nil},
