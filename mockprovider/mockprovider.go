@@ -1,5 +1,6 @@
 // Package mockprovider is a deterministic model provider for local runs and tests. It speaks
-// OpenAI's chat completions, Anthropic's Messages API and Gemini's generateContent, each with
+// OpenAI's chat completions, Anthropic's Messages API and Gemini's generateContent (and the
+// latter two's token counting: /v1/messages/count_tokens, :countTokens), each with
 // real usage numbers and real SSE streams, so the whole gateway can be tried without a provider
 // account. It answers with text derived from the prompt; when tools are offered and the user
 // spoke last it calls the first tool (arguments {"city":"Paris"}), and after a tool result it
@@ -96,6 +97,7 @@ func Handler(cfg Config, log *slog.Logger) http.Handler {
 		_ = json.NewEncoder(w).Encode(c.response())
 	})
 	mux.HandleFunc("POST /v1/messages", handleAnthropic(cfg))
+	mux.HandleFunc("POST /v1/messages/count_tokens", handleAnthropicCount(cfg))
 	mux.HandleFunc("POST /v1beta/models/{call}", handleGemini(cfg))
 	mux.HandleFunc("GET /v1/models", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
