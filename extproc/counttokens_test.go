@@ -155,3 +155,24 @@ func TestCountTokensRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestCountTokensWithoutAttempts: without per-attempt translation there is no attempt to forward
+// through, so the router filter answers a marked estimate itself, holding nothing.
+func TestCountTokensWithoutAttempts(t *testing.T) {
+	h := newHarness(t)
+	s := h.open(t)
+	s.requestHeaders(false, ":method", "POST", ":path", "/v1beta/models/every:countTokens", "x-goog-api-key", goodKey)
+	ir := s.requestBody(`{"contents":[{"role":"user","parts":[{"text":"Hello there"}]}]}`).GetImmediateResponse()
+	set, _ := mutations(ir.GetHeaders())
+	var got struct {
+		TotalTokens int64 `json:"totalTokens"`
+	}
+	if err := json.Unmarshal(ir.GetBody(), &got); err != nil || ir.GetStatus().GetCode() != 200 || got.TotalTokens < 11 || set[headerEstimated] != "true" {
+		t.Errorf("got %v %s (%v), headers %v", ir.GetStatus().GetCode(), ir.GetBody(), err, set)
+	}
+	h.ledger.mu.Lock()
+	defer h.ledger.mu.Unlock()
+	if len(h.ledger.placed) != 0 {
+		t.Errorf("a count placed a hold: %v", h.ledger.placed)
+	}
+}
