@@ -80,7 +80,9 @@ func parseCountTokens(ep endpoint, body []byte) (*clientRequest, *apierror.Error
 		if err != nil {
 			return nil, apierror.As(err)
 		}
-		return &clientRequest{proto: protoAnthropic, model: r.Model, pivot: pivot, count: count}, nil
+		// Governed parameters (MCP servers, betas, …) are checked as for a generation: a count
+		// reaches the same provider account.
+		return &clientRequest{proto: protoAnthropic, model: r.Model, pivot: pivot, count: count, governed: r.Governed()}, nil
 	case protoGemini:
 		inner := body
 		if g, ok := fields["generateContentRequest"]; ok {
@@ -97,7 +99,7 @@ func parseCountTokens(ep endpoint, body []byte) (*clientRequest, *apierror.Error
 		if err != nil {
 			return nil, apierror.As(err)
 		}
-		return &clientRequest{proto: protoGemini, model: r.Model, pivot: pivot, count: count}, nil
+		return &clientRequest{proto: protoGemini, model: r.Model, pivot: pivot, count: count, governed: r.Governed()}, nil
 	}
 	return nil, apierror.New(http.StatusNotFound, apierror.CodeNotFound, "No such endpoint")
 }
@@ -121,6 +123,9 @@ func countUpstream(req *clientRequest, b *catalog.Backend) (path string, body []
 		return p.PathPrefix() + anthropic.Path + "/count_tokens", body, true, err
 	case protoGemini:
 		path = strings.TrimSuffix(gemini.Path(b.UpstreamModel, false), ":generateContent") + ":countTokens"
+		// The path names the model, resolved by the catalog; a body's own must not reach the
+		// provider (CountTokensRequest has none at the top level).
+		delete(fields, "model")
 		if req.count.wrapped {
 			// Google requires the wrapped request to name its model, as models/{model}.
 			var inner map[string]json.RawMessage

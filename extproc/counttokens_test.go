@@ -39,7 +39,7 @@ func TestCountTokens(t *testing.T) {
 		{name: "anthropic to openai", headers: anthropicHdrs, body: anthropicBody, backend: "openai/every", wantEstimate: "input_tokens"},
 		{name: "anthropic to gemini", headers: anthropicHdrs, body: anthropicBody, backend: "gemini/gemini-x", wantEstimate: "input_tokens"},
 		{name: "gemini contents to gemini", headers: geminiHdrs("/v1beta/models/every:countTokens"),
-			body: `{"contents":[{"role":"user","parts":[{"text":"Hello there"}]}]}`, backend: "gemini/gemini-x",
+			body: `{"model":"models/other","contents":[{"role":"user","parts":[{"text":"Hello there"}]}]}`, backend: "gemini/gemini-x",
 			wantPath: "/v1beta/models/gemini-x:countTokens", provider: `{"totalTokens":3,"promptTokensDetails":[{"modality":"TEXT","tokenCount":3}]}`,
 			wantBody: func(t *testing.T, b map[string]json.RawMessage) {
 				if b["contents"] == nil || b["model"] != nil {
@@ -142,6 +142,8 @@ func TestCountTokensRefusals(t *testing.T) {
 		{"no messages", "/v1/messages/count_tokens", `{"model":"every"}`, 400, "tollgate_invalid_params"},
 		{"gemini without contents", "/v1beta/models/every:countTokens", `{}`, 400, "tollgate_invalid_params"},
 		{"gemini model without the endpoint", "/v1beta/models/gpt:countTokens", `{"contents":[{"parts":[{"text":"hi"}]}]}`, 404, "tollgate_model_not_supported"},
+		{"governed parameter", "/v1/messages/count_tokens", `{"model":"every","mcp_servers":[{"type":"url","url":"https://mcp.example","name":"x"}],"messages":[{"role":"user","content":"hi"}]}`, 400, "tollgate_invalid_params"},
+		{"gemini governed parameter", "/v1beta/models/every:countTokens", `{"generateContentRequest":{"cachedContent":"cachedContents/x","contents":[{"parts":[{"text":"hi"}]}]}}`, 400, "tollgate_invalid_params"},
 		{"gemini both forms", "/v1beta/models/every:countTokens", `{"contents":[{"parts":[{"text":"hi"}]}],"generateContentRequest":{"contents":[{"parts":[{"text":"hi"}]}]}}`, 400, "tollgate_invalid_params"},
 	}
 	for _, tt := range tests {
