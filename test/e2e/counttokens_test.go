@@ -60,3 +60,26 @@ func TestCountTokensSDK(t *testing.T) {
 		t.Errorf("%d usage records: counting is free", records)
 	}
 }
+
+// TestCountTokensRateLimited: a count is a request like any other for the org's request quota,
+// and its refusal comes in the client's protocol.
+func TestCountTokensRateLimited(t *testing.T) {
+	s := startStackWith(t, stackOptions{beforeStart: func(s *stack) {
+		s.tollgate(t, "limits", "set", "--org", s.OrgID, "--model", "mock-claude", "--rpm", "2")
+	}})
+	const count = `{"model":"mock-claude","messages":[{"role":"user","content":"hi"}]}`
+	hdr := map[string]string{"Anthropic-Version": "2023-06-01"}
+	for i := 1; i <= 2; i++ {
+		resp, body := post(t, s, "/v1/messages/count_tokens", count, hdr)
+		if resp.StatusCode != 200 {
+			t.Fatalf("count %d: status %d: %s", i, resp.StatusCode, body)
+		}
+	}
+	resp, body := post(t, s, "/v1/messages/count_tokens", count, hdr)
+	if resp.StatusCode != 429 {
+		t.Fatalf("3rd count: status %d, want 429: %s", resp.StatusCode, body)
+	}
+	if kind, _ := protocolError(t, "anthropic", body); kind != "rate_limit_error" {
+		t.Errorf("429 as %q, want Anthropic's rate_limit_error: %s", kind, body)
+	}
+}
