@@ -91,7 +91,8 @@ func FromStatus(status int) *Error {
 		return New(status, CodeRateLimit, "The upstream provider is rate limiting requests; retry later")
 	case status == http.StatusRequestEntityTooLarge:
 		return New(status, CodeRequestTooLarge, "Request body is larger than the gateway accepts")
-	case status == http.StatusGatewayTimeout, status == StatusProviderTimeout:
+	case status == http.StatusGatewayTimeout, status == StatusProviderTimeout, status == http.StatusRequestTimeout:
+		// A provider's own 408 is its timeout too, not a fault of the client's request.
 		return New(StatusProviderTimeout, CodeProviderTimeout, "The upstream provider timed out")
 	case status >= 500:
 		return New(http.StatusBadGateway, CodeProviderError, "The upstream provider failed (status %d)", status)

@@ -68,6 +68,7 @@ func TestFromProvider(t *testing.T) {
 		{401, 502, apierror.CodeProviderError, false},
 		{402, 502, apierror.CodeProviderError, false},
 		{403, 502, apierror.CodeProviderError, false},
+		{408, 524, apierror.CodeProviderTimeout, false},
 		{409, 409, apierror.CodeInvalidParams, false},
 		{413, 413, apierror.CodeRequestTooLarge, false},
 		{429, 429, apierror.CodeRateLimit, false},
