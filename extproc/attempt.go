@@ -139,10 +139,26 @@ func (s *Server) answerAttempt(ctx context.Context, req *extprocv3.ProcessingReq
 	if backend == nil {
 		return attemptFailure("the attempt reached backend " + key + ", which the catalog does not route this request to"), done
 	}
-	if e := x.holdForAttempt(ctx); e != nil {
-		return holdFailure(e), done
+	var path string
+	var body []byte
+	var err error
+	if x.req.count != nil {
+		// A count is free: no hold. A backend without the endpoint gets no request at all.
+		var forward bool
+		path, body, forward, err = countUpstream(x.req, backend)
+		estimated := !forward && err == nil
+		x.attemptMu.Lock()
+		x.countEstimated = estimated
+		x.attemptMu.Unlock()
+		if estimated {
+			return countEstimateReply(x.req, backend), done
+		}
+	} else {
+		if e := x.holdForAttempt(ctx); e != nil {
+			return holdFailure(e), done
+		}
+		path, body, err = upstreamRequest(x.req, backend, backend.ModelRef())
 	}
-	path, body, err := upstreamRequest(x.req, backend, backend.ModelRef())
 	if err != nil {
 		x.log().Error("build upstream request", "err", err, "backend", key)
 		return attemptFailure("the request cannot be translated for backend " + key), done

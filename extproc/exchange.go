@@ -62,6 +62,9 @@ type exchange struct {
 	holdTried bool
 	holdErr   *apierror.Error
 	finished  bool
+	// countEstimated is set when a token count's last attempt was answered with the gateway's
+	// estimate rather than forwarded (counttokens.go).
+	countEstimated bool
 	// held is set while the request holds credit that neither settlement nor release has
 	// returned; holdPlaced and heldMicros say that a hold was placed and for how much, which
 	// caps the settlement.
@@ -218,6 +221,9 @@ func (x *exchange) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ex
 	backend := route.Backends[0]
 	provider := backend.ProviderRef()
 	x.req, x.route, x.backend, x.provider = req, route, backend, providerProtocol(provider.Kind)
+	if req.count != nil && !x.s.cfg.TranslatePerAttempt {
+		return x.countWithoutAttempts()
+	}
 	if x.s.cfg.TranslatePerAttempt {
 		// The hold waits for the first attempt (holdForAttempt): Envoy's ratelimit filter, which
 		// runs after this one, must turn away a request over its quota before it costs a hold.
@@ -372,6 +378,17 @@ func (x *exchange) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Proces
 	if x.req != nil {
 		m.Set("x-tollgate-served-model", x.served().ID)
 	}
+	if x.req != nil && x.req.count != nil {
+		// Only the gateway says a count is estimated; a provider's header of that name is not.
+		x.attemptMu.Lock()
+		estimated := x.countEstimated
+		x.attemptMu.Unlock()
+		if estimated {
+			m.Set(headerEstimated, "true")
+		} else {
+			m.Remove(headerEstimated)
+		}
+	}
 	if x.req != nil && x.route.Model.Lifecycle == catalog.LifecycleDeprecated {
 		m.Set("deprecation", "true")
 		if x.route.Model.Sunset != "" {
@@ -427,7 +444,12 @@ func (x *exchange) onResponseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRe
 	var m mutation
 	var out []byte
 	var inTokens, outTokens int64
-	if x.status >= 200 && x.status < 300 && x.req != nil {
+	if x.status >= 200 && x.status < 300 && x.req != nil && x.req.count != nil {
+		// A count (the provider's own, or the estimate) goes back as it came: same protocol,
+		// nothing to settle, no tokens for the quotas.
+		out = body
+		m.SetContentLength(len(out))
+	} else if x.status >= 200 && x.status < 300 && x.req != nil {
 		translated, usage, finish, err := translateResponse(x.req, x.provider, body, x.served().ID)
 		if err == nil {
 			out = translated
@@ -517,12 +539,28 @@ func (x *exchange) errorFor(body []byte) *apierror.Error {
 		// The first attempt could not hold credit; its local reply only carried the news.
 		return x.holdErr
 	}
-	if x.req == nil {
-		// No request reached a provider: this is Envoy's local reply (413 while buffering, 503
-		// when no cluster or upstream could be reached, 504 on timeout).
-		return apierror.FromStatus(x.status)
+	if x.req == nil || !x.providerAnswered() {
+		// No provider's response reached Envoy's router: this is Envoy's local reply (413 while
+		// buffering, 500 from a filter failing closed, 503 when no upstream could be reached
+		// through every retry, 504 when the request ran out of time).
+		return apierror.FromLocalReply(x.status)
 	}
 	return providerError(x.provider, x.status, body)
+}
+
+// providerAnswered reports whether the response the router filter sees is a provider's: the
+// last attempt recorded this very status. An attempt records its response's status on its own
+// stream before answering it, so before Envoy's router (and so this filter) can see it; an
+// attempt that was reset, timed out or never connected records none, and then the response is
+// Envoy's own reply, not the provider's.
+func (x *exchange) providerAnswered() bool {
+	if !x.s.cfg.TranslatePerAttempt {
+		return true // without attempts, whatever came back after routing counts as upstream's
+	}
+	x.attemptMu.Lock()
+	defer x.attemptMu.Unlock()
+	n := len(x.attempts)
+	return n > 0 && x.attempts[n-1].Status == x.status
 }
 
 // errorBody renders e in the client's protocol (OpenAI's until the body told which).

@@ -150,7 +150,7 @@ func newHarness(t testing.TB) *harness {
 
 func newHarnessWith(t testing.TB, cfg Config) *harness {
 	t.Helper()
-	env := map[string]string{"OPENAI_API_KEY": "sk-openai", "EU_KEY": "sk-eu", "ANTHROPIC_API_KEY": "sk-ant"}
+	env := map[string]string{"OPENAI_API_KEY": "sk-openai", "EU_KEY": "sk-eu", "ANTHROPIC_API_KEY": "sk-ant", "GEMINI_API_KEY": "gm-key"}
 	cat, err := catalog.Load("testdata/catalog.yaml", func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)

@@ -52,6 +52,8 @@ type clientRequest struct {
 	native       any
 	// governed are the parameters that need the model's allowed_params (package params).
 	governed []params.Use
+	// count is set for a token-count request (counttokens.go), which is neither held nor charged.
+	count *countRequest
 }
 
 // streamProcessor turns a provider's stream into the client's, one Envoy body chunk at a time. A

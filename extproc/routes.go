@@ -16,6 +16,8 @@ const (
 	routeModels
 	routeModel
 	routeManagement
+	// routeCountTokens is Anthropic's /v1/messages/count_tokens or Gemini's :countTokens.
+	routeCountTokens
 )
 
 // endpoint is what a request path asks for.
@@ -37,6 +39,9 @@ func classify(path string) endpoint {
 	if model, stream, ok := gemini.ParsePath(path); ok {
 		return endpoint{kind: routeGenerate, method: "POST", proto: protoGemini, modelID: model, stream: stream}
 	}
+	if model, ok := countTokensPath(path); ok {
+		return endpoint{kind: routeCountTokens, method: "POST", proto: protoGemini, modelID: model}
+	}
 	path, _, _ = strings.Cut(path, "?")
 	if rest, ok := strings.CutPrefix(path, "/v1/gateway/"); ok {
 		path = "/v1/" + rest
@@ -49,6 +54,8 @@ func classify(path string) endpoint {
 		return endpoint{kind: routeChat, method: "POST", proto: protoOpenAI}
 	case "/v1/messages":
 		return endpoint{kind: routeMessages, method: "POST", proto: protoAnthropic}
+	case "/v1/messages/count_tokens":
+		return endpoint{kind: routeCountTokens, method: "POST", proto: protoAnthropic}
 	case "/v1/models":
 		return endpoint{kind: routeModels, method: "GET", proto: protoOpenAI}
 	case "/v1beta/models":

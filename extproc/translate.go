@@ -45,6 +45,8 @@ func parseClient(ep endpoint, body []byte) (*clientRequest, *apierror.Error) {
 			return nil, apierror.As(err)
 		}
 		return &clientRequest{proto: protoGemini, model: r.Model, stream: r.Stream, pivot: pivot, native: r, governed: r.Governed()}, nil
+	case routeCountTokens:
+		return parseCountTokens(ep, body)
 	}
 	return nil, apierror.New(http.StatusNotFound, apierror.CodeNotFound, "No such endpoint")
 }

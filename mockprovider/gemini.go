@@ -38,6 +38,15 @@ func handleGemini(cfg Config) http.HandlerFunc {
 			return
 		}
 		stream := method == "streamGenerateContent"
+		if method == "countTokens" {
+			body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+			if err != nil {
+				geminiError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "unreadable body")
+				return
+			}
+			geminiCount(w, model, body)
+			return
+		}
 		if !stream && method != "generateContent" {
 			geminiError(w, http.StatusNotFound, "NOT_FOUND", "unknown method "+method)
 			return

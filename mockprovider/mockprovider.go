@@ -1,5 +1,6 @@
 // Package mockprovider is a deterministic model provider for local runs and tests. It speaks
-// OpenAI's chat completions, Anthropic's Messages API and Gemini's generateContent, each with
+// OpenAI's chat completions, Anthropic's Messages API and Gemini's generateContent (and the
+// latter two's token counting: /v1/messages/count_tokens, :countTokens), each with
 // real usage numbers and real SSE streams, so the whole gateway can be tried without a provider
 // account. It answers with text derived from the prompt; when tools are offered and the user
 // spoke last it calls the first tool (arguments {"city":"Paris"}), and after a tool result it
@@ -13,6 +14,8 @@
 //	mock-broken-stream streams two chunks, then a frame that is not JSON
 //	mock-cut-stream    streams two chunks, then ends without [DONE]
 //	mock-flaky         answers 503 twice, then succeeds, and again (for retry tests)
+//	mock-hang          reads the request and never answers, until the caller gives up (for
+//	                   timeout tests)
 //	mock-bill-max      answers normally but bills the most it was allowed: output tokens equal to
 //	                   the output limit it was sent, or 10^12 when it was sent none (an
 //	                   adversarial provider, for metering tests)
@@ -72,6 +75,9 @@ func Handler(cfg Config, log *slog.Logger) http.Handler {
 		case "mock-error-429":
 			writeError(w, http.StatusTooManyRequests, "rate_limit_exceeded", "The mock's rate limit was reached")
 			return
+		case "mock-hang":
+			<-r.Context().Done()
+			return
 		case "mock-malformed":
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = io.WriteString(w, `{"id": "cmpl-broken", "choices": [`)
@@ -91,6 +97,7 @@ func Handler(cfg Config, log *slog.Logger) http.Handler {
 		_ = json.NewEncoder(w).Encode(c.response())
 	})
 	mux.HandleFunc("POST /v1/messages", handleAnthropic(cfg))
+	mux.HandleFunc("POST /v1/messages/count_tokens", handleAnthropicCount(cfg))
 	mux.HandleFunc("POST /v1beta/models/{call}", handleGemini(cfg))
 	mux.HandleFunc("GET /v1/models", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

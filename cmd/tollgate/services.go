@@ -24,7 +24,7 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	extprocAddr := fs.String("extproc", defaultExtprocAddr, "extproc address as Envoy reaches it: host:port or unix:/path")
 	adminPort := fs.Uint("admin-port", bootstrap.DefaultAdminPort, "Envoy admin port on 127.0.0.1")
 	rlsAddr := fs.String("ratelimit", envOr("TOLLGATE_ENVOY_RATELIMIT", ""), "ratelimit service address as Envoy reaches it (host:port or unix:/path); empty renders no ratelimit filter (env TOLLGATE_ENVOY_RATELIMIT)")
-	failureModeDeny := fs.Bool("ratelimit-failure-mode-deny", envOr("TOLLGATE_RATELIMIT_FAILURE_MODE_DENY", "true") == "true", "answer 500 (in the client's protocol) when the rate-limit service fails or times out, the production setting; false admits requests unmetered during an outage (env TOLLGATE_RATELIMIT_FAILURE_MODE_DENY)")
+	failureModeDeny := fs.Bool("ratelimit-failure-mode-deny", envOr("TOLLGATE_RATELIMIT_FAILURE_MODE_DENY", "true") == "true", "refuse requests (503 service_unavailable in the client's protocol) when the rate-limit service fails or times out, the production setting; false admits requests unmetered during an outage (env TOLLGATE_RATELIMIT_FAILURE_MODE_DENY)")
 	secretFile := fs.String("peer-secret-file", envOr("TOLLGATE_PEER_SECRET_FILE", ""), "file holding the secret Envoy sends to extproc and ratelimit as gRPC initial_metadata; the rendered file then holds it and is written mode 0600 (env TOLLGATE_PEER_SECRET_FILE)")
 	mgmtAddr := fs.String("management", envOr("TOLLGATE_ENVOY_MANAGEMENT", ""), "management API address as Envoy reaches it; empty leaves /v1/management/* unrouted (env TOLLGATE_ENVOY_MANAGEMENT)")
 	var sidecarTLS bootstrap.SidecarTLS
@@ -33,6 +33,7 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.StringVar(&sidecarTLS.CAFile, "sidecar-ca", envOr("TOLLGATE_SIDECAR_CA", ""), "CA that signed extproc's and ratelimit's --tls-cert (env TOLLGATE_SIDECAR_CA)")
 	rlsTimeout := fs.Duration("ratelimit-timeout", 0, "Envoy's deadline for one rate-limit decision, above ratelimit's --redis-timeout (0: 500ms)")
 	fallback := fs.Bool("fallback", envOr("TOLLGATE_FALLBACK", "true") == "true", "render retries and cross-provider fallback: each model cluster's fallback chain as priority levels, a route per cluster with Envoy's retry policy, and the per-attempt upstream filters; extproc must run with the same setting (env TOLLGATE_FALLBACK)")
+	upstreamTimeout := fs.Duration("upstream-timeout", bootstrap.DefaultUpstreamTimeout, "bound of a whole model request, every retry and a streamed response included: the route timeout and the stream idle timeout; past it the client gets 524 provider_timeout")
 	out := fs.String("o", "", "write to this file instead of stdout")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -51,6 +52,10 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 			return nil
 		})
 	}
+	extra = append(extra, func(p *bootstrap.Params) error {
+		p.UpstreamTimeout = *upstreamTimeout
+		return nil
+	})
 	if sidecarTLS != (bootstrap.SidecarTLS{}) {
 		extra = append(extra, bootstrap.WithSidecarTLS(&sidecarTLS))
 	}

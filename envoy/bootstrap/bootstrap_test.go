@@ -134,7 +134,7 @@ func TestRenderDefaultsAndShape(t *testing.T) {
 	for _, want := range []string{
 		"message_timeout: 10s",
 		"timeout: 300s",
-		"stream_idle_timeout: 300s",
+		"stream_idle_timeout: 310s", // the route timeout plus one message_timeout
 		"per_connection_buffer_limit_bytes: 33554432",
 		"max_receive_message_length: 68157440",
 		"cluster_header: x-tollgate-cluster",

@@ -78,8 +78,9 @@ type Params struct {
 	// also the response buffer limit, and sizes the largest gRPC message Envoy accepts from
 	// extproc (see GRPCMaxMessageBytes). Default 32 MiB.
 	MaxRequestBytes uint32
-	// UpstreamTimeout is the route timeout and the stream idle timeout (default 300s: LLM
-	// calls are slow, and the route timeout spans the whole streamed response).
+	// UpstreamTimeout is the route timeout, which bounds the whole request, every retry and
+	// the streamed response included (default 300s: LLM calls are slow). The stream idle
+	// timeout is it plus MessageTimeout, so that the route timeout always fires first.
 	UpstreamTimeout time.Duration
 	// UpstreamCAFile is the CA bundle TLS endpoints are verified against
 	// (default DefaultUpstreamCAFile).

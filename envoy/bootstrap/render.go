@@ -155,9 +155,15 @@ func httpConnectionManager(p Params) (*hcmv3.HttpConnectionManager, error) {
 	}
 
 	return &hcmv3.HttpConnectionManager{
-		CodecType:         hcmv3.HttpConnectionManager_AUTO,
-		StatPrefix:        StatPrefix,
-		StreamIdleTimeout: durationpb.New(p.UpstreamTimeout),
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		StatPrefix: StatPrefix,
+		// The route timeout must be the one that ends a silent request: it answers 504
+		// "upstream request timeout", which extproc turns into 524 provider_timeout. An idle
+		// timeout equal to it would race it (both timers start as the request ends) and, when
+		// it fires while the route's local reply is still with ext_proc, answer a bare 408 past
+		// the filters (filter_manager.cc sendLocalReply once the encoder chain has started). So
+		// the idle timeout outlasts the route timeout by one ext_proc message_timeout.
+		StreamIdleTimeout: durationpb.New(p.UpstreamTimeout + p.MessageTimeout),
 		// Every client is external, so Envoy honours none of its x-envoy-* headers and makes
 		// the request id its own. use_remote_address: the peer of the connection is the client
 		// (x-forwarded-for is appended to, never trusted: xff_num_trusted_hops stays 0, and

@@ -397,6 +397,39 @@ func TestPerTryTimeout(t *testing.T) {
 	}
 }
 
+// TestRouteTimeoutSpansRetries: the route timeout bounds the whole request, retries and back-off
+// included, while per_try_timeout bounds each try; when it fires the client gets 504 "upstream
+// request timeout" (upstream_response_timeout) and no further try starts, however many retries
+// were left. Envoy: source/common/router/router.cc onRequestComplete arms response_timeout_ once
+// for the request and doRetry never re-arms it; onResponseTimeout → onUpstreamTimeoutAbort;
+// route_components.proto RouteAction.timeout ("spans between the point at which the entire
+// downstream request has been processed and when the upstream response has been completely
+// processed") and RetryPolicy.per_try_timeout.
+func TestRouteTimeoutSpansRetries(t *testing.T) {
+	hang := &recorder{answer: func(_ int, _ http.ResponseWriter, r *http.Request) { <-r.Context().Done() }}
+	fb := fastFallback()
+	// One level of three tries (num_retries 2), each allowed 200 ms, under a 300 ms route timeout.
+	fb.PerTryTimeout = 200 * time.Millisecond
+	_, addr := startProcessor(t, fallbackProcessor("model_m", true))
+	b := testBootstrapParams(t, addr, bootstrap.Params{
+		Fallback:        fb,
+		UpstreamTimeout: 300 * time.Millisecond,
+		Clusters:        []bootstrap.Cluster{{Name: "model_m", Fallback: true, Priorities: [][]bootstrap.Endpoint{{{Backend: "a/m", Host: "127.0.0.1", Port: startUpstream(t, hang.handler).port}}}}},
+	})
+	px := startProxy(t, b)
+	resp, body := do(t, "POST", px.url("/v1/x"), `{}`)
+	if resp.StatusCode != 504 || body != "upstream request timeout" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	info := px.nextInfo(t)
+	if info.ResponseCodeDetails != "upstream_response_timeout" {
+		t.Errorf("details %q, want upstream_response_timeout", info.ResponseCodeDetails)
+	}
+	if n := len(info.Attempts); n < 1 || n >= 3 {
+		t.Errorf("%d attempts: the route timeout must end the request before its retries run out", n)
+	}
+}
+
 // TestOutlierEjection: after consecutive_5xx failures the host is ejected, so the next request
 // starts on the next level without trying it.
 func TestOutlierEjection(t *testing.T) {

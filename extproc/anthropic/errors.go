@@ -68,7 +68,7 @@ func errorType(e *apierror.Error) string {
 		return errRequestTooLarge
 	case http.StatusTooManyRequests:
 		return errRateLimit
-	case http.StatusGatewayTimeout:
+	case http.StatusGatewayTimeout, apierror.StatusProviderTimeout:
 		return errTimeout
 	case http.StatusServiceUnavailable, StatusOverloaded:
 		return errOverloaded

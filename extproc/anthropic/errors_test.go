@@ -28,6 +28,7 @@ func TestErrorBody(t *testing.T) {
 		{502, apierror.CodeNoProviderAvailable, "overloaded_error"},
 		{503, apierror.CodeServiceUnavailable, "overloaded_error"},
 		{504, apierror.CodeProviderTimeout, "timeout_error"},
+		{524, apierror.CodeProviderTimeout, "timeout_error"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.code, func(t *testing.T) {
@@ -68,11 +69,11 @@ func TestProviderError(t *testing.T) {
 		{"too large", 413, body("request_too_large", "Request exceeds the maximum allowed number of bytes."), 413, apierror.CodeRequestTooLarge, "larger than the gateway accepts"},
 		{"rate limit", 429, body("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"), 429, apierror.CodeRateLimit, "The upstream provider is rate limiting requests; retry later"},
 		{"api error", 500, body("api_error", "Internal server error"), 502, apierror.CodeProviderError, "The upstream provider failed"},
-		{"timeout", 504, body("timeout_error", "Request timed out"), 504, apierror.CodeProviderTimeout, "The upstream provider timed out"},
+		{"timeout", 504, body("timeout_error", "Request timed out"), 524, apierror.CodeProviderTimeout, "The upstream provider timed out"},
 		{"overloaded", 529, body("overloaded_error", "Overloaded"), 503, apierror.CodeServiceUnavailable, "The upstream provider is overloaded; retry later"},
 		{"overloaded, no body", 529, ``, 503, apierror.CodeServiceUnavailable, "overloaded"},
-		{"envoy 503", 503, `upstream connect error or disconnect/reset before headers`, 503, apierror.CodeServiceUnavailable, "No upstream"},
-		{"envoy 504", 504, `upstream request timeout`, 504, apierror.CodeProviderTimeout, "timed out"},
+		{"bare 503", 503, `upstream connect error or disconnect/reset before headers`, 502, apierror.CodeProviderError, "failed"},
+		{"bare 504", 504, `upstream request timeout`, 524, apierror.CodeProviderTimeout, "timed out"},
 		{"html 502", 502, `<html>bad gateway</html>`, 502, apierror.CodeProviderError, "status 502"},
 	}
 	for _, tt := range tests {

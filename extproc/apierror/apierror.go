@@ -91,10 +91,9 @@ func FromStatus(status int) *Error {
 		return New(status, CodeRateLimit, "The upstream provider is rate limiting requests; retry later")
 	case status == http.StatusRequestEntityTooLarge:
 		return New(status, CodeRequestTooLarge, "Request body is larger than the gateway accepts")
-	case status == http.StatusServiceUnavailable:
-		return New(status, CodeServiceUnavailable, "No upstream is available to serve this request")
-	case status == http.StatusGatewayTimeout:
-		return New(status, CodeProviderTimeout, "The upstream provider timed out")
+	case status == http.StatusGatewayTimeout, status == StatusProviderTimeout, status == http.StatusRequestTimeout:
+		// A provider's own 408 is its timeout too, not a fault of the client's request.
+		return New(StatusProviderTimeout, CodeProviderTimeout, "The upstream provider timed out")
 	case status >= 500:
 		return New(http.StatusBadGateway, CodeProviderError, "The upstream provider failed (status %d)", status)
 	case status == http.StatusUnauthorized, status == http.StatusForbidden, status == http.StatusPaymentRequired:
@@ -108,6 +107,31 @@ func FromStatus(status int) *Error {
 	}
 }
 
+// StatusProviderTimeout is the status of provider_timeout (seed 003's error table): 524, the
+// status CDNs use for an origin that accepted the connection but did not answer in time, kept
+// apart from 504 so a client can tell a slow provider from a broken gateway.
+const StatusProviderTimeout = 524
+
+// FromLocalReply is the client's error for a reply Envoy made itself, before or instead of any
+// provider's answer: its status says what went wrong, its plain-text body nothing the client
+// needs. The router (source/common/router/router.cc) answers 503 when no upstream could be
+// reached through every retry ("no healthy upstream", "upstream connect error or
+// disconnect/reset before headers"), 504 "upstream request timeout" when the route timeout or
+// the last try's timeout fired, and 500 when a filter failed closed (the ratelimit filter's
+// failure_mode_deny); the connection manager answers 408 "stream timeout" when the stream sat
+// idle, and 413 while buffering an oversized body.
+func FromLocalReply(status int) *Error {
+	switch status {
+	case http.StatusBadGateway, http.StatusServiceUnavailable:
+		return New(http.StatusBadGateway, CodeNoProviderAvailable, "No upstream provider could be reached for this request; retry later")
+	case http.StatusGatewayTimeout, http.StatusRequestTimeout:
+		return New(StatusProviderTimeout, CodeProviderTimeout, "The upstream provider did not answer in time")
+	case http.StatusInternalServerError:
+		return New(http.StatusServiceUnavailable, CodeServiceUnavailable, "The gateway cannot serve this request right now; retry shortly")
+	}
+	return FromStatus(status)
+}
+
 // FromProvider is the client's error for a provider's error response of status, whose body the
 // provider kind's package read as message and param. Only validation failures (400, 404, 422)
 // keep the provider's words, which tell the client what to fix, and even those pass through
@@ -115,11 +139,6 @@ func FromStatus(status int) *Error {
 // those texts name the operator's account, hosts and internals rather than the client's request.
 func FromProvider(status int, message, param string) *Error {
 	e := FromStatus(status)
-	if status >= 500 && status != http.StatusGatewayTimeout {
-		// FromStatus reads a bare 503 as Envoy's "no upstream"; a provider that answered with a
-		// body of its own did fail.
-		e = New(http.StatusBadGateway, CodeProviderError, "The upstream provider failed (status %d)", status)
-	}
 	switch status {
 	case http.StatusBadRequest, http.StatusNotFound, http.StatusUnprocessableEntity:
 		if msg := Redact(message); msg != "" {

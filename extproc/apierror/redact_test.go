@@ -68,13 +68,14 @@ func TestFromProvider(t *testing.T) {
 		{401, 502, apierror.CodeProviderError, false},
 		{402, 502, apierror.CodeProviderError, false},
 		{403, 502, apierror.CodeProviderError, false},
+		{408, 524, apierror.CodeProviderTimeout, false},
 		{409, 409, apierror.CodeInvalidParams, false},
 		{413, 413, apierror.CodeRequestTooLarge, false},
 		{429, 429, apierror.CodeRateLimit, false},
 		{500, 502, apierror.CodeProviderError, false},
 		{502, 502, apierror.CodeProviderError, false},
 		{503, 502, apierror.CodeProviderError, false},
-		{504, 504, apierror.CodeProviderTimeout, false},
+		{504, 524, apierror.CodeProviderTimeout, false},
 		{529, 502, apierror.CodeProviderError, false},
 	}
 	for _, tt := range tests {

@@ -35,6 +35,8 @@ var statusNames = map[int]string{
 	http.StatusBadGateway:          "UNAVAILABLE",
 	http.StatusServiceUnavailable:  "UNAVAILABLE",
 	http.StatusGatewayTimeout:      "DEADLINE_EXCEEDED",
+	// provider_timeout's 524 means what Google's 504 means.
+	apierror.StatusProviderTimeout: "DEADLINE_EXCEEDED",
 }
 
 // StatusName is Google's status name for an HTTP status.

@@ -24,6 +24,7 @@ func TestErrorBody(t *testing.T) {
 		{"provider", apierror.New(502, apierror.CodeProviderError, "upstream"), "UNAVAILABLE"},
 		{"unavailable", apierror.New(503, apierror.CodeServiceUnavailable, "none"), "UNAVAILABLE"},
 		{"timeout", apierror.New(504, apierror.CodeProviderTimeout, "slow"), "DEADLINE_EXCEEDED"},
+		{"provider timeout", apierror.New(524, apierror.CodeProviderTimeout, "slow"), "DEADLINE_EXCEEDED"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -74,8 +75,8 @@ func TestProviderError(t *testing.T) {
 		{"overloaded", 503, `{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}`, 502, apierror.CodeProviderError, "The upstream provider failed (status 503)"},
 		{"internal", 500, `{"error":{"code":500,"message":"An internal error has occurred.","status":"INTERNAL"}}`, 502, apierror.CodeProviderError, "The upstream provider failed (status 500)"},
 		{"array form", 404, `[{"error":{"code":404,"message":"models/x is not found","status":"NOT_FOUND"}}]`, 404, apierror.CodeInvalidParams, "Upstream provider: models/x is not found"},
-		{"envoy 503", 503, `no healthy upstream`, 503, apierror.CodeServiceUnavailable, "No upstream is available to serve this request"},
-		{"envoy 504", 504, `upstream request timeout`, 504, apierror.CodeProviderTimeout, "The upstream provider timed out"},
+		{"bare 503", 503, `no healthy upstream`, 502, apierror.CodeProviderError, "The upstream provider failed (status 503)"},
+		{"bare 504", 504, `upstream request timeout`, 524, apierror.CodeProviderTimeout, "The upstream provider timed out"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

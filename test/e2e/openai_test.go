@@ -167,7 +167,7 @@ func TestBadInput(t *testing.T) {
 		{name: "upstream 503", body: `{"model":"mock-503","messages":[{"role":"user","content":"hi"}]}`, wantStatus: 502, wantCode: "provider_error", wantInMsg: "The upstream provider failed (status 503)"}, // the provider's own text is not shown for a 5xx
 		{name: "upstream 429", body: `{"model":"mock-429","messages":[{"role":"user","content":"hi"}]}`, wantStatus: 429, wantCode: "rate_limit", wantInMsg: "rate limit"},
 		{name: "upstream sends malformed json", body: `{"model":"mock-malformed","messages":[{"role":"user","content":"hi"}]}`, wantStatus: 502, wantCode: "provider_error", wantInMsg: "malformed"},
-		{name: "upstream down", body: `{"model":"mock-dead","messages":[{"role":"user","content":"hi"}]}`, wantStatus: 503, wantCode: "service_unavailable"},
+		{name: "upstream down", body: `{"model":"mock-dead","messages":[{"role":"user","content":"hi"}]}`, wantStatus: 502, wantCode: "no_provider_available"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -39,6 +39,8 @@ type stackOptions struct {
 	productionTimeouts bool
 	// redisURL replaces the rate-limit service's Redis (e.g. an address nothing listens on).
 	redisURL string
+	// envoyConfigArgs are added to envoy-config's command line (e.g. --upstream-timeout).
+	envoyConfigArgs []string
 }
 
 // startStackWith starts a complete gateway for one test, in a Postgres schema of its own, and
@@ -134,7 +136,7 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 		renderArgs = append(renderArgs, "--fallback")
 		o.extprocArgs = append(o.extprocArgs, "--fallback")
 	}
-	s.tollgate(t, renderArgs...)
+	s.tollgate(t, append(renderArgs, o.envoyConfigArgs...)...)
 
 	s.daemon(t, "mockprovider", "--addr", mockAddr, "--api-key", mockKey)
 	// Redis keys carry the org's id, unique to this test, so tests share Redis safely.
@@ -162,7 +164,7 @@ func externalStack(t *testing.T, base string, o stackOptions) *stack {
 	if dsn == "" {
 		t.Fatal("TOLLGATE_E2E_BASE_URL is set: TOLLGATE_E2E_DATABASE_URL must name the stack's Postgres")
 	}
-	if o.dsn != "" || len(o.providers) > 0 || len(o.models) > 0 || o.defaults != "" || len(o.extprocArgs) > 0 || o.fallback || o.redisURL != "" {
+	if o.dsn != "" || len(o.providers) > 0 || len(o.models) > 0 || o.defaults != "" || len(o.extprocArgs) > 0 || o.fallback || o.redisURL != "" || len(o.envoyConfigArgs) > 0 {
 		t.Fatal("this test controls the gateway's processes and cannot run against an external stack; run it without TOLLGATE_E2E_BASE_URL")
 	}
 	s := &stack{bin: tollgateBinary(t), dir: t.TempDir(), dbURL: dsn, BaseURL: strings.TrimSuffix(base, "/")}

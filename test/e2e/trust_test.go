@@ -144,23 +144,27 @@ func TestRateLimitBurst(t *testing.T) {
 
 // TestRateLimitOutageFailsClosed: with Redis unreachable the rate-limit service cannot decide,
 // and the production setting (ratelimit fails closed, Envoy's failure_mode_deny) refuses the
-// request — Envoy's status_on_error 500, which extproc rewrites into the client's protocol —
-// instead of admitting it unmetered. (extproc currently words that local reply as a provider
-// failure, 502 provider_error; the test holds what the trust boundary needs: an error in the
-// client's shape, never a 200, nothing charged.)
+// request — Envoy's local 500 before any attempt, which extproc answers as the gateway's own
+// failure, 503 service_unavailable, in the client's protocol — instead of admitting it unmetered.
 func TestRateLimitOutageFailsClosed(t *testing.T) {
 	s := startStackWith(t, stackOptions{redisURL: "redis://" + freeAddr(t) + "/0", beforeStart: func(s *stack) {
 		s.tollgate(t, "limits", "set", "--org", s.OrgID, "--model", "mock-gpt", "--rpm", "1000")
 	}})
-	for range 3 {
-		resp, body := post(t, s, "/v1/chat/completions", chatBody, nil)
-		if resp.StatusCode < 500 {
-			t.Fatalf("status %d, want a 5xx while the rate limiter cannot decide: %s", resp.StatusCode, body)
-		}
-		var e errorShape
-		if err := json.Unmarshal(body, &e); err != nil || e.Error.Message == "" || e.Error.Type == "" {
-			t.Errorf("500 body %q is not in OpenAI's error shape", body)
-		}
+	want := map[string]string{"openai": "service_unavailable", "anthro": "overloaded_error", "gemini": "UNAVAILABLE"}
+	for _, c := range clientErrorCalls {
+		t.Run(c.proto, func(t *testing.T) {
+			resp, body := post(t, s, c.path("mock-gpt"), c.body("mock-gpt"), c.hdr)
+			if resp.StatusCode != 503 {
+				t.Fatalf("status %d, want 503 while the rate limiter cannot decide: %s", resp.StatusCode, body)
+			}
+			kind, code := protocolError(t, c.proto, body)
+			if kind != want[c.proto[:6]] {
+				t.Errorf("error %q, want %q: %s", kind, want[c.proto[:6]], body)
+			}
+			if c.proto[:6] == "gemini" && code != 503 {
+				t.Errorf("gemini error code %d, want 503", code)
+			}
+		})
 	}
 	assertNothingHeld(t, s)
 	var charged int64
