@@ -21,7 +21,8 @@ const blockSeparator = "\n\n"
 //
 // What does not survive the conversion, by design:
 //   - thinking and redacted_thinking blocks of earlier turns (signed by Anthropic, meaningless
-//     elsewhere), and the thinking parameter (the pivot has no reasoning budget);
+//     elsewhere); the thinking parameter itself survives as the pivot's reasoning control
+//     (enabled: its budget; adaptive: a dynamic budget; disabled: off);
 //   - cache_control marks, metadata, and fields the gateway does not interpret;
 //   - images inside tool_result content (pivot tool messages are text only);
 //   - a tool_result's is_error flag survives only as an "Error: " prefix on its text.
@@ -36,6 +37,16 @@ func (r *Request) ToOpenAI() (*openai.ChatRequest, error) {
 	}
 	out.TopP, out.TopK = r.TopP, r.TopK
 	out.Stop = r.StopSequences
+	if t := r.Thinking; t != nil {
+		switch t.Type {
+		case "enabled":
+			out.Reasoning = &openai.Reasoning{Budget: t.BudgetTokens, HasBudget: true}
+		case "adaptive":
+			out.Reasoning = &openai.Reasoning{Budget: openai.DynamicBudget, HasBudget: true}
+		case "disabled":
+			out.Reasoning = &openai.Reasoning{Effort: openai.EffortNone}
+		}
+	}
 
 	if len(r.System) > 0 {
 		texts := make([]string, 0, len(r.System))
