@@ -312,7 +312,7 @@ func schemaIsObject(schema json.RawMessage) bool {
 //
 //   - the budget is the client's own, else its effort's (openai.Reasoning's table); a dynamic
 //     budget gets medium's. It must be at least MinThinkingBudget and below max_tokens, so it is
-//     cut to max_tokens-1, and when even MinThinkingBudget does not fit, thinking stays off:
+//     raised to the one and cut to max_tokens-1, and when both cannot hold, thinking stays off:
 //     max_tokens is the limit the credit hold assumed, and it is never raised for thinking;
 //   - thinking refuses a modified temperature or top_k and a top_p below 0.95, so those are
 //     dropped (temperature and top_k) or raised to 0.95 (top_p) when thinking is on;
@@ -330,7 +330,7 @@ func (out *requestOut) setThinking(r *openai.ChatRequest) {
 	if !ok {
 		budget, _ = openai.EffortBudget(openai.EffortMedium)
 	}
-	budget = min(budget, out.MaxTokens-1)
+	budget = min(max(budget, MinThinkingBudget), out.MaxTokens-1)
 	if budget < MinThinkingBudget {
 		return
 	}

@@ -1,0 +1,125 @@
+package anthropic_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/tollgate/tollgate/extproc/anthropic"
+	"github.com/tollgate/tollgate/extproc/openai"
+)
+
+// TestFromOpenAIThinking checks that the pivot's reasoning control reaches an Anthropic provider
+// as thinking, within the Messages API's rules.
+func TestFromOpenAIThinking(t *testing.T) {
+	const user = `{"role":"user","content":"hi"}`
+	const tools = `"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]`
+	tests := []struct {
+		name       string
+		body       string // OpenAI request; max_completion_tokens is the limit sent
+		reasoning  *openai.Reasoning
+		wantBudget int64 // 0: no thinking field
+		wantTemp   bool  // temperature still sent
+		wantTopP   float64
+	}{
+		{name: "effort high", body: `{"max_completion_tokens":32000,"temperature":0.4}`, reasoning: &openai.Reasoning{Effort: "high"}, wantBudget: 24576},
+		{name: "effort cut below max_tokens", body: `{"max_completion_tokens":8000}`, reasoning: &openai.Reasoning{Effort: "high"}, wantBudget: 7999},
+		{name: "budget kept", body: `{"max_completion_tokens":8000}`, reasoning: &openai.Reasoning{Budget: 5000, HasBudget: true}, wantBudget: 5000},
+		{name: "dynamic gets medium", body: `{"max_completion_tokens":20000}`, reasoning: &openai.Reasoning{Budget: -1, HasBudget: true}, wantBudget: 8192},
+		{name: "minimal is the floor", body: `{"max_completion_tokens":20000}`, reasoning: &openai.Reasoning{Effort: "minimal"}, wantBudget: 1024},
+		{name: "small budget raised to the minimum", body: `{"max_completion_tokens":20000}`, reasoning: &openai.Reasoning{Budget: 200, HasBudget: true}, wantBudget: 1024},
+		{name: "no room for the minimum", body: `{"max_completion_tokens":1024,"temperature":0.4}`, reasoning: &openai.Reasoning{Effort: "low"}, wantTemp: true},
+		{name: "off", body: `{"max_completion_tokens":8000,"temperature":0.4}`, reasoning: &openai.Reasoning{Effort: "none"}, wantTemp: true},
+		{name: "absent", body: `{"max_completion_tokens":8000,"temperature":0.4}`, wantTemp: true},
+		{name: "top_p raised", body: `{"max_completion_tokens":8000,"top_p":0.5}`, reasoning: &openai.Reasoning{Effort: "low"}, wantBudget: 2048, wantTopP: 0.95},
+		{name: "top_p kept", body: `{"max_completion_tokens":8000,"top_p":0.97}`, reasoning: &openai.Reasoning{Effort: "low"}, wantBudget: 2048, wantTopP: 0.97},
+		{name: "forced tool", body: `{"max_completion_tokens":8000,"tool_choice":"required",` + tools + `}`, reasoning: &openai.Reasoning{Effort: "low"}},
+		{name: "auto tool", body: `{"max_completion_tokens":8000,"tool_choice":"auto",` + tools + `}`, reasoning: &openai.Reasoning{Effort: "low"}, wantBudget: 2048},
+		{name: "structured output forces a tool", body: `{"max_completion_tokens":8000,"response_format":{"type":"json_schema","json_schema":{"name":"a","schema":{"type":"object"}}}}`, reasoning: &openai.Reasoning{Effort: "low"}},
+		{name: "continued tool turn", body: `{"max_completion_tokens":8000,` + tools + `,"messages":[` + user +
+			`,{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c1","content":"ok"}]}`,
+			reasoning: &openai.Reasoning{Effort: "low"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var fields map[string]json.RawMessage
+			if err := json.Unmarshal([]byte(tt.body), &fields); err != nil {
+				t.Fatal(err)
+			}
+			fields["model"] = json.RawMessage(`"gpt"`)
+			if _, ok := fields["messages"]; !ok {
+				fields["messages"] = json.RawMessage(`[` + user + `]`)
+			}
+			b, _ := json.Marshal(fields)
+			pivot, err := openai.ParseChatRequest(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pivot.Reasoning = tt.reasoning
+			body, err := anthropic.FromOpenAI(pivot, "claude-up", 4096)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out struct {
+				MaxTokens   int64               `json:"max_tokens"`
+				Temperature *float64            `json:"temperature"`
+				TopP        *float64            `json:"top_p"`
+				Thinking    *anthropic.Thinking `json:"thinking"`
+			}
+			if err := json.Unmarshal(body, &out); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case tt.wantBudget == 0 && out.Thinking != nil:
+				t.Errorf("thinking = %+v, want none", out.Thinking)
+			case tt.wantBudget != 0 && (out.Thinking == nil || out.Thinking.Type != "enabled" || out.Thinking.BudgetTokens != tt.wantBudget):
+				t.Errorf("thinking = %+v, want enabled with budget %d", out.Thinking, tt.wantBudget)
+			}
+			if out.Thinking != nil && out.Thinking.BudgetTokens >= out.MaxTokens {
+				t.Errorf("budget %d not below max_tokens %d", out.Thinking.BudgetTokens, out.MaxTokens)
+			}
+			if (out.Temperature != nil) != tt.wantTemp {
+				t.Errorf("temperature = %v, want sent %v", out.Temperature, tt.wantTemp)
+			}
+			if tt.wantTopP != 0 && (out.TopP == nil || *out.TopP != tt.wantTopP) {
+				t.Errorf("top_p = %v, want %v", out.TopP, tt.wantTopP)
+			}
+			// What FromOpenAI writes is a request the gateway itself accepts as Anthropic's.
+			if _, err := anthropic.ParseRequest(body); err != nil {
+				t.Errorf("ParseRequest: %v", err)
+			}
+		})
+	}
+}
+
+// TestToOpenAIThinking checks that an Anthropic client's thinking becomes the pivot's control.
+func TestToOpenAIThinking(t *testing.T) {
+	tests := []struct {
+		thinking   string
+		wantEffort string // what an OpenAI provider gets
+		wantBudget int64
+		budgetOK   bool
+	}{
+		{`{"type":"enabled","budget_tokens":2000}`, "low", 2000, true},
+		{`{"type":"enabled","budget_tokens":10000}`, "medium", 10000, true},
+		{`{"type":"enabled","budget_tokens":30000}`, "high", 30000, true},
+		{`{"type":"adaptive"}`, "medium", 0, false},
+		{`{"type":"disabled"}`, "none", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.thinking, func(t *testing.T) {
+			r, err := anthropic.ParseRequest([]byte(`{"model":"c","max_tokens":40000,"thinking":` + tt.thinking +
+				`,"messages":[{"role":"user","content":"hi"}]}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pivot, err := r.ToOpenAI()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, ok := pivot.Reasoning.TokenBudget()
+			if got := pivot.Reasoning.EffortLevel(); got != tt.wantEffort || ok != tt.budgetOK || (ok && b != tt.wantBudget) {
+				t.Errorf("effort %q budget %d,%v; want %q %d,%v", got, b, ok, tt.wantEffort, tt.wantBudget, tt.budgetOK)
+			}
+		})
+	}
+}
