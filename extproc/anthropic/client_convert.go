@@ -238,6 +238,10 @@ func marshalVerbatim(v any) ([]byte, error) {
 
 // WithMaxTokens returns a copy of r whose max_tokens is n: the gateway always sends the output
 // limit its credit hold assumed. r is not modified (every attempt starts from the client's).
+//
+// When n is below the client's own max_tokens (the model's maximum is lower), a thinking
+// budget must stay below it too, or Anthropic refuses the request: the budget is cut to n-1,
+// and thinking is turned off when that leaves less than MinThinkingBudget.
 func (r *Request) WithMaxTokens(n int64) *Request {
 	c := *r
 	c.MaxTokens = n
@@ -246,5 +250,13 @@ func (r *Request) WithMaxTokens(n int64) *Request {
 		c.fields[k] = v
 	}
 	c.fields["max_tokens"] = strconv.AppendInt(nil, n, 10)
+	if t := r.Thinking; t != nil && t.Type == "enabled" && t.BudgetTokens >= n {
+		fit := Thinking{Type: "enabled", BudgetTokens: n - 1}
+		if fit.BudgetTokens < MinThinkingBudget {
+			fit = Thinking{Type: "disabled"}
+		}
+		c.Thinking = &fit
+		c.fields["thinking"], _ = json.Marshal(fit)
+	}
 	return &c
 }

@@ -123,3 +123,45 @@ func TestToOpenAIThinking(t *testing.T) {
 		})
 	}
 }
+
+// TestWithMaxTokensThinking checks that a lower output limit keeps a native request's thinking
+// budget below max_tokens, as Anthropic requires.
+func TestWithMaxTokensThinking(t *testing.T) {
+	tests := []struct {
+		name  string
+		limit int64
+		want  string // thinking as sent
+	}{
+		{"limit above the client's", 40000, `{"type":"enabled","budget_tokens":16000}`},
+		{"limit above the budget", 20000, `{"type":"enabled","budget_tokens":16000}`},
+		{"budget cut", 10000, `{"type":"enabled","budget_tokens":9999}`},
+		{"no room left", 1024, `{"type":"disabled"}`},
+	}
+	r, err := anthropic.ParseRequest([]byte(`{"model":"c","max_tokens":32000,"thinking":{"type":"enabled","budget_tokens":16000},"messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body, err := anthropic.UpstreamBody(r.WithMaxTokens(tt.limit), "claude-up")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out struct {
+				Thinking json.RawMessage `json:"thinking"`
+			}
+			if err := json.Unmarshal(body, &out); err != nil {
+				t.Fatal(err)
+			}
+			if string(out.Thinking) != tt.want {
+				t.Errorf("thinking = %s, want %s", out.Thinking, tt.want)
+			}
+			if _, err := anthropic.ParseRequest(body); err != nil {
+				t.Errorf("the request sent is not one Anthropic accepts: %v", err)
+			}
+		})
+	}
+	if r.Thinking.BudgetTokens != 16000 {
+		t.Error("WithMaxTokens modified the client's request")
+	}
+}
