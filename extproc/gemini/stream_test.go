@@ -126,7 +126,7 @@ func TestStreamGolden(t *testing.T) {
 				return // nothing to re-encode: the client gets an error frame instead
 			}
 			encode := func(split int) []byte {
-				e := NewStreamEncoder("canonical-model")
+				e := NewStreamEncoder("canonical-model", true)
 				out := e.Encode(nil, want.Chunks[:split])
 				out = e.Encode(out, want.Chunks[split:])
 				return e.Finish(out, want.Usage)
@@ -176,7 +176,7 @@ func TestStreamEncoderToolFragments(t *testing.T) {
 		{ID: "c1", Choices: []openai.ChunkChoice{{FinishReason: &stop}}},
 		{ID: "c1", Choices: []openai.ChunkChoice{}, Usage: &openai.Usage{PromptTokens: 3, CompletionTokens: 4, TotalTokens: 7}},
 	}
-	e := NewStreamEncoder("m")
+	e := NewStreamEncoder("m", true)
 	out := e.Encode(nil, chunks)
 	if len(out) != 0 {
 		t.Fatalf("fragments leaked before the end: %s", out)
