@@ -20,10 +20,10 @@ type StreamEncoder struct {
 	model    string
 	thoughts bool
 	id       string
-	calls  []*pendingCall
-	byIdx  map[int]*pendingCall
-	finish string
-	usage  *openai.Usage
+	calls    []*pendingCall
+	byIdx    map[int]*pendingCall
+	finish   string
+	usage    *openai.Usage
 }
 
 type pendingCall struct {
