@@ -2,6 +2,7 @@ package anthropic_test
 
 import (
 	"encoding/json"
+	"os"
 	"testing"
 
 	"github.com/tollgate/tollgate/extproc/anthropic"
@@ -164,4 +165,39 @@ func TestWithMaxTokensThinking(t *testing.T) {
 	if r.Thinking.BudgetTokens != 16000 {
 		t.Error("WithMaxTokens modified the client's request")
 	}
+}
+
+// TestThinkingBilledOnce checks that thinking, which Anthropic counts inside output_tokens and
+// nowhere else, is billed exactly once: as output, never also as reasoning, streamed or not.
+func TestThinkingBilledOnce(t *testing.T) {
+	const body = `{"id":"msg_1","type":"message","role":"assistant","model":"claude-up",
+		"content":[{"type":"thinking","thinking":"step by step","signature":"c2ln"},{"type":"text","text":"42"}],
+		"stop_reason":"end_turn","usage":{"input_tokens":20,"output_tokens":130}}`
+	c, bu, err := anthropic.ToOpenAI([]byte(body), "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bu.OutputTokens != 130 || bu.ReasoningTokens != 0 || bu.InputTokens != 20 {
+		t.Errorf("billing = %+v, want 130 output tokens and no reasoning tokens", bu)
+	}
+	if c.Usage == nil || c.Usage.CompletionTokens != 130 || c.Usage.CompletionTokensDetails != nil {
+		t.Errorf("pivot usage = %+v, want 130 completion tokens without a reasoning breakdown", c.Usage)
+	}
+	if got := c.Choices[0].Message.ReasoningContent; got != "step by step" {
+		t.Errorf("reasoning = %q", got)
+	}
+
+	dec := decodeStream(t, mustRead(t, "testdata/stream/thinking.upstream.sse"), nil)
+	if dec.Billing.ReasoningTokens != 0 || dec.Billing.OutputTokens != dec.Usage.CompletionTokens {
+		t.Errorf("stream billing = %+v for usage %+v", dec.Billing, dec.Usage)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
