@@ -207,6 +207,11 @@ func compactJSON(raw json.RawMessage) string {
 // received, every field kept, with the provider's model name. It is rebuilt from the parsed
 // fields on every call, never edited in place, so a retried attempt cannot inherit bytes from a
 // previous one.
+//
+// One thing is taken out: thinking blocks without a signature. Anthropic signs every thinking
+// block it returns and refuses a request whose thinking block's signature does not verify; an
+// unsigned one can only come from an answer the gateway translated from another provider (see
+// ResponseFromOpenAI), which a fallback chain may have served on an earlier turn.
 func UpstreamBody(r *Request, upstreamModel string) ([]byte, error) {
 	out := make(map[string]json.RawMessage, len(r.fields))
 	for k, v := range r.fields {
@@ -217,6 +222,11 @@ func UpstreamBody(r *Request, upstreamModel string) ([]byte, error) {
 		return nil, fmt.Errorf("encode anthropic model: %w", err)
 	}
 	out["model"] = model
+	if r.hasUnsignedThinking() {
+		if out["messages"], err = withoutUnsignedThinking(r.fields["messages"]); err != nil {
+			return nil, fmt.Errorf("encode anthropic messages: %w", err)
+		}
+	}
 	body, err := marshalVerbatim(out)
 	if err != nil {
 		return nil, fmt.Errorf("encode anthropic request: %w", err)
@@ -259,4 +269,54 @@ func (r *Request) WithMaxTokens(n int64) *Request {
 		c.fields["thinking"], _ = json.Marshal(fit)
 	}
 	return &c
+}
+
+func (r *Request) hasUnsignedThinking() bool {
+	for i := range r.Messages {
+		for _, b := range r.Messages[i].Blocks {
+			if b.Type == blockThinking && (b.Signature == nil || *b.Signature == "") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// withoutUnsignedThinking returns the messages array raw without its unsigned thinking blocks,
+// every other byte of every other block kept; a message left with no content goes too (the API
+// joins consecutive turns of one role).
+func withoutUnsignedThinking(raw json.RawMessage) (json.RawMessage, error) {
+	var msgs []map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &msgs); err != nil {
+		return nil, err
+	}
+	kept := msgs[:0]
+	for _, m := range msgs {
+		var blocks []json.RawMessage
+		if json.Unmarshal(m["content"], &blocks) != nil {
+			kept = append(kept, m) // a string content has no thinking
+			continue
+		}
+		out := blocks[:0]
+		for _, b := range blocks {
+			var probe struct {
+				Type      string `json:"type"`
+				Signature string `json:"signature"`
+			}
+			if json.Unmarshal(b, &probe) == nil && probe.Type == blockThinking && probe.Signature == "" {
+				continue
+			}
+			out = append(out, b)
+		}
+		if len(out) == 0 {
+			continue
+		}
+		content, err := marshalVerbatim(out)
+		if err != nil {
+			return nil, err
+		}
+		m["content"] = content
+		kept = append(kept, m)
+	}
+	return marshalVerbatim(kept)
 }

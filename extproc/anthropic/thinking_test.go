@@ -1,8 +1,10 @@
 package anthropic_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
+	"reflect"
 	"testing"
 
 	"github.com/tollgate/tollgate/extproc/anthropic"
@@ -200,4 +202,62 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestUpstreamBodyUnsignedThinking checks that a thinking block the gateway translated from
+// another provider (no signature) never reaches Anthropic, which would refuse it, while signed
+// ones and everything else pass unchanged.
+func TestUpstreamBodyUnsignedThinking(t *testing.T) {
+	tests := []struct {
+		name     string
+		messages string
+		want     string
+	}{
+		{
+			name:     "signed kept",
+			messages: `[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"thinking","thinking":"t","signature":"c2ln"},{"type":"text","text":"a"}]},{"role":"user","content":"q2"}]`,
+			want:     `[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"thinking","thinking":"t","signature":"c2ln"},{"type":"text","text":"a"}]},{"role":"user","content":"q2"}]`,
+		},
+		{
+			name:     "unsigned dropped",
+			messages: `[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"thinking","thinking":"t","signature":""},{"type":"text","text":"a <b>","cache_control":{"type":"ephemeral"}}]},{"role":"user","content":"q2"}]`,
+			want:     `[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"text","text":"a <b>","cache_control":{"type":"ephemeral"}}]},{"role":"user","content":"q2"}]`,
+		},
+		{
+			name:     "message left empty dropped",
+			messages: `[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"thinking","thinking":"t"}]},{"role":"user","content":"q2"}]`,
+			want:     `[{"role":"user","content":"q"},{"role":"user","content":"q2"}]`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := anthropic.ParseRequest([]byte(`{"model":"c","max_tokens":100,"messages":` + tt.messages + `}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := anthropic.UpstreamBody(r, "claude-up")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out struct {
+				Messages json.RawMessage `json:"messages"`
+			}
+			if err := json.Unmarshal(body, &out); err != nil {
+				t.Fatal(err)
+			}
+			var got, want any
+			if err := json.Unmarshal(out.Messages, &got); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal([]byte(tt.want), &want); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("messages =\n%s\nwant\n%s", out.Messages, tt.want)
+			}
+			if bytes.Contains(body, []byte(`\u003c`)) {
+				t.Errorf("text was re-escaped: %s", body)
+			}
+		})
+	}
 }
