@@ -22,7 +22,7 @@ const blockSeparator = "\n\n"
 // What does not survive the conversion, by design:
 //   - thinking and redacted_thinking blocks of earlier turns (signed by Anthropic, meaningless
 //     elsewhere); the thinking parameter itself survives as the pivot's reasoning control
-//     (enabled: its budget; adaptive: a dynamic budget; disabled: off);
+//     (enabled: its budget; adaptive: a dynamic budget; disabled: like no thinking field);
 //   - cache_control marks, metadata, and fields the gateway does not interpret;
 //   - images inside tool_result content (pivot tool messages are text only);
 //   - a tool_result's is_error flag survives only as an "Error: " prefix on its text.
@@ -43,9 +43,10 @@ func (r *Request) ToOpenAI() (*openai.ChatRequest, error) {
 			out.Reasoning = &openai.Reasoning{Budget: t.BudgetTokens, HasBudget: true}
 		case "adaptive":
 			out.Reasoning = &openai.Reasoning{Budget: openai.DynamicBudget, HasBudget: true}
-		case "disabled":
-			out.Reasoning = &openai.Reasoning{Effort: openai.EffortNone}
 		}
+		// "disabled" is Anthropic's default, so it says no more than no thinking field at all;
+		// translated as "off" it would make providers refuse the request whose models cannot
+		// stop reasoning (Gemini 2.5 Pro, OpenAI models before gpt-5.1).
 	}
 
 	if len(r.System) > 0 {

@@ -106,7 +106,7 @@ func TestToOpenAIThinking(t *testing.T) {
 		{`{"type":"enabled","budget_tokens":10000}`, "medium", 10000, true},
 		{`{"type":"enabled","budget_tokens":30000}`, "high", 30000, true},
 		{`{"type":"adaptive"}`, "medium", 0, false},
-		{`{"type":"disabled"}`, "none", 0, true},
+		{`{"type":"disabled"}`, "", 0, false}, // Anthropic's default: no control at all
 	}
 	for _, tt := range tests {
 		t.Run(tt.thinking, func(t *testing.T) {
