@@ -123,7 +123,7 @@ func (d *Decoder) Feed(dst []Event, p []byte) ([]Event, error) {
 }
 
 // Pending reports whether input that does not yet form a complete event is held. At the end of
-// a stream, pending input means the provider cut an event short.
+// a stream, End decides what becomes of it.
 func (d *Decoder) Pending() bool {
 	return len(d.buf) > 0 || d.hasData || d.cur.Name != "" || d.cur.ID != ""
 }
