@@ -311,7 +311,7 @@ func schemaIsObject(schema json.RawMessage) bool {
 // API's rules (https://docs.claude.com/en/docs/build-with-claude/extended-thinking):
 //
 //   - the budget is the client's own, else its effort's (openai.Reasoning's table); a dynamic
-//     budget gets medium's. It must be at least MinThinkingBudget and below max_tokens, so it is
+//     budget, or a Gemini client that only asks to see thoughts, gets medium's. It must be at least MinThinkingBudget and below max_tokens, so it is
 //     raised to the one and cut to max_tokens-1, and when both cannot hold, thinking stays off:
 //     max_tokens is the limit the credit hold assumed, and it is never raised for thinking;
 //   - thinking refuses a modified temperature or top_k and a top_p below 0.95, so those are
@@ -328,6 +328,9 @@ func (out *requestOut) setThinking(r *openai.ChatRequest) {
 	}
 	budget, ok := rc.TokenBudget()
 	if !ok {
+		if !rc.HasBudget && (rc.IncludeThoughts == nil || !*rc.IncludeThoughts) {
+			return // a Gemini thinkingConfig that neither sets an amount nor asks to see thoughts
+		}
 		budget, _ = openai.EffortBudget(openai.EffortMedium)
 	}
 	budget = min(max(budget, MinThinkingBudget), out.MaxTokens-1)

@@ -28,6 +28,9 @@ func TestFromOpenAIThinking(t *testing.T) {
 		{name: "effort cut below max_tokens", body: `{"max_completion_tokens":8000}`, reasoning: &openai.Reasoning{Effort: "high"}, wantBudget: 7999},
 		{name: "budget kept", body: `{"max_completion_tokens":8000}`, reasoning: &openai.Reasoning{Budget: 5000, HasBudget: true}, wantBudget: 5000},
 		{name: "dynamic gets medium", body: `{"max_completion_tokens":20000}`, reasoning: &openai.Reasoning{Budget: -1, HasBudget: true}, wantBudget: 8192},
+		{name: "thoughts asked gets medium", body: `{"max_completion_tokens":20000}`, reasoning: &openai.Reasoning{IncludeThoughts: ptr(true)}, wantBudget: 8192},
+		{name: "thoughts hidden, no amount", body: `{"max_completion_tokens":20000,"temperature":0.4}`, reasoning: &openai.Reasoning{IncludeThoughts: ptr(false)}, wantTemp: true},
+		{name: "empty control", body: `{"max_completion_tokens":20000,"temperature":0.4}`, reasoning: &openai.Reasoning{}, wantTemp: true},
 		{name: "minimal is the floor", body: `{"max_completion_tokens":20000}`, reasoning: &openai.Reasoning{Effort: "minimal"}, wantBudget: 1024},
 		{name: "small budget raised to the minimum", body: `{"max_completion_tokens":20000}`, reasoning: &openai.Reasoning{Budget: 200, HasBudget: true}, wantBudget: 1024},
 		{name: "no room for the minimum", body: `{"max_completion_tokens":1024,"temperature":0.4}`, reasoning: &openai.Reasoning{Effort: "low"}, wantTemp: true},
@@ -261,3 +264,5 @@ func TestUpstreamBodyUnsignedThinking(t *testing.T) {
 		})
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
