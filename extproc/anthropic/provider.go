@@ -311,9 +311,10 @@ func schemaIsObject(schema json.RawMessage) bool {
 // API's rules (https://docs.claude.com/en/docs/build-with-claude/extended-thinking):
 //
 //   - the budget is the client's own, else its effort's (openai.Reasoning's table); a dynamic
-//     budget, or a Gemini client that only asks to see thoughts, gets medium's. It must be at least MinThinkingBudget and below max_tokens, so it is
-//     raised to the one and cut to max_tokens-1, and when both cannot hold, thinking stays off:
-//     max_tokens is the limit the credit hold assumed, and it is never raised for thinking;
+//     budget, or a Gemini client that only asks to see thoughts, gets medium's. It must be at
+//     least MinThinkingBudget and below max_tokens, so it is raised to the one and cut to
+//     max_tokens-1, and when both cannot hold, thinking stays off: max_tokens is the limit the
+//     credit hold assumed, and it is never raised for thinking;
 //   - thinking refuses a modified temperature or top_k and a top_p below 0.95, so those are
 //     dropped (temperature and top_k) or raised to 0.95 (top_p) when thinking is on;
 //   - thinking refuses a forced tool choice (any, tool, and the structured-output tool), and a
