@@ -165,7 +165,7 @@ func translateResponse(req *clientRequest, provider protocol, body []byte, model
 	case protoAnthropic:
 		out = anthropic.ResponseFromOpenAI(c, model)
 	case protoGemini:
-		out = gemini.ResponseFromOpenAI(c, model)
+		out = gemini.ResponseFromOpenAI(c, model, gemini.ShowThoughts(req.pivot))
 	default:
 		out = openai.EncodeCompletion(c, model)
 	}
@@ -199,7 +199,7 @@ func newStreamProcessor(req *clientRequest, provider protocol, model string) str
 	case protoAnthropic:
 		b.enc = anthropic.NewStreamEncoder(model)
 	case protoGemini:
-		b.enc = gemini.NewStreamEncoder(model)
+		b.enc = gemini.NewStreamEncoder(model, gemini.ShowThoughts(req.pivot))
 	default:
 		b.enc = openai.NewStreamEncoder(model, req.includeUsage)
 	}

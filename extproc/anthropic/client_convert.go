@@ -21,7 +21,8 @@ const blockSeparator = "\n\n"
 //
 // What does not survive the conversion, by design:
 //   - thinking and redacted_thinking blocks of earlier turns (signed by Anthropic, meaningless
-//     elsewhere), and the thinking parameter (the pivot has no reasoning budget);
+//     elsewhere); the thinking parameter itself survives as the pivot's reasoning control
+//     (enabled: its budget; adaptive: a dynamic budget; disabled: like no thinking field);
 //   - cache_control marks, metadata, and fields the gateway does not interpret;
 //   - images inside tool_result content (pivot tool messages are text only);
 //   - a tool_result's is_error flag survives only as an "Error: " prefix on its text.
@@ -36,6 +37,17 @@ func (r *Request) ToOpenAI() (*openai.ChatRequest, error) {
 	}
 	out.TopP, out.TopK = r.TopP, r.TopK
 	out.Stop = r.StopSequences
+	if t := r.Thinking; t != nil {
+		switch t.Type {
+		case "enabled":
+			out.Reasoning = &openai.Reasoning{Budget: t.BudgetTokens, HasBudget: true}
+		case "adaptive":
+			out.Reasoning = &openai.Reasoning{Budget: openai.DynamicBudget, HasBudget: true}
+		}
+		// "disabled" is Anthropic's default, so it says no more than no thinking field at all;
+		// translated as "off" it would make providers refuse the request whose models cannot
+		// stop reasoning (Gemini 2.5 Pro, OpenAI models before gpt-5.1).
+	}
 
 	if len(r.System) > 0 {
 		texts := make([]string, 0, len(r.System))
@@ -196,6 +208,11 @@ func compactJSON(raw json.RawMessage) string {
 // received, every field kept, with the provider's model name. It is rebuilt from the parsed
 // fields on every call, never edited in place, so a retried attempt cannot inherit bytes from a
 // previous one.
+//
+// One thing is taken out: thinking blocks without a signature. Anthropic signs every thinking
+// block it returns and refuses a request whose thinking block's signature does not verify; an
+// unsigned one can only come from an answer the gateway translated from another provider (see
+// ResponseFromOpenAI), which a fallback chain may have served on an earlier turn.
 func UpstreamBody(r *Request, upstreamModel string) ([]byte, error) {
 	out := make(map[string]json.RawMessage, len(r.fields))
 	for k, v := range r.fields {
@@ -206,6 +223,11 @@ func UpstreamBody(r *Request, upstreamModel string) ([]byte, error) {
 		return nil, fmt.Errorf("encode anthropic model: %w", err)
 	}
 	out["model"] = model
+	if r.hasUnsignedThinking() {
+		if out["messages"], err = withoutUnsignedThinking(r.fields["messages"]); err != nil {
+			return nil, fmt.Errorf("encode anthropic messages: %w", err)
+		}
+	}
 	body, err := marshalVerbatim(out)
 	if err != nil {
 		return nil, fmt.Errorf("encode anthropic request: %w", err)
@@ -227,6 +249,10 @@ func marshalVerbatim(v any) ([]byte, error) {
 
 // WithMaxTokens returns a copy of r whose max_tokens is n: the gateway always sends the output
 // limit its credit hold assumed. r is not modified (every attempt starts from the client's).
+//
+// When n is below the client's own max_tokens (the model's maximum is lower), a thinking
+// budget must stay below it too, or Anthropic refuses the request: the budget is cut to n-1,
+// and thinking is turned off when that leaves less than MinThinkingBudget.
 func (r *Request) WithMaxTokens(n int64) *Request {
 	c := *r
 	c.MaxTokens = n
@@ -235,5 +261,63 @@ func (r *Request) WithMaxTokens(n int64) *Request {
 		c.fields[k] = v
 	}
 	c.fields["max_tokens"] = strconv.AppendInt(nil, n, 10)
+	if t := r.Thinking; t != nil && t.Type == "enabled" && t.BudgetTokens >= n {
+		fit := Thinking{Type: "enabled", BudgetTokens: n - 1}
+		if fit.BudgetTokens < MinThinkingBudget {
+			fit = Thinking{Type: "disabled"}
+		}
+		c.Thinking = &fit
+		c.fields["thinking"], _ = json.Marshal(fit)
+	}
 	return &c
+}
+
+func (r *Request) hasUnsignedThinking() bool {
+	for i := range r.Messages {
+		for _, b := range r.Messages[i].Blocks {
+			if b.Type == blockThinking && (b.Signature == nil || *b.Signature == "") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// withoutUnsignedThinking returns the messages array raw without its unsigned thinking blocks,
+// every other byte of every other block kept; a message left with no content goes too (the API
+// joins consecutive turns of one role).
+func withoutUnsignedThinking(raw json.RawMessage) (json.RawMessage, error) {
+	var msgs []map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &msgs); err != nil {
+		return nil, err
+	}
+	kept := msgs[:0]
+	for _, m := range msgs {
+		var blocks []json.RawMessage
+		if json.Unmarshal(m["content"], &blocks) != nil {
+			kept = append(kept, m) // a string content has no thinking
+			continue
+		}
+		out := blocks[:0]
+		for _, b := range blocks {
+			var probe struct {
+				Type      string `json:"type"`
+				Signature string `json:"signature"`
+			}
+			if json.Unmarshal(b, &probe) == nil && probe.Type == blockThinking && probe.Signature == "" {
+				continue
+			}
+			out = append(out, b)
+		}
+		if len(out) == 0 {
+			continue
+		}
+		content, err := marshalVerbatim(out)
+		if err != nil {
+			return nil, err
+		}
+		m["content"] = content
+		kept = append(kept, m)
+	}
+	return marshalVerbatim(kept)
 }

@@ -17,6 +17,14 @@
 // tool, StructuredOutputTool, whose input is the answer; the response side recognises that tool
 // by name, without request state, and turns its input back into text content (see provider.go).
 //
+// Extended thinking travels as the pivot's reasoning control (openai.Reasoning): thinking's
+// budget_tokens in, a budget fitted to the Messages API's rules out (setThinking). Thinking
+// blocks come back as the pivot's reasoning; Anthropic's signatures survive only the
+// same-protocol path, and a native request never forwards an unsigned thinking block.
+//
+// Every stream decoder and rewriter here ends through sse.Decoder.End, the gateway's one
+// end-of-stream rule.
+//
 // Reference: https://docs.claude.com/en/api/messages (request and response),
 // https://docs.claude.com/en/docs/build-with-claude/streaming (event grammar),
 // https://docs.claude.com/en/api/errors (error types).

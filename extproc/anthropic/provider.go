@@ -52,6 +52,7 @@ type requestOut struct {
 	Stream        bool         `json:"stream,omitempty"`
 	Tools         []Tool       `json:"tools,omitempty"`
 	ToolChoice    *ToolChoice  `json:"tool_choice,omitempty"`
+	Thinking      *Thinking    `json:"thinking,omitempty"`
 	Metadata      *Metadata    `json:"metadata,omitempty"`
 }
 
@@ -62,8 +63,9 @@ type requestOut struct {
 // System and developer messages become the system prompt; consecutive messages of one role are
 // merged, since Anthropic expects turns to alternate and wants every tool_result answering one
 // assistant turn in the single user turn that follows; "tool" messages become tool_result
-// blocks. OpenAI's user field becomes metadata.user_id; other OpenAI-only fields (seed,
-// penalties, logprobs, reasoning_effort, …) have no equivalent and are dropped.
+// blocks. OpenAI's user field becomes metadata.user_id; the reasoning control becomes thinking
+// (see setThinking); other OpenAI-only fields (seed, penalties, logprobs, …) have no equivalent
+// and are dropped.
 //
 // Errors caused by the request's content are *apierror.Error values.
 func FromOpenAI(r *openai.ChatRequest, upstreamModel string, defaultMaxTokens int64) ([]byte, error) {
@@ -89,6 +91,7 @@ func FromOpenAI(r *openai.ChatRequest, upstreamModel string, defaultMaxTokens in
 		return nil, err
 	}
 	out.setResponseFormat(r.ResponseFormat)
+	out.setThinking(r)
 	if raw, ok := r.Extra["user"]; ok {
 		var user string
 		if json.Unmarshal(raw, &user) == nil && user != "" {
@@ -302,4 +305,67 @@ func schemaIsObject(schema json.RawMessage) bool {
 		Type string `json:"type"`
 	}
 	return isObject(schema) && json.Unmarshal(schema, &s) == nil && s.Type == "object"
+}
+
+// setThinking turns the pivot's reasoning control into extended thinking, within the Messages
+// API's rules (https://docs.claude.com/en/docs/build-with-claude/extended-thinking):
+//
+//   - the budget is the client's own, else its effort's (openai.Reasoning's table); a dynamic
+//     budget, or a Gemini client that only asks to see thoughts, gets medium's. It must be at
+//     least MinThinkingBudget and below max_tokens, so it is raised to the one and cut to
+//     max_tokens-1, and when both cannot hold, thinking stays off: max_tokens is the limit the
+//     credit hold assumed, and it is never raised for thinking;
+//   - thinking refuses a modified temperature or top_k and a top_p below 0.95, so those are
+//     dropped (temperature and top_k) or raised to 0.95 (top_p) when thinking is on;
+//   - thinking refuses a forced tool choice (any, tool, and the structured-output tool), and a
+//     turn that continues a tool call must start with the thinking block Anthropic signed, which
+//     a pivot request never carries: in both cases thinking stays off, since the tool use is
+//     what the client's request depends on;
+//   - "off" (OpenAI's none, Gemini's budget 0) is Anthropic's default and needs no field.
+func (out *requestOut) setThinking(r *openai.ChatRequest) {
+	rc := r.Reasoning
+	if rc == nil || rc.Off() {
+		return
+	}
+	budget, ok := rc.TokenBudget()
+	if !ok {
+		if !rc.HasBudget && (rc.IncludeThoughts == nil || !*rc.IncludeThoughts) {
+			return // a Gemini thinkingConfig that neither sets an amount nor asks to see thoughts
+		}
+		budget, _ = openai.EffortBudget(openai.EffortMedium)
+	}
+	budget = min(max(budget, MinThinkingBudget), out.MaxTokens-1)
+	if budget < MinThinkingBudget {
+		return
+	}
+	if c := out.ToolChoice; c != nil && (c.Type == "any" || c.Type == "tool") {
+		return
+	}
+	if continuesToolUse(r.Messages) {
+		return
+	}
+	out.Thinking = &Thinking{Type: "enabled", BudgetTokens: budget}
+	out.Temperature, out.TopK = nil, nil
+	if out.TopP != nil && *out.TopP < minThinkingTopP {
+		p := minThinkingTopP
+		out.TopP = &p
+	}
+}
+
+// minThinkingTopP is the smallest top_p the Messages API accepts with thinking on.
+const minThinkingTopP = 0.95
+
+// continuesToolUse reports whether the request answers the assistant's tool calls: the last
+// assistant message called tools and only tool results follow it.
+func continuesToolUse(msgs []openai.Message) bool {
+	for i := len(msgs) - 1; i >= 0; i-- {
+		switch msgs[i].Role {
+		case "tool":
+			continue
+		case "assistant":
+			return len(msgs[i].ToolCalls) > 0
+		}
+		return false
+	}
+	return false
 }

@@ -83,6 +83,9 @@ func NewStreamDecoder(model string) *StreamDecoder {
 func (d *StreamDecoder) Feed(chunk []byte, endOfStream bool) ([]openai.ChatCompletionChunk, error) {
 	var err error
 	d.events, err = d.dec.Feed(d.events[:0], chunk)
+	if err == nil && endOfStream {
+		d.events, _ = d.dec.End(d.events, json.Valid)
+	}
 	var out []openai.ChatCompletionChunk
 	for _, ev := range d.events {
 		if d.done {

@@ -39,6 +39,9 @@ func NewStreamRewriter(model string) *StreamRewriter { return &StreamRewriter{mo
 func (s *StreamRewriter) Feed(chunk []byte, endOfStream bool) ([]byte, error) {
 	var err error
 	s.events, err = s.dec.Feed(s.events[:0], chunk)
+	if err == nil && endOfStream {
+		s.events, _ = s.dec.End(s.events, json.Valid)
+	}
 	var out []byte
 	for _, ev := range s.events {
 		if s.done {

@@ -450,3 +450,58 @@ func TestStreamEncoderEmpty(t *testing.T) {
 		t.Errorf("got %s", out)
 	}
 }
+
+// endVariants takes a stream whose last event ends in its blank line and returns it without that
+// blank line, without the last line ending, and with the last line cut inside its JSON, plus the
+// stream without its last event, which the cut one must behave like (package sse, End).
+func endVariants(t *testing.T, in []byte) (noBlank, noEOL, cut, withoutLast []byte) {
+	t.Helper()
+	s := string(in)
+	if !strings.HasSuffix(s, "\n\n") {
+		t.Fatalf("fixture does not end in a blank line")
+	}
+	eol := strings.TrimRight(s, "\r\n")
+	return []byte(s[:len(s)-1]), []byte(eol), []byte(eol[:len(eol)-3]),
+		[]byte(s[:strings.LastIndex(eol, "\n\n")+2])
+}
+
+// TestEndOfStreamRule checks the one end-of-stream rule on Anthropic streams: a last event
+// without its blank line, or even its line ending, is still an event; one cut inside its data
+// line is discarded and the stream is treated as cut, at every split point.
+func TestEndOfStreamRule(t *testing.T) {
+	for _, name := range []string{"basic", "thinking", "tool_use"} {
+		t.Run(name, func(t *testing.T) {
+			upstream, err := os.ReadFile("testdata/stream/" + name + ".upstream.sse")
+			if err != nil {
+				t.Fatal(err)
+			}
+			noBlank, noEOL, cut, withoutLast := endVariants(t, upstream)
+			wantDec := decodeStream(t, upstream, nil)
+			wantOut, _ := rewriteStream(t, upstream, nil)
+			cutDec := decodeStream(t, withoutLast, nil)
+			cutOut, _ := rewriteStream(t, withoutLast, nil)
+			if !wantDec.Done || cutDec.Done || cutDec.Error == nil {
+				t.Fatalf("fixture: whole done %v, cut done %v error %v", wantDec.Done, cutDec.Done, cutDec.Error)
+			}
+			for _, tc := range []struct {
+				name    string
+				in      []byte
+				dec     decoded
+				rewrite []byte
+			}{
+				{"no final blank line", noBlank, wantDec, wantOut},
+				{"no final line ending", noEOL, wantDec, wantOut},
+				{"last line cut", cut, cutDec, cutOut},
+			} {
+				for i := 0; i <= len(tc.in); i++ {
+					if got := decodeStream(t, tc.in, []int{i}); !reflect.DeepEqual(got, tc.dec) {
+						t.Fatalf("%s: decoder split at %d: got %s", tc.name, i, mustJSON(t, got))
+					}
+					if got, _ := rewriteStream(t, tc.in, []int{i}); !bytes.Equal(got, tc.rewrite) {
+						t.Fatalf("%s: rewriter split at %d:\n%s", tc.name, i, got)
+					}
+				}
+			}
+		})
+	}
+}

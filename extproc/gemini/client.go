@@ -3,6 +3,7 @@ package gemini
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/tollgate/tollgate/extproc/apierror"
@@ -194,7 +195,29 @@ func validateGenerationConfig(g *GenerationConfig) error {
 	case len(g.ResponseSchema) > 0 && len(g.ResponseJSONSchema) > 0:
 		return apierror.InvalidParam(p+"responseSchema", "Parameter generationConfig: responseSchema and responseJsonSchema can not both be set")
 	}
+	if t := g.ThinkingConfig; t != nil {
+		const tp = p + "thinkingConfig."
+		switch {
+		case t.ThinkingBudget != nil && t.ThinkingLevel != "":
+			// Google refuses the pair too: the level is Gemini 3's form of the budget.
+			return apierror.InvalidParam(tp+"thinkingLevel", "Parameter generationConfig.thinkingConfig: thinkingBudget and thinkingLevel can not both be set")
+		case t.ThinkingBudget != nil && *t.ThinkingBudget < openai.DynamicBudget:
+			return apierror.InvalidParam(tp+"thinkingBudget", "Parameter generationConfig.thinkingConfig.thinkingBudget must be -1 (dynamic), 0 (off) or a number of tokens")
+		case t.ThinkingLevel != "" && thinkingLevelEffort(t.ThinkingLevel) == "":
+			return apierror.InvalidParam(tp+"thinkingLevel", "Parameter generationConfig.thinkingConfig.thinkingLevel must be one of minimal, low, medium, high")
+		}
+	}
 	return nil
+}
+
+// thinkingLevelEffort is the pivot's effort for a thinkingLevel, "" for an unknown one. The
+// REST reference spells the enum in capitals, its examples in lower case; both are accepted.
+func thinkingLevelEffort(level string) string {
+	switch e := strings.ToLower(level); e {
+	case openai.EffortMinimal, openai.EffortLow, openai.EffortMedium, openai.EffortHigh:
+		return e
+	}
+	return ""
 }
 
 // UpstreamBody is the body sent to a Gemini provider for a Gemini client's request. It is

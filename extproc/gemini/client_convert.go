@@ -194,6 +194,16 @@ func pivotGeneration(c *openai.ChatRequest, g *GenerationConfig) error {
 		c.SetMaxTokens(*g.MaxOutputTokens)
 	}
 	c.Stop = g.StopSequences
+	if t := g.ThinkingConfig; t != nil {
+		rc := &openai.Reasoning{IncludeThoughts: t.IncludeThoughts}
+		switch {
+		case t.ThinkingBudget != nil:
+			rc.Budget, rc.HasBudget = *t.ThinkingBudget, true
+		case t.ThinkingLevel != "":
+			rc.Effort = thinkingLevelEffort(t.ThinkingLevel)
+		}
+		c.Reasoning = rc
+	}
 	if g.ResponseMimeType == "application/json" {
 		schema := g.ResponseJSONSchema
 		if len(schema) == 0 && len(g.ResponseSchema) > 0 {

@@ -63,7 +63,7 @@ func TestResponseFromOpenAIGolden(t *testing.T) {
 			if err := json.Unmarshal(a.sections["completion.json"], &c); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, path, a, "gemini.json", indent(t, ResponseFromOpenAI(&c, "canonical-model")))
+			golden(t, path, a, "gemini.json", indent(t, ResponseFromOpenAI(&c, "canonical-model", true)))
 		})
 	}
 }

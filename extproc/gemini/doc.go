@@ -13,6 +13,12 @@
 // errors through ProviderError. Same-protocol answers are passed through RewriteResponse and
 // StreamRewriter, which put the canonical model id in modelVersion and read the usage.
 //
+// thinkingConfig travels as the pivot's reasoning control (openai.Reasoning): thinkingBudget or
+// thinkingLevel and includeThoughts in, a thinkingBudget out (thinkingConfig in provider.go).
+// Thought parts become the pivot's reasoning, and are rendered for a Gemini client only when it
+// asked for them (ShowThoughts). thoughtsTokenCount is billed as reasoning, apart from
+// candidatesTokenCount. Stream decoders and rewriters end through sse.Decoder.End.
+//
 // Requests may spell fields in camelCase or in proto snake_case (the API accepts both); this
 // package always emits camelCase. Nothing here is safe for concurrent use unless stated.
 package gemini

@@ -218,8 +218,9 @@ func generationConfig(r *openai.ChatRequest) *GenerationConfig {
 	_ = json.Unmarshal(r.Extra["seed"], &g.Seed)
 	_ = json.Unmarshal(r.Extra["presence_penalty"], &g.PresencePenalty)
 	_ = json.Unmarshal(r.Extra["frequency_penalty"], &g.FrequencyPenalty)
+	g.ThinkingConfig = thinkingConfig(r.Reasoning)
 	if g.Temperature == nil && g.TopP == nil && g.TopK == nil && g.MaxOutputTokens == nil && len(g.StopSequences) == 0 &&
-		g.ResponseMimeType == "" && g.Seed == nil && g.PresencePenalty == nil && g.FrequencyPenalty == nil {
+		g.ResponseMimeType == "" && g.Seed == nil && g.PresencePenalty == nil && g.FrequencyPenalty == nil && g.ThinkingConfig == nil {
 		return nil
 	}
 	return g
@@ -442,4 +443,31 @@ func errOrNull(err error) error {
 		return err
 	}
 	return fmt.Errorf("body is null")
+}
+
+// maxThinkingBudget is the largest thinkingBudget any Gemini model takes (2.5 Pro's), from
+// https://ai.google.dev/gemini-api/docs/thinking#set-budget.
+const maxThinkingBudget = 32768
+
+// thinkingConfig turns the pivot's reasoning control into thinkingConfig. It always sends a
+// thinkingBudget, never a thinkingLevel: Gemini 2.5 models take only the budget, and Gemini 3
+// still accepts it (https://ai.google.dev/gemini-api/docs/thinking). Off is budget 0, dynamic
+// -1, an effort its budget from openai.Reasoning's table, a budget above any model's range is
+// cut to maxThinkingBudget. includeThoughts is on unless a Gemini client turned it off: every
+// client protocol can show reasoning, and thought tokens are billed whether shown or not.
+func thinkingConfig(rc *openai.Reasoning) *ThinkingConfig {
+	if rc == nil {
+		return nil
+	}
+	if rc.Off() {
+		zero := int64(0)
+		return &ThinkingConfig{ThinkingBudget: &zero}
+	}
+	budget, ok := rc.TokenBudget()
+	if !ok {
+		budget = openai.DynamicBudget
+	}
+	budget = min(budget, maxThinkingBudget)
+	include := rc.IncludeThoughts == nil || *rc.IncludeThoughts
+	return &ThinkingConfig{ThinkingBudget: &budget, IncludeThoughts: &include}
 }

@@ -169,7 +169,7 @@ func TestToolRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	var g GenerateContentResponse
-	if err := json.Unmarshal(ResponseFromOpenAI(c, "m"), &g); err != nil {
+	if err := json.Unmarshal(ResponseFromOpenAI(c, "m", true), &g); err != nil {
 		t.Fatal(err)
 	}
 	fc := g.Candidates[0].Content.Parts[0].FunctionCall

@@ -10,13 +10,19 @@ import (
 // ResponseFromOpenAI renders a pivot completion as a GenerateContentResponse for a Gemini
 // client: the reasoning as a thought part, then the text, then one functionCall part per tool
 // call (carrying the call's id, which the client may echo in its functionResponse), the finish
-// reason, usageMetadata, and the canonical model in modelVersion.
-func ResponseFromOpenAI(c *openai.ChatCompletion, model string) []byte {
+// reason, usageMetadata, and the canonical model in modelVersion. thoughts is whether the
+// client asked for thought parts (ShowThoughts); without it the reasoning is left out, as Gemini
+// itself leaves it out, though its tokens are still counted in thoughtsTokenCount.
+func ResponseFromOpenAI(c *openai.ChatCompletion, model string, thoughts bool) []byte {
 	resp := GenerateContentResponse{ModelVersion: model, ResponseID: c.ID}
 	cand := Candidate{Content: &Content{Role: RoleModel, Parts: []Part{}}}
 	if len(c.Choices) > 0 {
 		ch := &c.Choices[0]
-		cand.Content.Parts = messageParts(&ch.Message)
+		msg := ch.Message
+		if !thoughts {
+			msg.ReasoningContent = ""
+		}
+		cand.Content.Parts = messageParts(&msg)
 		cand.FinishReason = geminiFinish(ch.FinishReason)
 	}
 	resp.Candidates = []Candidate{cand}
@@ -68,3 +74,11 @@ func argsObject(arguments string) json.RawMessage {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// ShowThoughts reports whether a Gemini client's request asked for thought parts
+// (generationConfig.thinkingConfig.includeThoughts): Gemini returns them only then, so a
+// translated answer shows a provider's reasoning to a Gemini client only then too.
+func ShowThoughts(r *openai.ChatRequest) bool {
+	rc := r.Reasoning
+	return rc != nil && rc.IncludeThoughts != nil && *rc.IncludeThoughts
+}

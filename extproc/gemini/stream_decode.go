@@ -48,11 +48,8 @@ func (d *StreamDecoder) Feed(chunk []byte, endOfStream bool) ([]openai.ChatCompl
 	if err != nil {
 		return nil, fmt.Errorf("gemini stream: %w", err)
 	}
-	if endOfStream && d.dec.Pending() {
-		// A last frame without its blank line is still a whole frame.
-		if d.events, err = d.dec.Feed(d.events, []byte("\n\n")); err != nil {
-			return nil, fmt.Errorf("gemini stream: %w", err)
-		}
+	if endOfStream {
+		d.events, _ = d.dec.End(d.events, json.Valid)
 	}
 	for _, ev := range d.events {
 		if out, err = d.frame(out, ev.Data); err != nil {

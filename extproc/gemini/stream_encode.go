@@ -17,12 +17,13 @@ import (
 // fragments are accumulated and the complete calls go out in the final frame, with the finish
 // reason and usageMetadata. Not safe for concurrent use.
 type StreamEncoder struct {
-	model  string
-	id     string
-	calls  []*pendingCall
-	byIdx  map[int]*pendingCall
-	finish string
-	usage  *openai.Usage
+	model    string
+	thoughts bool
+	id       string
+	calls    []*pendingCall
+	byIdx    map[int]*pendingCall
+	finish   string
+	usage    *openai.Usage
 }
 
 type pendingCall struct {
@@ -30,9 +31,10 @@ type pendingCall struct {
 	args     strings.Builder
 }
 
-// NewStreamEncoder returns an encoder naming model in every frame's modelVersion.
-func NewStreamEncoder(model string) *StreamEncoder {
-	return &StreamEncoder{model: model, byIdx: map[int]*pendingCall{}}
+// NewStreamEncoder returns an encoder naming model in every frame's modelVersion; thoughts is
+// whether the client asked for thought parts (ShowThoughts), else reasoning deltas are left out.
+func NewStreamEncoder(model string, thoughts bool) *StreamEncoder {
+	return &StreamEncoder{model: model, thoughts: thoughts, byIdx: map[int]*pendingCall{}}
 }
 
 // Encode appends the frames for chunks to dst.
@@ -52,7 +54,7 @@ func (e *StreamEncoder) Encode(dst []byte, chunks []openai.ChatCompletionChunk) 
 				continue // the gateway serves one candidate
 			}
 			d := &c.Delta
-			if d.ReasoningContent != "" {
+			if d.ReasoningContent != "" && e.thoughts {
 				dst = e.frame(dst, []Part{{Text: ptr(d.ReasoningContent), Thought: true}}, "", nil)
 			}
 			text := ""

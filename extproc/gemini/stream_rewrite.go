@@ -44,10 +44,8 @@ func (s *StreamRewriter) Feed(chunk []byte, endOfStream bool) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gemini stream: %w", err)
 	}
-	if endOfStream && s.dec.Pending() {
-		if s.events, err = s.dec.Feed(s.events, []byte("\n\n")); err != nil {
-			return nil, fmt.Errorf("gemini stream: %w", err)
-		}
+	if endOfStream {
+		s.events, _ = s.dec.End(s.events, json.Valid)
 	}
 	for _, ev := range s.events {
 		b, err := s.rewrite(ev.Data)

@@ -126,7 +126,7 @@ func TestStreamGolden(t *testing.T) {
 				return // nothing to re-encode: the client gets an error frame instead
 			}
 			encode := func(split int) []byte {
-				e := NewStreamEncoder("canonical-model")
+				e := NewStreamEncoder("canonical-model", true)
 				out := e.Encode(nil, want.Chunks[:split])
 				out = e.Encode(out, want.Chunks[split:])
 				return e.Finish(out, want.Usage)
@@ -176,7 +176,7 @@ func TestStreamEncoderToolFragments(t *testing.T) {
 		{ID: "c1", Choices: []openai.ChunkChoice{{FinishReason: &stop}}},
 		{ID: "c1", Choices: []openai.ChunkChoice{}, Usage: &openai.Usage{PromptTokens: 3, CompletionTokens: 4, TotalTokens: 7}},
 	}
-	e := NewStreamEncoder("m")
+	e := NewStreamEncoder("m", true)
 	out := e.Encode(nil, chunks)
 	if len(out) != 0 {
 		t.Fatalf("fragments leaked before the end: %s", out)
@@ -265,4 +265,50 @@ func FuzzParseRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestEndOfStreamRule checks the one end-of-stream rule (package sse, End) on Gemini streams:
+// the last frame without its blank line, or without its line ending (LF or CRLF framing), is
+// still a frame; one cut inside its JSON is discarded, and the stream is then cut short.
+func TestEndOfStreamRule(t *testing.T) {
+	for _, name := range []string{"text", "function_call"} {
+		t.Run(name, func(t *testing.T) {
+			in := readArchive(t, "testdata/stream/"+name+".txtar").sections["upstream.sse"]
+			for _, nl := range []string{"\n", "\r\n"} {
+				s := strings.ReplaceAll(string(in), "\n", nl)
+				eol := strings.TrimRight(s, "\r\n")
+				withoutLast := s[:strings.LastIndex(eol, nl+nl)+2*len(nl)]
+				wantDec := string(mustJSON(t, decodeSplit([]byte(s), nil)))
+				wantOut, err := rewriteSplit([]byte(s), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cut := decodeSplit([]byte(withoutLast), nil)
+				cutOut, err := rewriteSplit([]byte(withoutLast), nil)
+				if err != nil || cut.Done || cut.Err == "" {
+					t.Fatalf("fixture: cut stream done %v err %q (%v)", cut.Done, cut.Err, err)
+				}
+				cutDec := string(mustJSON(t, cut))
+				for _, tc := range []struct {
+					name     string
+					in       string
+					dec, out string
+				}{
+					{"no final blank line", s[:len(s)-len(nl)], wantDec, wantOut},
+					{"no final line ending", eol, wantDec, wantOut},
+					{"last line cut", eol[:len(eol)-3], cutDec, cutOut},
+				} {
+					b := []byte(tc.in)
+					for i := 0; i <= len(b); i++ {
+						if got := string(mustJSON(t, decodeSplit(b, []int{i}))); got != tc.dec {
+							t.Fatalf("%s %q: decoder split at %d:\n%s", tc.name, nl, i, got)
+						}
+						if got, err := rewriteSplit(b, []int{i}); err != nil || got != tc.out {
+							t.Fatalf("%s %q: rewriter split at %d (%v):\n%s", tc.name, nl, i, err, got)
+						}
+					}
+				}
+			}
+		})
+	}
 }

@@ -67,6 +67,9 @@ func (d *StreamDecoder) Feed(chunk []byte, endOfStream bool) ([]ChatCompletionCh
 	if err != nil {
 		return nil, fmt.Errorf("openai stream: %w", err)
 	}
+	if endOfStream {
+		d.events, _ = d.dec.End(d.events, wholeData)
+	}
 	var out []ChatCompletionChunk
 	for _, ev := range d.events {
 		if d.done {

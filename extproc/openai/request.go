@@ -36,6 +36,7 @@ type ChatRequest struct {
 	Tools               []Tool
 	ToolChoice          json.RawMessage // "none" | "auto" | "required" | {"type":"function","function":{"name"}}
 	ResponseFormat      *ResponseFormat
+	Reasoning           *Reasoning // nil: the client said nothing about reasoning
 	usedMaxTokensParam  string
 	Extra               map[string]json.RawMessage
 	promptBytesEstimate int64
@@ -154,6 +155,9 @@ func ParseChatRequest(body []byte) (*ChatRequest, error) {
 		if r.MaxTokens == nil {
 			r.MaxTokens, r.usedMaxTokensParam = v, p
 		}
+	}
+	if err := r.parseReasoningEffort(fields); err != nil {
+		return nil, err
 	}
 	if err := r.parseMessages(fields); err != nil {
 		return nil, err

@@ -11,6 +11,13 @@ import (
 
 var doneData = []byte("[DONE]")
 
+// wholeData is the end-of-stream test (sse.Decoder.End) for a final event that lacks its blank
+// line: its data must be [DONE] or JSON that parses, else it was cut short.
+func wholeData(data []byte) bool {
+	data = bytes.TrimSpace(data)
+	return bytes.Equal(data, doneData) || json.Valid(data)
+}
+
 // StreamRewriter rewrites an OpenAI-kind provider's chat-completion stream for the client, one
 // upstream chunk at a time: the canonical model goes into every chunk, and the usage the gateway
 // forced on is removed again when the client did not ask for it. It holds back partial events, so
@@ -42,6 +49,9 @@ func NewStreamRewriter(model string, includeUsage bool) *StreamRewriter {
 func (s *StreamRewriter) Feed(chunk []byte, endOfStream bool) ([]byte, error) {
 	var err error
 	s.events, err = s.dec.Feed(s.events[:0], chunk)
+	if err == nil && endOfStream {
+		s.events, _ = s.dec.End(s.events, wholeData)
+	}
 	var out []byte
 	for _, ev := range s.events {
 		if s.Done {

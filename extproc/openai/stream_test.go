@@ -2,7 +2,9 @@ package openai
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -149,5 +151,65 @@ func TestUsageBilling(t *testing.T) {
 	b := u.Billing()
 	if b.InputTokens != 70 || b.CacheReadTokens != 30 || b.OutputTokens != 30 || b.ReasoningTokens != 20 {
 		t.Errorf("billing usage = %+v", b)
+	}
+}
+
+// decodeSplit feeds upstream to a fresh pivot decoder cut at i, then Envoy's empty end_of_stream
+// chunk, and reports the chunks and the error it ended with.
+func decodeSplit(upstream []byte, i int) (string, bool) {
+	d := NewStreamDecoder("gpt-5.4")
+	var got []ChatCompletionChunk
+	var last error
+	for n, p := range [][]byte{upstream[:i], upstream[i:], nil} {
+		c, err := d.Feed(p, n == 2)
+		got = append(got, c...)
+		if err != nil {
+			last = err
+			break
+		}
+	}
+	b, _ := json.Marshal(got)
+	return fmt.Sprintf("%s err=%v", b, last), d.Done()
+}
+
+// TestEndOfStreamRule checks the one end-of-stream rule (package sse, End) on OpenAI streams: a
+// final [DONE] without its blank line, or without its line ending, still ends the stream; one cut
+// inside the line is discarded, and the stream is then one the provider cut short.
+func TestEndOfStreamRule(t *testing.T) {
+	upstream, err := os.ReadFile("testdata/stream/basic.upstream.sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(upstream)
+	eol := strings.TrimRight(s, "\r\n")
+	withoutLast := []byte(s[:strings.LastIndex(eol, "\n\n")+2])
+	wantOut, _ := feedSplit(t, upstream, true, nil)
+	cutOut, _ := feedSplit(t, withoutLast, true, nil)
+	wantDec, done := decodeSplit(upstream, 0)
+	cutDec, cutDone := decodeSplit(withoutLast, 0)
+	if !done || cutDone || !bytes.Contains(cutOut, []byte(`"code":"provider_error"`)) {
+		t.Fatalf("fixture: done %v, cut done %v, cut stream:\n%s", done, cutDone, cutOut)
+	}
+	for _, tc := range []struct {
+		name    string
+		in      string
+		out     []byte
+		dec     string
+		wantCut bool
+	}{
+		{"no final blank line", s[:len(s)-1], wantOut, wantDec, false},
+		{"no final line ending", eol, wantOut, wantDec, false},
+		{"final line with crlf", eol + "\r\n", wantOut, wantDec, false},
+		{"last line cut", eol[:len(eol)-2], cutOut, cutDec, true},
+	} {
+		in := []byte(tc.in)
+		for i := 0; i <= len(in); i++ {
+			if got, _ := feedSplit(t, in, true, []int{i}); !bytes.Equal(got, tc.out) {
+				t.Fatalf("%s: rewriter split at %d:\n%s", tc.name, i, got)
+			}
+			if got, done := decodeSplit(in, i); got != tc.dec || done == tc.wantCut {
+				t.Fatalf("%s: decoder split at %d: done %v\n%s", tc.name, i, done, got)
+			}
+		}
 	}
 }

@@ -46,6 +46,9 @@ func UpstreamBody(r *ChatRequest, upstreamModel string) ([]byte, error) {
 	if r.ResponseFormat != nil {
 		out["response_format"] = r.ResponseFormat
 	}
+	if effort := r.Reasoning.EffortLevel(); effort != "" {
+		out["reasoning_effort"] = effort
+	}
 	body, err := json.Marshal(out)
 	if err != nil {
 		return nil, fmt.Errorf("encode openai request: %w", err)

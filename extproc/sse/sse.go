@@ -5,6 +5,35 @@
 // inside a UTF-8 character. Decoder holds back whatever is incomplete and yields an event only
 // once its terminating blank line has arrived, following the WHATWG event-stream grammar
 // (https://html.spec.whatwg.org/multipage/server-sent-events.html#parsing-an-event-stream).
+//
+// # End of stream
+//
+// The one place the gateway departs from that grammar is the end of the stream, and every
+// decoder and rewriter goes through Decoder.End to apply it. WHATWG says that at end of file
+// "any pending data must be discarded (if the file ends in the middle of an event, before the
+// final empty line, the incomplete event is not dispatched)": right for a browser, which will
+// reconnect and ask again. The gateway never reconnects, and Envoy hands it exactly the bytes the
+// provider sent (the end_of_stream chunk is often empty), so a provider that omits the final
+// blank line, or even the final line ending, would otherwise lose its last event, which is
+// usually the one that carries the finish reason, the final usage or OpenAI's [DONE]: the client
+// would be told a complete answer was cut short and the request would be billed from an estimate
+// instead of the provider's count.
+//
+// So at end of stream, held-back input is an event when it is whole:
+//
+//   - whole lines (each ended by CR, LF or CRLF) without the blank line after them form an event
+//     as if the blank line had come;
+//   - a final line without its line ending is taken as a line too, because a provider that drops
+//     the blank line often drops the line ending with it;
+//   - but the event is dispatched only if the caller's whole check accepts its data (JSON that
+//     parses, or [DONE]). Bytes cut inside a line cannot be told from a short line by SSE alone,
+//     and a truncated JSON object never parses, so a payload cut short is discarded, exactly as
+//     WHATWG would discard it: the stream then lacks its protocol's last event, and the caller
+//     treats it as cut (an error event for the client, usage charged as the larger of the
+//     provider's last figure and an estimate from the bytes delivered), never as malformed.
+//
+// Whole events are unaffected: a stream whose bytes all end in blank lines decodes the same with
+// or without End, at any split.
 package sse
 
 import (
@@ -94,9 +123,27 @@ func (d *Decoder) Feed(dst []Event, p []byte) ([]Event, error) {
 }
 
 // Pending reports whether input that does not yet form a complete event is held. At the end of
-// a stream, pending input means the provider cut an event short.
+// a stream, End decides what becomes of it.
 func (d *Decoder) Pending() bool {
 	return len(d.buf) > 0 || d.hasData || d.cur.Name != "" || d.cur.ID != ""
+}
+
+// End applies the end-of-stream rule (see the package doc) to the input Feed held back and
+// appends the final event, if it is whole, to dst. whole judges a final event's Data; nil
+// accepts any. cut reports that held-back input was discarded: the stream ended inside an event.
+// The decoder is reset; feeding it again starts a new stream.
+func (d *Decoder) End(dst []Event, whole func(data []byte) bool) (out []Event, cut bool) {
+	if len(d.buf) > 0 && d.started {
+		// The final line without its line ending. (Unstarted, buf is a lone prefix of a BOM.)
+		d.line(d.buf)
+	}
+	incomplete := d.hasData || d.cur.Name != "" || d.cur.ID != ""
+	ev, ok := d.dispatch()
+	*d = Decoder{MaxEventBytes: d.MaxEventBytes}
+	if ok && (whole == nil || whole(ev.Data)) {
+		return append(dst, ev), false
+	}
+	return dst, incomplete
 }
 
 func (d *Decoder) line(line []byte) (Event, bool) {

@@ -2,6 +2,7 @@ package sse
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"reflect"
@@ -124,5 +125,91 @@ func FuzzDecoder(f *testing.F) {
 		if split := decodeAll(t, chunks...); !reflect.DeepEqual(whole, split) {
 			t.Fatalf("split input decoded differently:\nwhole %q\nsplit %q", whole, split)
 		}
+		// The end-of-stream rule must not depend on the cuts either, and may only add events.
+		wholeEnd, wholeCut := decodeEnd(t, nil, in)
+		splitEnd, splitCut := decodeEnd(t, nil, chunks...)
+		if !reflect.DeepEqual(wholeEnd, splitEnd) || wholeCut != splitCut {
+			t.Fatalf("split input ended differently:\nwhole %q %v\nsplit %q %v", wholeEnd, wholeCut, splitEnd, splitCut)
+		}
+		if len(wholeEnd) < len(whole) || (len(whole) > 0 && !reflect.DeepEqual(wholeEnd[:len(whole)], whole)) {
+			t.Fatalf("End changed the events Feed dispatched:\nfeed %q\nend  %q", whole, wholeEnd)
+		}
 	})
+}
+
+// decodeEnd feeds chunks, then applies the end-of-stream rule.
+func decodeEnd(t testing.TB, whole func([]byte) bool, chunks ...[]byte) ([]Event, bool) {
+	t.Helper()
+	var d Decoder
+	var out []Event
+	var err error
+	for _, c := range chunks {
+		if out, err = d.Feed(out, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d.End(out, whole)
+}
+
+func TestEnd(t *testing.T) {
+	jsonOrDone := func(b []byte) bool { return string(b) == "[DONE]" || json.Valid(b) }
+	tests := []struct {
+		name    string
+		in      string
+		whole   func([]byte) bool
+		want    []Event
+		wantCut bool
+	}{
+		{name: "terminated stream unchanged", in: "data: {\"a\":1}\n\ndata: [DONE]\n\n", whole: jsonOrDone,
+			want: []Event{{Data: []byte(`{"a":1}`)}, {Data: []byte("[DONE]")}}},
+		{name: "final blank line missing", in: "data: {\"a\":1}\n\ndata: [DONE]\n", whole: jsonOrDone,
+			want: []Event{{Data: []byte(`{"a":1}`)}, {Data: []byte("[DONE]")}}},
+		{name: "final line ending missing", in: "data: {\"a\":1}\n\ndata: [DONE]", whole: jsonOrDone,
+			want: []Event{{Data: []byte(`{"a":1}`)}, {Data: []byte("[DONE]")}}},
+		{name: "final crlf without blank line", in: "event: message_stop\r\ndata: {\"type\":\"message_stop\"}\r\n", whole: json.Valid,
+			want: []Event{{Name: "message_stop", Data: []byte(`{"type":"message_stop"}`)}}},
+		{name: "named final event without line ending", in: "event: message_stop\ndata: {}", whole: json.Valid,
+			want: []Event{{Name: "message_stop", Data: []byte(`{}`)}}},
+		{name: "multi-line data without blank line", in: "data: {\"a\":\ndata: 1}\n", whole: json.Valid,
+			want: []Event{{Data: []byte("{\"a\":\n1}")}}},
+		{name: "payload cut inside the line is discarded", in: "data: {\"a\":1}\n\ndata: {\"usage\":{\"n\":1", whole: json.Valid,
+			want: []Event{{Data: []byte(`{"a":1}`)}}, wantCut: true},
+		{name: "payload cut between data lines is discarded", in: "data: {\"a\":\n", whole: json.Valid,
+			want: nil, wantCut: true},
+		{name: "done cut short is discarded", in: "data: [DO", whole: jsonOrDone, want: nil, wantCut: true},
+		{name: "nil whole accepts any data", in: "data: abc", whole: nil, want: []Event{{Data: []byte("abc")}}},
+		{name: "event name without data is cut", in: "data: 1\n\nevent: message_stop\n", whole: json.Valid,
+			want: []Event{{Data: []byte("1")}}, wantCut: true},
+		{name: "trailing comment is not an event", in: "data: 1\n\n: keep-alive", whole: json.Valid,
+			want: []Event{{Data: []byte("1")}}},
+		{name: "lone cr ends the last line", in: "data: 1\r", whole: json.Valid, want: []Event{{Data: []byte("1")}}},
+		{name: "bom prefix alone", in: "\xEF\xBB", whole: json.Valid, want: nil},
+		{name: "empty stream", in: "", whole: json.Valid, want: nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The rule must not depend on where the stream was cut into chunks.
+			in := []byte(tt.in)
+			for i := 0; i <= len(in); i++ {
+				got, cut := decodeEnd(t, tt.whole, in[:i], in[i:])
+				if !reflect.DeepEqual(got, tt.want) || cut != tt.wantCut {
+					t.Fatalf("split at %d: got %q cut %v, want %q cut %v", i, got, cut, tt.want, tt.wantCut)
+				}
+			}
+		})
+	}
+}
+
+func TestEndResets(t *testing.T) {
+	var d Decoder
+	out, _ := d.Feed(nil, []byte("event: a\ndata: 1"))
+	out, _ = d.End(out, nil)
+	if d.Pending() {
+		t.Fatal("End left input pending")
+	}
+	out, _ = d.Feed(out, []byte("data: 2\n\n"))
+	want := []Event{{Name: "a", Data: []byte("1")}, {Data: []byte("2")}}
+	if !reflect.DeepEqual(out, want) {
+		t.Fatalf("got %q, want %q", out, want)
+	}
 }
