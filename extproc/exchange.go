@@ -84,8 +84,9 @@ type exchange struct {
 	streamFailed bool
 	firstByte    time.Time
 	settled      bool
-	// cancelled is set when the request is charged without a response (see chargeInput).
-	cancelled bool
+	// unansweredStatus is set when the request is charged without a response: why it had none
+	// (see chargeUnanswered).
+	unansweredStatus int
 	// runningMD is the streamed chunks' token metadata, reused (runningTotal).
 	runningMD          *structpb.Struct
 	runningTotalTokens *structpb.Value_NumberValue
@@ -417,9 +418,7 @@ func (x *exchange) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Proces
 	case !ok && h.GetEndOfStream():
 		// An error without a body: create one in the client's shape.
 		e := x.errorFor(nil)
-		if x.held {
-			x.release()
-		}
+		x.endUnsettled(e)
 		x.errorHeaders(&m, e, len(x.errorBody(e)))
 		resp.Response.HeaderMutation = m.proto()
 		resp.Response.Status = extprocv3.CommonResponse_CONTINUE_AND_REPLACE
@@ -477,9 +476,7 @@ func (x *exchange) onResponseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRe
 		if x.req != nil {
 			x.log().Info("upstream error", "status", x.status, "code", e.Code, "provider", x.backend.Provider)
 		}
-		if x.held {
-			x.release()
-		}
+		x.endUnsettled(e)
 	}
 	return &extprocv3.ProcessingResponse{
 		Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{

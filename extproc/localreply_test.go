@@ -129,3 +129,50 @@ func TestLocalReplyMapping(t *testing.T) {
 		}
 	}
 }
+
+// TestUnansweredAttemptCharged: a request that timed out after an attempt went out was read by a
+// provider, which bills it: it is charged its input, recorded with its status; one that no
+// provider answered because none could be reached, or that a provider refused, is released.
+func TestUnansweredAttemptCharged(t *testing.T) {
+	tests := []struct {
+		name          string
+		attemptStatus int // the attempt's response; 0 when it had none
+		status        int
+		body          string
+		wantCharged   bool
+	}{
+		{name: "timed out after the attempt went out", status: 504, body: "upstream request timeout", wantCharged: true},
+		{name: "stream idle after the attempt went out", status: 408, body: "stream timeout", wantCharged: true},
+		{name: "connect failure", status: 503, body: "upstream connect error or disconnect/reset before headers. reset reason: connection failure"},
+		{name: "provider's own 503", attemptStatus: 503, status: 503, body: `{"error":{"message":"overloaded","type":"server_error"}}`},
+		{name: "provider's own 400", attemptStatus: 400, status: 400, body: `{"error":{"message":"bad","type":"invalid_request_error"}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+			router := h.open(t)
+			router.requestHeaders(false, chatHeaders()...)
+			id := routedID(router.requestBody(`{"model":"every","messages":[{"role":"user","content":"hello there"}]}`))
+			a := h.open(t)
+			a.send(attemptRequest(id, "openai/every"))
+			if tt.attemptStatus != 0 {
+				a.responseHeaders(false, ":status", strconv.Itoa(tt.attemptStatus), "content-type", "application/json")
+			}
+			hold := h.ledger.lastHold(t)
+			router.responseHeaders(false, ":status", strconv.Itoa(tt.status), "content-type", "text/plain")
+			router.responseBody([]byte(tt.body), true)
+			_ = router.s.CloseSend()
+			if !tt.wantCharged {
+				poll(t, func() bool { return h.ledger.openHolds() == 0 })
+				if ids := h.ledger.releasedIDs(); len(ids) != 1 {
+					t.Errorf("released %v, want the request's hold", ids)
+				}
+				return
+			}
+			u := h.ledger.waitSettled(t)
+			if u.CostMicros != hold.InputMicros || u.CostMicros <= 0 || u.Status != 524 || u.FinishReason != "timeout" {
+				t.Errorf("settled %+v; want its input (%d µUSD), status 524, finish timeout", u, hold.InputMicros)
+			}
+		})
+	}
+}

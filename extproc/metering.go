@@ -303,17 +303,36 @@ func inputMicros(m *catalog.Model, chat *openai.ChatRequest, markupBps int64) in
 // chargeInput settles a request that reached a provider and then ended without a response (the
 // client left, or Envoy reset the stream): the provider has read, and bills, the prompt, so it
 // is charged its input at the model that was last tried, not released for free.
-func (x *exchange) chargeInput() {
+func (x *exchange) chargeInput() { x.chargeUnanswered(statusClientClosed, "cancelled") }
+
+// chargeUnanswered charges a request that a provider read but never answered its input, recording
+// status and finish with the usage.
+func (x *exchange) chargeUnanswered(status int, finish string) {
 	x.syncAttempt()
-	x.cancelled = true
-	x.settle(billing.Usage{InputTokens: inputTokenEstimate(x.req.pivot)}, "cancelled", false)
+	x.unansweredStatus = status
+	x.settle(billing.Usage{InputTokens: inputTokenEstimate(x.req.pivot)}, finish, false)
 }
 
-// settleStatus is the status recorded with the usage: the client's, or 499 (the client closed the
-// request, nginx's convention) for a request that ended without a response.
+// endUnsettled ends the hold of a request answered with e instead of a provider's success. A
+// provider's own error is not billed, and a request no provider could be reached for cost
+// nothing: both release the hold. A request that timed out after an attempt went out was read by
+// a provider that may still be working on it, and bills it: it is charged its input.
+func (x *exchange) endUnsettled(e *apierror.Error) {
+	if !x.held {
+		return
+	}
+	if e.Code == apierror.CodeProviderTimeout && x.reachedProvider() {
+		x.chargeUnanswered(e.Status, "timeout")
+		return
+	}
+	x.release()
+}
+
+// settleStatus is the status recorded with the usage: the client's, or, for a request charged
+// without a response, why it had none (499 when the client closed it, nginx's convention).
 func (x *exchange) settleStatus() int {
-	if x.cancelled {
-		return statusClientClosed
+	if x.unansweredStatus != 0 {
+		return x.unansweredStatus
 	}
 	return http.StatusOK
 }
