@@ -21,11 +21,10 @@ import (
 	"github.com/tollgate/tollgate/extproc/ledger"
 )
 
-// Retries and fallback (DESIGN.md section 2, "the second filter"): with Config.TranslatePerAttempt,
-// the router filter's exchange admits the request but does not translate it; Envoy's router picks
-// a backend for each attempt (priority levels, retries), and an ext_proc filter in the model
-// cluster's upstream filter chain asks this server, once per attempt, to turn the original client
-// request into the request of the backend the attempt reached.
+// Retries and fallback: the router filter's exchange admits the request but never translates it;
+// Envoy's router picks a backend for each attempt (priority levels, retries), and an ext_proc
+// filter in the model cluster's upstream filter chain asks this server, once per attempt, to turn
+// the original client request into the request of the backend the attempt reached.
 
 // upstreamHostAttribute is the request attribute that carries the attempt's endpoint metadata.
 const upstreamHostAttribute = "xds.upstream_host_metadata"

@@ -12,6 +12,8 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/tollgate/tollgate/extproc/anthropic"
 )
 
 // attemptRequest is the first message of an upstream-filter stream as Envoy's upstream ext_proc
@@ -33,7 +35,7 @@ func attemptRequest(requestID, backend string, kv ...string) *extprocv3.Processi
 
 // attempt opens an upstream-filter stream for requestID's attempt on backend, with headers as a
 // previous attempt and the client left them.
-func (h *harness) attempt(t *testing.T, requestID, backend string) *extprocv3.ProcessingResponse {
+func (h *harness) attempt(t testing.TB, requestID, backend string) *extprocv3.ProcessingResponse {
 	t.Helper()
 	return h.open(t).send(attemptRequest(requestID, backend,
 		"authorization", "Bearer "+goodKey, "x-api-key", "stale-from-a-previous-attempt", "x-tollgate-cluster", "model_gpt-5.4"))
@@ -44,8 +46,8 @@ func routedID(resp *extprocv3.ProcessingResponse) string {
 	return resp.GetDynamicMetadata().GetFields()["tollgate"].GetStructValue().GetFields()["request_id"].GetStringValue()
 }
 
-func TestTranslatePerAttempt(t *testing.T) {
-	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+func TestTranslatedPerAttempt(t *testing.T) {
+	h := newHarness(t)
 	router := h.open(t)
 	router.requestHeaders(false, chatHeaders()...)
 	routed := router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`)
@@ -118,7 +120,7 @@ func TestTranslatePerAttempt(t *testing.T) {
 }
 
 func TestAttemptContentLength(t *testing.T) {
-	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+	h := newHarness(t)
 	router := h.open(t)
 	router.requestHeaders(false, chatHeaders()...)
 	id := routedID(router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`))
@@ -133,7 +135,7 @@ func TestAttemptContentLength(t *testing.T) {
 }
 
 func TestAttemptFailures(t *testing.T) {
-	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+	h := newHarness(t)
 	router := h.open(t)
 	router.requestHeaders(false, chatHeaders()...)
 	id := routedID(router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`))
@@ -155,7 +157,7 @@ func TestAttemptFailures(t *testing.T) {
 // TestAttemptStatusRecorded: when the upstream filter sends the attempt's response headers, the
 // attempt's status is recorded.
 func TestAttemptStatusRecorded(t *testing.T) {
-	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+	h := newHarness(t)
 	router := h.open(t)
 	router.requestHeaders(false, chatHeaders()...)
 	id := routedID(router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`))
@@ -180,7 +182,7 @@ func TestAttemptStatusRecorded(t *testing.T) {
 // TestAttemptForwardsOnlyAllowedHeaders: whatever the client sent beyond the allow-list, and the
 // gateway's own routing headers, never reach a provider; Envoy's own headers are left to Envoy.
 func TestAttemptForwardsOnlyAllowedHeaders(t *testing.T) {
-	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+	h := newHarness(t)
 	router := h.open(t)
 	router.requestHeaders(false, chatHeaders()...)
 	id := routedID(router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`))
@@ -236,7 +238,7 @@ func TestAttemptBoundToItsRequest(t *testing.T) {
 		md, _ := metadata.FromIncomingContext(ctx)
 		return strings.Join(md.Get("test-peer"), ",")
 	}
-	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true, PeerIdentity: peerOf})
+	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, PeerIdentity: peerOf})
 	as := func(peer string) context.Context {
 		return metadata.AppendToOutgoingContext(t.Context(), "test-peer", peer)
 	}
@@ -291,13 +293,13 @@ func TestAttemptBoundToItsRequest(t *testing.T) {
 	}
 }
 
-// TestCancelledAfterAttempt: with per-attempt translation, a request whose client leaves after an
+// TestCancelledAfterAttempt: a request whose client leaves after an
 // attempt went upstream is charged its input at the attempted model; one that leaves before any
 // attempt is released.
 func TestCancelledAfterAttempt(t *testing.T) {
 	for _, attempted := range []bool{true, false} {
 		t.Run(fmt.Sprintf("attempted=%v", attempted), func(t *testing.T) {
-			h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+			h := newHarness(t)
 			router := h.open(t)
 			router.requestHeaders(false, chatHeaders()...)
 			id := routedID(router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hello there"}]}`))
@@ -317,6 +319,55 @@ func TestCancelledAfterAttempt(t *testing.T) {
 			u := h.ledger.waitSettled(t)
 			if u.CostMicros != hold.InputMicros || u.CostMicros <= 0 || u.Status != 499 || u.Provider != "openai" || len(u.Attempts) != 1 {
 				t.Errorf("settled %+v; want the input (%d µUSD) at the attempted backend", u, hold.InputMicros)
+			}
+		})
+	}
+}
+
+// TestAttemptAnthropicHeaders: an attempt that reaches an Anthropic provider carries the
+// client's own anthropic-version and checked anthropic-beta when the client speaks Anthropic,
+// else the version the translation targets and no beta; whatever an earlier attempt left in the
+// shared header map is replaced or removed.
+func TestAttemptAnthropicHeaders(t *testing.T) {
+	h := newHarness(t)
+	tests := []struct {
+		name        string
+		headers     []string
+		body        string
+		wantVersion string
+		wantBeta    string // "" means removed
+	}{
+		{name: "anthropic client", headers: []string{":method", "POST", ":path", "/v1/messages", "x-api-key", goodKey,
+			"anthropic-version", "2023-01-01", "anthropic-beta", "context-1m-2025-08-07"},
+			body: `{"model":"msgs-only","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`, wantVersion: "2023-01-01", wantBeta: "context-1m-2025-08-07"},
+		{name: "openai client on an anthropic fallback", headers: chatHeaders(),
+			body: `{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`, wantVersion: anthropic.Version},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := h.open(t)
+			s.requestHeaders(false, tt.headers...)
+			id := routedID(s.requestBody(tt.body))
+			// The shared header map as an earlier attempt may have left it.
+			cr := h.open(t).send(attemptRequest(id, "anthropic/msgs-only", "anthropic-version", "stale", "anthropic-beta", "stale-beta")).
+				GetRequestHeaders().GetResponse()
+			set, removed := mutations(cr.GetHeaderMutation())
+			if set["anthropic-version"] != tt.wantVersion {
+				t.Errorf("anthropic-version %q, want %q", set["anthropic-version"], tt.wantVersion)
+			}
+			if tt.wantBeta != "" && set["anthropic-beta"] != tt.wantBeta {
+				t.Errorf("anthropic-beta %q, want %q", set["anthropic-beta"], tt.wantBeta)
+			}
+			if tt.wantBeta == "" && (!removed["anthropic-beta"] || set["anthropic-beta"] != "") {
+				t.Errorf("anthropic-beta must not reach the provider: set %v removed %v", set, removed)
+			}
+			// The same request on an OpenAI backend carries neither.
+			if tt.wantBeta == "" {
+				cr = h.open(t).send(attemptRequest(id, primaryBackend, "anthropic-version", "stale", "anthropic-beta", "stale-beta")).GetRequestHeaders().GetResponse()
+				set, removed = mutations(cr.GetHeaderMutation())
+				if !removed["anthropic-version"] || !removed["anthropic-beta"] || set["anthropic-version"] != "" {
+					t.Errorf("an OpenAI backend gets no Anthropic headers: set %v removed %v", set, removed)
+				}
 			}
 		})
 	}

@@ -108,7 +108,6 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			PeerSecretFile: secretPath,
 			ManagementAddr: *managementAddr,
 			SpoolDir:       filepath.Join(*stateDir, "spool"),
-			Fallback:       true,
 			MaxBodyBytes:   extproc.DefaultMaxBodyBytes,
 		}, cat, store, log)
 	})
