@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/tollgate/tollgate/envoy/contract"
 	"github.com/tollgate/tollgate/extproc/anthropic"
 )
 
@@ -24,11 +25,11 @@ func attemptRequest(requestID, backend string, kv ...string) *extprocv3.Processi
 		Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
 			Headers: headerMap(append([]string{":method", "POST", ":path", "/v1/chat/completions"}, kv...)...),
 		}},
-		Attributes: map[string]*structpb.Struct{"envoy.filters.http.ext_proc": {Fields: map[string]*structpb.Value{
-			"xds.upstream_host_metadata.filter_metadata['tollgate']['backend']": structpb.NewStringValue(backend),
+		Attributes: map[string]*structpb.Struct{contract.ExtProcAttributesKey: {Fields: map[string]*structpb.Value{
+			contract.UpstreamBackendAttribute: structpb.NewStringValue(backend),
 		}}},
 		MetadataContext: &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
-			"tollgate": {Fields: map[string]*structpb.Value{"request_id": structpb.NewStringValue(requestID)}},
+			contract.MetadataNamespace: {Fields: map[string]*structpb.Value{contract.RequestIDKey: structpb.NewStringValue(requestID)}},
 		}},
 	}
 }
@@ -43,7 +44,7 @@ func (h *harness) attempt(t testing.TB, requestID, backend string) *extprocv3.Pr
 
 // routedID is the request id the router filter's body reply put in the dynamic metadata.
 func routedID(resp *extprocv3.ProcessingResponse) string {
-	return resp.GetDynamicMetadata().GetFields()["tollgate"].GetStructValue().GetFields()["request_id"].GetStringValue()
+	return resp.GetDynamicMetadata().GetFields()[contract.MetadataNamespace].GetStructValue().GetFields()[contract.RequestIDKey].GetStringValue()
 }
 
 func TestTranslatedPerAttempt(t *testing.T) {

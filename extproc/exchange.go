@@ -18,6 +18,7 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/tollgate/tollgate/envoy/contract"
 	"github.com/tollgate/tollgate/extproc/anthropic"
 	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/auth"
@@ -26,10 +27,6 @@ import (
 	"github.com/tollgate/tollgate/extproc/ledger"
 	"github.com/tollgate/tollgate/extproc/params"
 )
-
-// metadataNamespace is the dynamic-metadata namespace Envoy's ext_proc filter is configured to
-// receive (metadata_options.receiving_namespaces); anything else would be dropped silently.
-const metadataNamespace = "tollgate"
 
 // exchange is the state of one HTTP request across its ext_proc messages. It is owned by the
 // stream's goroutine.
@@ -519,11 +516,11 @@ func (x *exchange) reject(e *apierror.Error) *extprocv3.ProcessingResponse {
 // It is always set, zero on errors: a missing value would make hits_addend invalid (ai-gateway
 // #1786).
 func (x *exchange) tokenMetadata(in, out int64) *structpb.Struct {
-	return &structpb.Struct{Fields: map[string]*structpb.Value{metadataNamespace: structpb.NewStructValue(&structpb.Struct{
+	return &structpb.Struct{Fields: map[string]*structpb.Value{contract.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{
 		Fields: map[string]*structpb.Value{
-			"input_tokens":  structpb.NewNumberValue(float64(in)),
-			"output_tokens": structpb.NewNumberValue(float64(out)),
-			"total_tokens":  structpb.NewNumberValue(float64(in + out)),
+			contract.InputTokensKey:  structpb.NewNumberValue(float64(in)),
+			contract.OutputTokensKey: structpb.NewNumberValue(float64(out)),
+			contract.TotalTokensKey:  structpb.NewNumberValue(float64(in + out)),
 		},
 	})}}
 }
@@ -535,8 +532,8 @@ func (x *exchange) tokenMetadata(in, out int64) *structpb.Struct {
 func (x *exchange) runningTotal(total int64) *structpb.Struct {
 	if x.runningMD == nil {
 		x.runningTotalTokens = &structpb.Value_NumberValue{}
-		x.runningMD = &structpb.Struct{Fields: map[string]*structpb.Value{metadataNamespace: structpb.NewStructValue(&structpb.Struct{
-			Fields: map[string]*structpb.Value{"total_tokens": {Kind: x.runningTotalTokens}},
+		x.runningMD = &structpb.Struct{Fields: map[string]*structpb.Value{contract.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{
+			Fields: map[string]*structpb.Value{contract.TotalTokensKey: {Kind: x.runningTotalTokens}},
 		})}}
 	}
 	x.runningTotalTokens.NumberValue = float64(total)
@@ -549,7 +546,7 @@ func (x *exchange) metadata(fields map[string]any) *structpb.Struct {
 		x.log().Error("build dynamic metadata", "err", err)
 		return nil
 	}
-	return &structpb.Struct{Fields: map[string]*structpb.Value{metadataNamespace: structpb.NewStructValue(inner)}}
+	return &structpb.Struct{Fields: map[string]*structpb.Value{contract.MetadataNamespace: structpb.NewStructValue(inner)}}
 }
 
 // finish runs when the stream ends, however it ends. A stream the client abandoned is charged
@@ -577,17 +574,17 @@ func (x *exchange) finish() {
 func (x *exchange) routeForAttempts() *extprocv3.ProcessingResponse {
 	x.s.register(x)
 	var m mutation
-	m.Set(headerCluster, x.route.Cluster)
+	m.Set(contract.ClusterHeader, x.route.Cluster)
 	return &extprocv3.ProcessingResponse{
 		Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
 			HeaderMutation:  m.proto(),
 			ClearRouteCache: true,
 		}}},
 		DynamicMetadata: x.metadata(map[string]any{
-			"request_id": x.requestID,
-			"org_id":     x.principal.OrgID,
-			"key_id":     x.principal.KeyID,
-			"model":      x.route.Model.ID,
+			contract.RequestIDKey: x.requestID,
+			contract.OrgIDKey:     x.principal.OrgID,
+			contract.KeyIDKey:     x.principal.KeyID,
+			contract.ModelKey:     x.route.Model.ID,
 		}),
 	}
 }

@@ -9,6 +9,8 @@ import (
 
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+
+	"github.com/tollgate/tollgate/envoy/contract"
 )
 
 type openAIError struct {
@@ -632,7 +634,7 @@ func TestManagementRoute(t *testing.T) {
 	resp := s.requestHeaders(true, ":method", "GET", ":path", "/v1/management/usage.csv?bucket=day", "authorization", "Bearer tg_mgmt", "x-tollgate-org", "someone-else")
 	cr := resp.GetRequestHeaders().GetResponse()
 	set, removed := mutations(cr.GetHeaderMutation())
-	if set["x-tollgate-cluster"] != ManagementCluster || !cr.GetClearRouteCache() || !removed["x-tollgate-org"] {
+	if set["x-tollgate-cluster"] != contract.ManagementCluster || !cr.GetClearRouteCache() || !removed["x-tollgate-org"] {
 		t.Fatalf("management request: set %v removed %v clear %v", set, removed, cr.GetClearRouteCache())
 	}
 	// The management route's per-key rate limit reads these.
