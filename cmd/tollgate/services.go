@@ -62,7 +62,6 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 		extra = append(extra, bootstrap.WithPeerSecret(string(secret)))
 		perm = 0o600
 	}
-	extra = append(extra, bootstrap.WithFallback())
 	yaml, err := renderBootstrap(cat, *listen, *extprocAddr, *rlsAddr, *mgmtAddr, uint32(*adminPort), extra...)
 	if err != nil {
 		return err

@@ -24,11 +24,11 @@ func TestRouteHeaderMatch(t *testing.T) {
 	a := &recorder{answer: statuses(503)}
 	ua := startUpstream(t, a.handler)
 	_, addr := startProcessor(t, fallbackProcessor("model_m", true))
-	p := bootstrap.Params{Fallback: fastFallback(), Clusters: []bootstrap.Cluster{
-		{Name: "model_n", Fallback: true, Priorities: [][]bootstrap.Endpoint{
+	p := bootstrap.Params{Retry: fastFallback(), Clusters: []bootstrap.Cluster{
+		{Name: "model_n", Priorities: [][]bootstrap.Endpoint{
 			{{Backend: "n/1", Host: ua.host, Port: ua.port}}, {{Backend: "n/2", Host: ua.host, Port: ua.port}},
 		}},
-		{Name: "model_m", Fallback: true, Priorities: [][]bootstrap.Endpoint{{{Backend: "a/m", Host: ua.host, Port: ua.port}}}},
+		{Name: "model_m", Priorities: [][]bootstrap.Endpoint{{{Backend: "a/m", Host: ua.host, Port: ua.port}}}},
 	}}
 	px := startProxy(t, testBootstrapParams(t, addr, p))
 	resp, _ := do(t, "POST", px.url("/v1/x"), `{}`)
