@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -371,5 +374,64 @@ func TestAttemptAnthropicHeaders(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStreamServedByFallbackAttempt: the primary's attempt fails and Envoy's retry reaches the
+// Anthropic fallback; the router filter sees only that final attempt's response, an Anthropic
+// event stream (cut at random points), and streams it to the OpenAI client as chat chunks of the
+// model that served, then settles against the provider that served it, both attempts recorded.
+func TestStreamServedByFallbackAttempt(t *testing.T) {
+	h := newHarness(t)
+	router := h.open(t)
+	router.requestHeaders(false, chatHeaders()...)
+	id := routedID(router.requestBody(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+
+	first := h.open(t)
+	first.send(attemptRequest(id, primaryBackend))
+	first.responseHeaders(false, ":status", "503", "content-type", "application/json")
+	if cr := h.attempt(t, id, "anthropic/msgs-only").GetRequestHeaders().GetResponse(); cr.GetBodyMutation() == nil {
+		t.Fatalf("the fallback attempt was not translated: %v", cr)
+	}
+
+	rh := router.responseHeaders(false, ":status", "200", "content-type", "text/event-stream")
+	if set, _ := mutations(rh.GetResponseHeaders().GetResponse().GetHeaderMutation()); set["x-tollgate-served-model"] != "msgs-only" {
+		t.Errorf("served model header %q, want the fallback", set["x-tollgate-served-model"])
+	}
+	if rh.GetModeOverride().GetResponseBodyMode() != filterv3.ProcessingMode_STREAMED {
+		t.Fatalf("an event stream switches to STREAMED: %v", rh.GetModeOverride())
+	}
+	raw, err := os.ReadFile("testdata/metering/anthropic.sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(11, uint64(len(raw))))
+	var out strings.Builder
+	for rest := raw; len(rest) > 0; {
+		n := 1 + rng.IntN(min(len(rest), 40))
+		out.Write(router.responseBody(rest[:n], false).GetResponseBody().GetResponse().GetBodyMutation().GetBody())
+		rest = rest[n:]
+	}
+	out.Write(router.responseBody(nil, true).GetResponseBody().GetResponse().GetBodyMutation().GetBody())
+
+	got := out.String()
+	if !strings.Contains(got, `"object":"chat.completion.chunk"`) || !strings.HasSuffix(got, "data: [DONE]\n\n") || strings.Contains(got, "event: ") {
+		t.Errorf("the OpenAI client gets Anthropic's events: %q", got)
+	}
+	if !strings.Contains(got, `"content":"Hello, "`) || !strings.Contains(got, `"content":"world and more"`) || strings.Count(got, `"model":"msgs-only"`) != strings.Count(got, `"model"`) {
+		t.Errorf("content or model lost: %q", got)
+	}
+	u := h.ledger.waitSettled(t)
+	// Anthropic reports 25 input and 40 output tokens: held to this request's bounds on the model
+	// that served, a 20-token prompt ("hi") and msgs-only's 10-token output limit.
+	if u.Provider != "anthropic" || u.Model != "msgs-only" || !u.Streamed || u.PromptTokens != 20 || u.CompletionTokens != 10 {
+		t.Errorf("settled %+v; want Anthropic's usage within the bounds of msgs-only", u)
+	}
+	var attempts []string
+	for _, a := range u.Attempts {
+		attempts = append(attempts, a.Backend+" "+strconv.Itoa(a.Status))
+	}
+	if got := strings.Join(attempts, ", "); got != "openai/gpt-5.4-2026-03-01 503, anthropic/msgs-only 200" {
+		t.Errorf("attempts recorded: %s", got)
 	}
 }

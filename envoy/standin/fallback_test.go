@@ -128,7 +128,7 @@ func fallbackReply(cluster string, replace bool) func(*extprocsvc.ProcessingRequ
 	}
 }
 
-// fallbackBootstrap renders one fallback cluster "model_m" whose levels are the backends.
+// fallbackBootstrap renders one model cluster "model_m" whose levels are the backends.
 func fallbackBootstrap(t *testing.T, extprocAddr string, f *bootstrap.Retry, levels ...backendAt) *bootstrapv3.Bootstrap {
 	t.Helper()
 	c := bootstrap.Cluster{Name: "model_m"}

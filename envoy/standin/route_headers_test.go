@@ -12,7 +12,7 @@ import (
 	"github.com/tollgate/tollgate/envoy/standin"
 )
 
-// TestRouteHeaderMatch: with fallback, each model cluster has its own route matched on
+// TestRouteHeaderMatch: each model cluster has its own route matched on
 // x-tollgate-cluster after extproc clears the route cache, and its own num_retries. Cluster
 // model_m has one level (num_retries 2: three attempts), model_n two levels (num_retries 5);
 // the old shared route would have given model_m six attempts. A name no route matches falls
