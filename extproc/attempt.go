@@ -15,20 +15,17 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/tollgate/tollgate/envoy/contract"
 	"github.com/tollgate/tollgate/extproc/anthropic"
 	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/catalog"
 	"github.com/tollgate/tollgate/extproc/ledger"
 )
 
-// Retries and fallback (DESIGN.md section 2, "the second filter"): with Config.TranslatePerAttempt,
-// the router filter's exchange admits the request but does not translate it; Envoy's router picks
-// a backend for each attempt (priority levels, retries), and an ext_proc filter in the model
-// cluster's upstream filter chain asks this server, once per attempt, to turn the original client
-// request into the request of the backend the attempt reached.
-
-// upstreamHostAttribute is the request attribute that carries the attempt's endpoint metadata.
-const upstreamHostAttribute = "xds.upstream_host_metadata"
+// Retries and fallback: the router filter's exchange admits the request but never translates it;
+// Envoy's router picks a backend for each attempt (priority levels, retries), and an ext_proc
+// filter in the model cluster's upstream filter chain asks this server, once per attempt, to turn
+// the original client request into the request of the backend the attempt reached.
 
 // isAttempt reports whether req opens an upstream-filter stream: request headers that carry the
 // upstream host's metadata, which only an upstream filter can see.
@@ -41,24 +38,12 @@ func isAttempt(req *extprocv3.ProcessingRequest) bool {
 	return ok
 }
 
-// attemptBackendKey finds the backend key (filter_metadata.tollgate.backend) in the request's
-// attributes, whether the attribute is the whole metadata or the backend string itself.
+// attemptBackendKey finds the backend the attempt reached (the endpoint's
+// filter_metadata.tollgate.backend) in the request's attributes: the upstream filter's
+// contract.UpstreamBackendAttribute, a string.
 func attemptBackendKey(req *extprocv3.ProcessingRequest) (string, bool) {
-	for _, attrs := range req.GetAttributes() {
-		for k, v := range attrs.GetFields() {
-			if !strings.HasPrefix(k, upstreamHostAttribute) {
-				continue
-			}
-			if s := v.GetStringValue(); s != "" {
-				return s, true
-			}
-			fm := v.GetStructValue().GetFields()["filter_metadata"].GetStructValue().GetFields()
-			if b := fm[metadataNamespace].GetStructValue().GetFields()["backend"].GetStringValue(); b != "" {
-				return b, true
-			}
-		}
-	}
-	return "", false
+	b := req.GetAttributes()[contract.ExtProcAttributesKey].GetFields()[contract.UpstreamBackendAttribute].GetStringValue()
+	return b, b != ""
 }
 
 // register makes x reachable by its attempts; finish unregisters it.
@@ -86,23 +71,15 @@ func (s *Server) lookupPending(id string) *exchange {
 // forwarding_namespaces): a client cannot set dynamic metadata, and nothing travels to the
 // provider for it.
 func attemptRequestID(req *extprocv3.ProcessingRequest) string {
-	return req.GetMetadataContext().GetFilterMetadata()[metadataNamespace].GetFields()["request_id"].GetStringValue()
+	return req.GetMetadataContext().GetFilterMetadata()[contract.MetadataNamespace].GetFields()[contract.RequestIDKey].GetStringValue()
 }
 
 // envoyRequestID is Envoy's own id of the HTTP request (the request.id attribute, which both
 // filters request), or "" when the message does not carry it. Envoy sends attributes only on
 // the first message of each direction.
 func envoyRequestID(req *extprocv3.ProcessingRequest) string {
-	for _, attrs := range req.GetAttributes() {
-		if v := attrs.GetFields()[requestIDAttribute].GetStringValue(); v != "" {
-			return v
-		}
-	}
-	return ""
+	return req.GetAttributes()[contract.ExtProcAttributesKey].GetFields()[contract.RequestIDAttribute].GetStringValue()
 }
-
-// requestIDAttribute is the CEL attribute holding Envoy's request id.
-const requestIDAttribute = "request.id"
 
 // answerAttempt translates the original client request for the backend one attempt reached. The
 // request is always rebuilt from the client's, never from a previous attempt's, and every header
@@ -195,8 +172,8 @@ func (s *Server) answerAttempt(ctx context.Context, req *extprocv3.ProcessingReq
 		}}},
 		// Envoy drops content-length when a headers reply replaces the body; the cluster's
 		// header_mutation filter sets it again from this value.
-		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{metadataNamespace: structpb.NewStructValue(&structpb.Struct{
-			Fields: map[string]*structpb.Value{"content_length": structpb.NewStringValue(strconv.Itoa(len(body)))},
+		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{contract.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{
+			Fields: map[string]*structpb.Value{contract.ContentLengthKey: structpb.NewStringValue(strconv.Itoa(len(body)))},
 		})}},
 	}, done
 }

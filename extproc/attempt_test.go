@@ -4,14 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/tollgate/tollgate/envoy/contract"
+	"github.com/tollgate/tollgate/extproc/anthropic"
 )
 
 // attemptRequest is the first message of an upstream-filter stream as Envoy's upstream ext_proc
@@ -22,18 +28,18 @@ func attemptRequest(requestID, backend string, kv ...string) *extprocv3.Processi
 		Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
 			Headers: headerMap(append([]string{":method", "POST", ":path", "/v1/chat/completions"}, kv...)...),
 		}},
-		Attributes: map[string]*structpb.Struct{"envoy.filters.http.ext_proc": {Fields: map[string]*structpb.Value{
-			"xds.upstream_host_metadata.filter_metadata['tollgate']['backend']": structpb.NewStringValue(backend),
+		Attributes: map[string]*structpb.Struct{contract.ExtProcAttributesKey: {Fields: map[string]*structpb.Value{
+			contract.UpstreamBackendAttribute: structpb.NewStringValue(backend),
 		}}},
 		MetadataContext: &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
-			"tollgate": {Fields: map[string]*structpb.Value{"request_id": structpb.NewStringValue(requestID)}},
+			contract.MetadataNamespace: {Fields: map[string]*structpb.Value{contract.RequestIDKey: structpb.NewStringValue(requestID)}},
 		}},
 	}
 }
 
 // attempt opens an upstream-filter stream for requestID's attempt on backend, with headers as a
 // previous attempt and the client left them.
-func (h *harness) attempt(t *testing.T, requestID, backend string) *extprocv3.ProcessingResponse {
+func (h *harness) attempt(t testing.TB, requestID, backend string) *extprocv3.ProcessingResponse {
 	t.Helper()
 	return h.open(t).send(attemptRequest(requestID, backend,
 		"authorization", "Bearer "+goodKey, "x-api-key", "stale-from-a-previous-attempt", "x-tollgate-cluster", "model_gpt-5.4"))
@@ -41,11 +47,11 @@ func (h *harness) attempt(t *testing.T, requestID, backend string) *extprocv3.Pr
 
 // routedID is the request id the router filter's body reply put in the dynamic metadata.
 func routedID(resp *extprocv3.ProcessingResponse) string {
-	return resp.GetDynamicMetadata().GetFields()["tollgate"].GetStructValue().GetFields()["request_id"].GetStringValue()
+	return resp.GetDynamicMetadata().GetFields()[contract.MetadataNamespace].GetStructValue().GetFields()[contract.RequestIDKey].GetStringValue()
 }
 
-func TestTranslatePerAttempt(t *testing.T) {
-	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+func TestTranslatedPerAttempt(t *testing.T) {
+	h := newHarness(t)
 	router := h.open(t)
 	router.requestHeaders(false, chatHeaders()...)
 	routed := router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`)
@@ -118,7 +124,7 @@ func TestTranslatePerAttempt(t *testing.T) {
 }
 
 func TestAttemptContentLength(t *testing.T) {
-	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+	h := newHarness(t)
 	router := h.open(t)
 	router.requestHeaders(false, chatHeaders()...)
 	id := routedID(router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`))
@@ -133,7 +139,7 @@ func TestAttemptContentLength(t *testing.T) {
 }
 
 func TestAttemptFailures(t *testing.T) {
-	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+	h := newHarness(t)
 	router := h.open(t)
 	router.requestHeaders(false, chatHeaders()...)
 	id := routedID(router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`))
@@ -155,7 +161,7 @@ func TestAttemptFailures(t *testing.T) {
 // TestAttemptStatusRecorded: when the upstream filter sends the attempt's response headers, the
 // attempt's status is recorded.
 func TestAttemptStatusRecorded(t *testing.T) {
-	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+	h := newHarness(t)
 	router := h.open(t)
 	router.requestHeaders(false, chatHeaders()...)
 	id := routedID(router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`))
@@ -180,7 +186,7 @@ func TestAttemptStatusRecorded(t *testing.T) {
 // TestAttemptForwardsOnlyAllowedHeaders: whatever the client sent beyond the allow-list, and the
 // gateway's own routing headers, never reach a provider; Envoy's own headers are left to Envoy.
 func TestAttemptForwardsOnlyAllowedHeaders(t *testing.T) {
-	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+	h := newHarness(t)
 	router := h.open(t)
 	router.requestHeaders(false, chatHeaders()...)
 	id := routedID(router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`))
@@ -236,7 +242,7 @@ func TestAttemptBoundToItsRequest(t *testing.T) {
 		md, _ := metadata.FromIncomingContext(ctx)
 		return strings.Join(md.Get("test-peer"), ",")
 	}
-	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true, PeerIdentity: peerOf})
+	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, PeerIdentity: peerOf})
 	as := func(peer string) context.Context {
 		return metadata.AppendToOutgoingContext(t.Context(), "test-peer", peer)
 	}
@@ -291,13 +297,13 @@ func TestAttemptBoundToItsRequest(t *testing.T) {
 	}
 }
 
-// TestCancelledAfterAttempt: with per-attempt translation, a request whose client leaves after an
+// TestCancelledAfterAttempt: a request whose client leaves after an
 // attempt went upstream is charged its input at the attempted model; one that leaves before any
 // attempt is released.
 func TestCancelledAfterAttempt(t *testing.T) {
 	for _, attempted := range []bool{true, false} {
 		t.Run(fmt.Sprintf("attempted=%v", attempted), func(t *testing.T) {
-			h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+			h := newHarness(t)
 			router := h.open(t)
 			router.requestHeaders(false, chatHeaders()...)
 			id := routedID(router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hello there"}]}`))
@@ -319,5 +325,113 @@ func TestCancelledAfterAttempt(t *testing.T) {
 				t.Errorf("settled %+v; want the input (%d µUSD) at the attempted backend", u, hold.InputMicros)
 			}
 		})
+	}
+}
+
+// TestAttemptAnthropicHeaders: an attempt that reaches an Anthropic provider carries the
+// client's own anthropic-version and checked anthropic-beta when the client speaks Anthropic,
+// else the version the translation targets and no beta; whatever an earlier attempt left in the
+// shared header map is replaced or removed.
+func TestAttemptAnthropicHeaders(t *testing.T) {
+	h := newHarness(t)
+	tests := []struct {
+		name        string
+		headers     []string
+		body        string
+		wantVersion string
+		wantBeta    string // "" means removed
+	}{
+		{name: "anthropic client", headers: []string{":method", "POST", ":path", "/v1/messages", "x-api-key", goodKey,
+			"anthropic-version", "2023-01-01", "anthropic-beta", "context-1m-2025-08-07"},
+			body: `{"model":"msgs-only","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`, wantVersion: "2023-01-01", wantBeta: "context-1m-2025-08-07"},
+		{name: "openai client on an anthropic fallback", headers: chatHeaders(),
+			body: `{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`, wantVersion: anthropic.Version},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := h.open(t)
+			s.requestHeaders(false, tt.headers...)
+			id := routedID(s.requestBody(tt.body))
+			// The shared header map as an earlier attempt may have left it.
+			cr := h.open(t).send(attemptRequest(id, "anthropic/msgs-only", "anthropic-version", "stale", "anthropic-beta", "stale-beta")).
+				GetRequestHeaders().GetResponse()
+			set, removed := mutations(cr.GetHeaderMutation())
+			if set["anthropic-version"] != tt.wantVersion {
+				t.Errorf("anthropic-version %q, want %q", set["anthropic-version"], tt.wantVersion)
+			}
+			if tt.wantBeta != "" && set["anthropic-beta"] != tt.wantBeta {
+				t.Errorf("anthropic-beta %q, want %q", set["anthropic-beta"], tt.wantBeta)
+			}
+			if tt.wantBeta == "" && (!removed["anthropic-beta"] || set["anthropic-beta"] != "") {
+				t.Errorf("anthropic-beta must not reach the provider: set %v removed %v", set, removed)
+			}
+			// The same request on an OpenAI backend carries neither.
+			if tt.wantBeta == "" {
+				cr = h.open(t).send(attemptRequest(id, primaryBackend, "anthropic-version", "stale", "anthropic-beta", "stale-beta")).GetRequestHeaders().GetResponse()
+				set, removed = mutations(cr.GetHeaderMutation())
+				if !removed["anthropic-version"] || !removed["anthropic-beta"] || set["anthropic-version"] != "" {
+					t.Errorf("an OpenAI backend gets no Anthropic headers: set %v removed %v", set, removed)
+				}
+			}
+		})
+	}
+}
+
+// TestStreamServedByFallbackAttempt: the primary's attempt fails and Envoy's retry reaches the
+// Anthropic fallback; the router filter sees only that final attempt's response, an Anthropic
+// event stream (cut at random points), and streams it to the OpenAI client as chat chunks of the
+// model that served, then settles against the provider that served it, both attempts recorded.
+func TestStreamServedByFallbackAttempt(t *testing.T) {
+	h := newHarness(t)
+	router := h.open(t)
+	router.requestHeaders(false, chatHeaders()...)
+	id := routedID(router.requestBody(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+
+	first := h.open(t)
+	first.send(attemptRequest(id, primaryBackend))
+	first.responseHeaders(false, ":status", "503", "content-type", "application/json")
+	if cr := h.attempt(t, id, "anthropic/msgs-only").GetRequestHeaders().GetResponse(); cr.GetBodyMutation() == nil {
+		t.Fatalf("the fallback attempt was not translated: %v", cr)
+	}
+
+	rh := router.responseHeaders(false, ":status", "200", "content-type", "text/event-stream")
+	if set, _ := mutations(rh.GetResponseHeaders().GetResponse().GetHeaderMutation()); set["x-tollgate-served-model"] != "msgs-only" {
+		t.Errorf("served model header %q, want the fallback", set["x-tollgate-served-model"])
+	}
+	if rh.GetModeOverride().GetResponseBodyMode() != filterv3.ProcessingMode_STREAMED {
+		t.Fatalf("an event stream switches to STREAMED: %v", rh.GetModeOverride())
+	}
+	raw, err := os.ReadFile("testdata/metering/anthropic.sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(11, uint64(len(raw))))
+	var out strings.Builder
+	for rest := raw; len(rest) > 0; {
+		n := 1 + rng.IntN(min(len(rest), 40))
+		out.Write(router.responseBody(rest[:n], false).GetResponseBody().GetResponse().GetBodyMutation().GetBody())
+		rest = rest[n:]
+	}
+	out.Write(router.responseBody(nil, true).GetResponseBody().GetResponse().GetBodyMutation().GetBody())
+
+	got := out.String()
+	if !strings.Contains(got, `"object":"chat.completion.chunk"`) || !strings.HasSuffix(got, "data: [DONE]\n\n") || strings.Contains(got, "event: ") {
+		t.Errorf("the OpenAI client gets Anthropic's events: %q", got)
+	}
+	if !strings.Contains(got, `"content":"Hello, "`) || !strings.Contains(got, `"content":"world and more"`) || strings.Count(got, `"model":"msgs-only"`) != strings.Count(got, `"model"`) {
+		t.Errorf("content or model lost: %q", got)
+	}
+	u := h.ledger.waitSettled(t)
+	// Anthropic reports 25 input and 40 output tokens: held to this request's bounds on the model
+	// that served, a 20-token prompt ("hi") and msgs-only's 10-token output limit.
+	if u.Provider != "anthropic" || u.Model != "msgs-only" || !u.Streamed || u.PromptTokens != 20 || u.CompletionTokens != 10 {
+		t.Errorf("settled %+v; want Anthropic's usage within the bounds of msgs-only", u)
+	}
+	var attempts []string
+	for _, a := range u.Attempts {
+		attempts = append(attempts, a.Backend+" "+strconv.Itoa(a.Status))
+	}
+	if got := strings.Join(attempts, ", "); got != "openai/gpt-5.4-2026-03-01 503, anthropic/msgs-only 200" {
+		t.Errorf("attempts recorded: %s", got)
 	}
 }

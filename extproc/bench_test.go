@@ -42,8 +42,9 @@ func drain(h *harness) {
 }
 
 // BenchmarkBufferedRequest drives one non-streaming chat completion per iteration over a real
-// socket with the messages Envoy sends: request headers, request body, response headers,
-// response body (auth and ledger are in-memory fakes).
+// socket with the messages Envoy sends: on the router filter's stream request headers and body,
+// then one attempt's stream (request headers, translated there, the hold placed), then the
+// router filter's response headers and body (auth and ledger are in-memory fakes).
 func BenchmarkBufferedRequest(b *testing.B) {
 	h := newHarness(b)
 	drain(h)
@@ -56,7 +57,7 @@ func benchBuffered(b *testing.B, h *harness) {
 	for b.Loop() {
 		s := h.open(b)
 		s.requestHeaders(false, chatHeaders()...)
-		s.requestBody(benchRequest)
+		attempt(b, h, s.requestBody(benchRequest))
 		s.responseHeaders(false, ":status", "200", "content-type", "application/json")
 		s.responseBody([]byte(benchResponse), true)
 		_ = s.s.CloseSend()
@@ -81,7 +82,7 @@ func benchStream(b *testing.B, h *harness) {
 	for b.Loop() {
 		s := h.open(b)
 		s.requestHeaders(false, chatHeaders()...)
-		s.requestBody(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+		attempt(b, h, s.requestBody(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
 		s.responseHeaders(false, ":status", "200", "content-type", "text/event-stream")
 		for range chunks {
 			s.responseBody(chunk, false)
@@ -144,23 +145,10 @@ func BenchmarkNoopBufferedRequest(b *testing.B) { benchBuffered(b, noopHarness(b
 // BenchmarkNoopStreamedChunk is BenchmarkStreamedChunk against a processor that does nothing.
 func BenchmarkNoopStreamedChunk(b *testing.B) { benchStream(b, noopHarness(b)) }
 
-// BenchmarkRouterAndAttempt is BenchmarkBufferedRequest with per-attempt translation: the router
-// filter's stream and one upstream filter stream per request, as Envoy drives them.
-func BenchmarkRouterAndAttempt(b *testing.B) {
-	h := newHarnessWith(b, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
-	drain(h)
-	b.ReportAllocs()
-	start := cpuTime()
-	for b.Loop() {
-		s := h.open(b)
-		s.requestHeaders(false, chatHeaders()...)
-		id := routedID(s.requestBody(benchRequest))
-		a := h.open(b)
-		a.send(attemptRequest(id, "openai/gpt-5.4-2026-03-01", chatHeaders()[4:]...))
-		_ = a.s.CloseSend()
-		s.responseHeaders(false, ":status", "200", "content-type", "application/json")
-		s.responseBody([]byte(benchResponse), true)
-		_ = s.s.CloseSend()
-	}
-	reportCPU(b, start)
+// attempt runs the first attempt of the request routed, on its own stream, as the cluster's
+// upstream filter does.
+func attempt(b *testing.B, h *harness, routed *extprocv3.ProcessingResponse) {
+	a := h.open(b)
+	a.send(attemptRequest(routedID(routed), primaryBackend, chatHeaders()[4:]...))
+	_ = a.s.CloseSend()
 }

@@ -169,24 +169,3 @@ func countEstimateReply(req *clientRequest, b *catalog.Backend) *extprocv3.Proce
 		Details: "tollgate_count_estimated",
 	}}}
 }
-
-// countWithoutAttempts answers a count when Envoy routes without per-attempt translation: there
-// is no attempt to forward through, so the gateway estimates.
-func (x *exchange) countWithoutAttempts() *extprocv3.ProcessingResponse {
-	x.closed = true
-	var m mutation
-	m.Set("content-type", "application/json")
-	m.Set("x-request-id", x.requestID)
-	m.Set("request-id", x.requestID)
-	m.Set(headerRequestID, x.requestID)
-	m.Set(headerEstimated, "true")
-	return &extprocv3.ProcessingResponse{
-		Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
-			Status:  &typev3.HttpStatus{Code: typev3.StatusCode_OK},
-			Headers: m.proto(),
-			Body:    countEstimateBody(x.req, x.route.Model),
-			Details: "tollgate_count_estimated",
-		}},
-		DynamicMetadata: x.tokenMetadata(0, 0),
-	}
-}

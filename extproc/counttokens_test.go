@@ -58,7 +58,7 @@ func TestCountTokens(t *testing.T) {
 		{name: "gemini to anthropic", headers: geminiHdrs("/v1beta/models/every:countTokens"),
 			body: `{"contents":[{"role":"user","parts":[{"text":"Hello there"}]}]}`, backend: "anthropic/claude-x", wantEstimate: "totalTokens"},
 	}
-	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			router := h.open(t)
@@ -131,7 +131,7 @@ func TestCountTokens(t *testing.T) {
 
 // TestCountTokensRefusals: counts are validated and resolved like generations.
 func TestCountTokensRefusals(t *testing.T) {
-	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20})
 	tests := []struct {
 		name, path, body string
 		wantStatus       int32
@@ -155,26 +155,5 @@ func TestCountTokensRefusals(t *testing.T) {
 				t.Errorf("got %v %q: %s, want %d %s", ir.GetStatus().GetCode(), ir.GetDetails(), ir.GetBody(), tt.wantStatus, tt.wantDetails)
 			}
 		})
-	}
-}
-
-// TestCountTokensWithoutAttempts: without per-attempt translation there is no attempt to forward
-// through, so the router filter answers a marked estimate itself, holding nothing.
-func TestCountTokensWithoutAttempts(t *testing.T) {
-	h := newHarness(t)
-	s := h.open(t)
-	s.requestHeaders(false, ":method", "POST", ":path", "/v1beta/models/every:countTokens", "x-goog-api-key", goodKey)
-	ir := s.requestBody(`{"contents":[{"role":"user","parts":[{"text":"Hello there"}]}]}`).GetImmediateResponse()
-	set, _ := mutations(ir.GetHeaders())
-	var got struct {
-		TotalTokens int64 `json:"totalTokens"`
-	}
-	if err := json.Unmarshal(ir.GetBody(), &got); err != nil || ir.GetStatus().GetCode() != 200 || got.TotalTokens < 11 || set[headerEstimated] != "true" {
-		t.Errorf("got %v %s (%v), headers %v", ir.GetStatus().GetCode(), ir.GetBody(), err, set)
-	}
-	h.ledger.mu.Lock()
-	defer h.ledger.mu.Unlock()
-	if len(h.ledger.placed) != 0 {
-		t.Errorf("a count placed a hold: %v", h.ledger.placed)
 	}
 }

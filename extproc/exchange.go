@@ -18,6 +18,7 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/tollgate/tollgate/envoy/contract"
 	"github.com/tollgate/tollgate/extproc/anthropic"
 	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/auth"
@@ -26,10 +27,6 @@ import (
 	"github.com/tollgate/tollgate/extproc/ledger"
 	"github.com/tollgate/tollgate/extproc/params"
 )
-
-// metadataNamespace is the dynamic-metadata namespace Envoy's ext_proc filter is configured to
-// receive (metadata_options.receiving_namespaces); anything else would be dropped silently.
-const metadataNamespace = "tollgate"
 
 // exchange is the state of one HTTP request across its ext_proc messages. It is owned by the
 // stream's goroutine.
@@ -52,11 +49,11 @@ type exchange struct {
 	route    catalog.Route
 	backend  *catalog.Backend
 	provider protocol
-	// With per-attempt translation, the attempt streams record the backends they reached here.
+	// The attempt streams record the backends they reached here.
 	attemptMu   sync.Mutex
 	lastAttempt *catalog.Backend
 	attempts    []ledger.Attempt
-	// With per-attempt translation the first attempt places the hold (holdForAttempt), under
+	// The first attempt places the hold (holdForAttempt), under
 	// attemptMu; holdTried says it did, holdErr is its failure, which the router filter answers
 	// with, and finished stops an attempt from holding for a request that is already over.
 	holdTried bool
@@ -116,7 +113,7 @@ func (x *exchange) handle(ctx context.Context, req *extprocv3.ProcessingRequest)
 	case *extprocv3.ProcessingRequest_RequestHeaders:
 		return x.onRequestHeaders(ctx, r.RequestHeaders)
 	case *extprocv3.ProcessingRequest_RequestBody:
-		return x.onRequestBody(ctx, r.RequestBody)
+		return x.onRequestBody(r.RequestBody)
 	case *extprocv3.ProcessingRequest_RequestTrailers:
 		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
@@ -200,7 +197,7 @@ func (x *exchange) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeader
 	}}
 }
 
-func (x *exchange) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+func (x *exchange) onRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	body := b.GetBody()
 	if len(body) > x.s.cfg.MaxBodyBytes {
 		return x.reject(apierror.New(http.StatusRequestEntityTooLarge, apierror.CodeRequestTooLarge, "Request body is larger than %d bytes", x.s.cfg.MaxBodyBytes))
@@ -220,60 +217,12 @@ func (x *exchange) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ex
 		return x.reject(err)
 	}
 	backend := route.Backends[0]
-	provider := backend.ProviderRef()
-	x.req, x.route, x.backend, x.provider = req, route, backend, providerProtocol(provider.Kind)
-	if req.count != nil && !x.s.cfg.TranslatePerAttempt {
-		return x.countWithoutAttempts()
-	}
-	if x.s.cfg.TranslatePerAttempt {
-		// The hold waits for the first attempt (holdForAttempt): Envoy's ratelimit filter, which
-		// runs after this one, must turn away a request over its quota before it costs a hold.
-		return x.routeForAttempts()
-	}
-	if err := x.hold(ctx); err != nil {
-		x.req = nil
-		return x.reject(err)
-	}
-	path, upstream, err := upstreamRequest(req, backend, backend.ModelRef())
-	if err != nil {
-		x.log().Error("build upstream request", "err", err, "provider", provider.Name)
-		x.release()
-		return x.reject(apierror.New(http.StatusBadGateway, apierror.CodeNoProviderAvailable, "Model %s has no backend this gateway can reach", route.Model.ID))
-	}
-
-	var m mutation
-	m.Set(":path", path)
-	m.Set(headerCluster, route.Cluster)
-	m.Set("content-type", "application/json")
-	m.SetContentLength(len(upstream))
-	setUpstreamCredential(&m, provider)
-	if x.provider == protoAnthropic && req.proto != protoAnthropic {
-		// Anthropic requires a version header; its own clients send one, which passes through.
-		m.Set("anthropic-version", anthropic.Version)
-	}
-	if beta, ok := x.anthropicHeaders["anthropic-beta"]; ok {
-		// The values checkParams let through, as one header; other providers get none.
-		if x.provider == protoAnthropic && beta != "" {
-			m.Set("anthropic-beta", beta)
-		} else {
-			m.Remove("anthropic-beta")
-		}
-	}
-
-	return &extprocv3.ProcessingResponse{
-		Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
-			HeaderMutation:  m.proto(),
-			BodyMutation:    &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: upstream}},
-			ClearRouteCache: true,
-		}}},
-		DynamicMetadata: x.metadata(map[string]any{
-			"request_id": x.requestID,
-			"org_id":     x.principal.OrgID,
-			"key_id":     x.principal.KeyID,
-			"model":      route.Model.ID,
-			"provider":   provider.Name,
-		}),
-	}
+	x.req, x.route, x.backend, x.provider = req, route, backend, providerProtocol(backend.ProviderRef().Kind)
+	// The router filter only routes; each attempt's upstream filter translates the request for
+	// the backend it reached (attempt.go). The hold waits for the first attempt
+	// (holdForAttempt): Envoy's ratelimit filter, which runs after this one, must turn away a
+	// request over its quota before it costs a hold.
+	return x.routeForAttempts()
 }
 
 // checkOrg refuses organisations that may not spend right now; seed 000 checks the subscription
@@ -551,9 +500,6 @@ func (x *exchange) errorFor(body []byte) *apierror.Error {
 // attempt that was reset, timed out or never connected records none, and then the response is
 // Envoy's own reply, not the provider's.
 func (x *exchange) providerAnswered() bool {
-	if !x.s.cfg.TranslatePerAttempt {
-		return true // without attempts, whatever came back after routing counts as upstream's
-	}
 	x.attemptMu.Lock()
 	defer x.attemptMu.Unlock()
 	n := len(x.attempts)
@@ -599,11 +545,11 @@ func (x *exchange) reject(e *apierror.Error) *extprocv3.ProcessingResponse {
 // It is always set, zero on errors: a missing value would make hits_addend invalid (ai-gateway
 // #1786).
 func (x *exchange) tokenMetadata(in, out int64) *structpb.Struct {
-	return &structpb.Struct{Fields: map[string]*structpb.Value{metadataNamespace: structpb.NewStructValue(&structpb.Struct{
+	return &structpb.Struct{Fields: map[string]*structpb.Value{contract.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{
 		Fields: map[string]*structpb.Value{
-			"input_tokens":  structpb.NewNumberValue(float64(in)),
-			"output_tokens": structpb.NewNumberValue(float64(out)),
-			"total_tokens":  structpb.NewNumberValue(float64(in + out)),
+			contract.InputTokensKey:  structpb.NewNumberValue(float64(in)),
+			contract.OutputTokensKey: structpb.NewNumberValue(float64(out)),
+			contract.TotalTokensKey:  structpb.NewNumberValue(float64(in + out)),
 		},
 	})}}
 }
@@ -615,8 +561,8 @@ func (x *exchange) tokenMetadata(in, out int64) *structpb.Struct {
 func (x *exchange) runningTotal(total int64) *structpb.Struct {
 	if x.runningMD == nil {
 		x.runningTotalTokens = &structpb.Value_NumberValue{}
-		x.runningMD = &structpb.Struct{Fields: map[string]*structpb.Value{metadataNamespace: structpb.NewStructValue(&structpb.Struct{
-			Fields: map[string]*structpb.Value{"total_tokens": {Kind: x.runningTotalTokens}},
+		x.runningMD = &structpb.Struct{Fields: map[string]*structpb.Value{contract.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{
+			Fields: map[string]*structpb.Value{contract.TotalTokensKey: {Kind: x.runningTotalTokens}},
 		})}}
 	}
 	x.runningTotalTokens.NumberValue = float64(total)
@@ -629,7 +575,7 @@ func (x *exchange) metadata(fields map[string]any) *structpb.Struct {
 		x.log().Error("build dynamic metadata", "err", err)
 		return nil
 	}
-	return &structpb.Struct{Fields: map[string]*structpb.Value{metadataNamespace: structpb.NewStructValue(inner)}}
+	return &structpb.Struct{Fields: map[string]*structpb.Value{contract.MetadataNamespace: structpb.NewStructValue(inner)}}
 }
 
 // finish runs when the stream ends, however it ends. A stream the client abandoned is charged
@@ -651,24 +597,23 @@ func (x *exchange) finish() {
 	}
 }
 
-// routeForAttempts answers the request body when translation happens per attempt: the router
-// filter only routes (the cluster header, which each attempt removes again, and the dynamic
+// routeForAttempts answers the request body: the router filter only routes (the cluster header, which each attempt removes again, and the dynamic
 // metadata that carries the rate-limit descriptors and the request id the attempts look the
 // request up by) and keeps the client's body, of which Envoy gives every attempt a fresh copy.
 func (x *exchange) routeForAttempts() *extprocv3.ProcessingResponse {
 	x.s.register(x)
 	var m mutation
-	m.Set(headerCluster, x.route.Cluster)
+	m.Set(contract.ClusterHeader, x.route.Cluster)
 	return &extprocv3.ProcessingResponse{
 		Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
 			HeaderMutation:  m.proto(),
 			ClearRouteCache: true,
 		}}},
 		DynamicMetadata: x.metadata(map[string]any{
-			"request_id": x.requestID,
-			"org_id":     x.principal.OrgID,
-			"key_id":     x.principal.KeyID,
-			"model":      x.route.Model.ID,
+			contract.RequestIDKey: x.requestID,
+			contract.OrgIDKey:     x.principal.OrgID,
+			contract.KeyIDKey:     x.principal.KeyID,
+			contract.ModelKey:     x.route.Model.ID,
 		}),
 	}
 }

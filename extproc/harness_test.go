@@ -239,6 +239,35 @@ func (s *stream) responseBody(body []byte, eos bool) *extprocv3.ProcessingRespon
 		ResponseBody: &extprocv3.HttpBody{Body: body, EndOfStream: eos}}})
 }
 
+// primaryBackend is the first backend of the test catalog's gpt-5.4 chain in the global region:
+// where Envoy sends a request for "gpt" first.
+const primaryBackend = "openai/gpt-5.4-2026-03-01"
+
+// routeAndAttempt sends the client's body on the router filter's stream s and, when the router
+// filter routed it, runs its first attempt on backend (if empty, the route's first backend, the
+// cluster's priority 0), as Envoy does before any response reaches the router filter. It returns
+// both replies (attempt nil when the body was refused).
+func (h *harness) routeAndAttempt(s *stream, body, backend string) (routed, attempt *extprocv3.ProcessingResponse) {
+	s.t.Helper()
+	routed = s.requestBody(body)
+	if routed.GetImmediateResponse() != nil {
+		return routed, nil
+	}
+	id := routedID(routed)
+	if backend == "" {
+		x := h.srv.lookupPending(id)
+		if x == nil {
+			s.t.Fatalf("routed request %q is not pending", id)
+		}
+		backend = x.route.Backends[0].Key()
+	}
+	attempt = h.attempt(s.t, id, backend)
+	if attempt.GetRequestHeaders() == nil {
+		s.t.Fatalf("the first attempt was not translated: %v", attempt)
+	}
+	return routed, attempt
+}
+
 // chatHeaders are the request headers of an OpenAI SDK chat call with the good key.
 func chatHeaders(extra ...string) []string {
 	return append([]string{":method", "POST", ":path", "/v1/chat/completions", ":authority", "gw", ":scheme", "http",

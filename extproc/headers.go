@@ -9,17 +9,13 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/tollgate/tollgate/envoy/contract"
 )
 
-// internalPrefix marks headers that are trusted routing and rate-limit inputs. A client must never
-// set them, so every client-sent one is removed before anything reads it.
-const internalPrefix = "x-tollgate-"
-
-// Headers the gateway sets.
-const (
-	headerCluster   = "x-tollgate-cluster"
-	headerRequestID = "x-tollgate-request-id"
-)
+// headerRequestID is the gateway's request id on every response, beside the x-request-id and
+// request-id the SDKs read.
+const headerRequestID = "x-tollgate-request-id"
 
 // header returns the value of name (lower case) in hm. Envoy sends values in raw_value; value is
 // read as a fallback for processors driven by older clients.
@@ -87,11 +83,13 @@ func (m *mutation) proto() *extprocv3.HeaderMutation {
 	return &extprocv3.HeaderMutation{SetHeaders: m.set, RemoveHeaders: m.remove}
 }
 
-// clientInternalHeaders lists the x-tollgate-* headers present in hm.
+// clientInternalHeaders lists the x-tollgate-* headers present in hm: trusted routing inputs
+// (contract.InternalHeaderPrefix) that a client must never set, so every client-sent one is
+// removed before anything reads it.
 func clientInternalHeaders(hm *corev3.HeaderMap) []string {
 	var out []string
 	for _, h := range hm.GetHeaders() {
-		if strings.HasPrefix(h.GetKey(), internalPrefix) {
+		if strings.HasPrefix(h.GetKey(), contract.InternalHeaderPrefix) {
 			out = append(out, h.GetKey())
 		}
 	}

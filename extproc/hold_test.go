@@ -5,12 +5,12 @@ import (
 	"testing"
 )
 
-// With per-attempt translation the hold is placed when the first attempt starts, after Envoy's
+// The hold is placed when the first attempt starts, after Envoy's
 // ratelimit filter admitted the request: a request over its quota costs no hold, and retries
 // reuse the first attempt's hold.
 
 func TestOverQuotaCostsNoHold(t *testing.T) {
-	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+	h := newHarness(t)
 	router := h.open(t)
 	router.requestHeaders(false, chatHeaders()...)
 	router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`)
@@ -33,7 +33,7 @@ func TestOverQuotaCostsNoHold(t *testing.T) {
 }
 
 func TestFirstAttemptHoldsRetriesReuse(t *testing.T) {
-	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+	h := newHarness(t)
 	router := h.open(t)
 	router.requestHeaders(false, chatHeaders()...)
 	id := routedID(router.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`))
@@ -59,7 +59,7 @@ func TestFirstAttemptHoldsRetriesReuse(t *testing.T) {
 // TestAttemptHoldFailure: the first attempt cannot hold credit; it answers with a local reply
 // Envoy does not retry, and the client gets the hold's error in its own protocol.
 func TestAttemptHoldFailure(t *testing.T) {
-	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+	h := newHarness(t)
 	h.ledger.mu.Lock()
 	h.ledger.balance = 1
 	h.ledger.mu.Unlock()

@@ -92,7 +92,7 @@ func TestLocalReplyMapping(t *testing.T) {
 		{name: "provider's own 504", attempt: true, attemptStatus: 504, status: 504,
 			body: `{"error":{"message":"gateway timeout","type":"server_error"}}`, want: timeout},
 	}
-	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+	h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20})
 	for _, tt := range tests {
 		for _, c := range clientCalls() {
 			t.Run(tt.name+"/"+c.proto, func(t *testing.T) {
@@ -149,7 +149,7 @@ func TestUnansweredAttemptCharged(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20, TranslatePerAttempt: true})
+			h := newHarnessWith(t, Config{MaxBodyBytes: 1 << 20})
 			router := h.open(t)
 			router.requestHeaders(false, chatHeaders()...)
 			id := routedID(router.requestBody(`{"model":"every","messages":[{"role":"user","content":"hello there"}]}`))

@@ -5,13 +5,10 @@ import (
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
+	"github.com/tollgate/tollgate/envoy/contract"
 	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/ledger"
 )
-
-// ManagementCluster is the Envoy cluster of the management API (extproc's own HTTP server); the
-// bootstrap renders it under the same name (bootstrap.ManagementClusterName).
-const ManagementCluster = "tollgate_management"
 
 // routeManagement sends /v1/management/* to the management API, for management keys only. The
 // management server authenticates the key again and scopes every answer to its organisation, so
@@ -24,7 +21,7 @@ func (x *exchange) routeManagement(m *mutation) *extprocv3.ProcessingResponse {
 	if x.principal.Kind != ledger.KeyManagement {
 		return x.reject(apierror.New(http.StatusForbidden, apierror.CodeAccessDenied, "The management API needs a management key; this is a standard key"))
 	}
-	m.Set(headerCluster, ManagementCluster)
+	m.Set(contract.ClusterHeader, contract.ManagementCluster)
 	return &extprocv3.ProcessingResponse{
 		Response: &extprocv3.ProcessingResponse_RequestHeaders{
 			RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
@@ -33,9 +30,9 @@ func (x *exchange) routeManagement(m *mutation) *extprocv3.ProcessingResponse {
 			}},
 		},
 		DynamicMetadata: x.metadata(map[string]any{
-			"request_id": x.requestID,
-			"org_id":     x.principal.OrgID,
-			"key_id":     x.principal.KeyID,
+			contract.RequestIDKey: x.requestID,
+			contract.OrgIDKey:     x.principal.OrgID,
+			contract.KeyIDKey:     x.principal.KeyID,
 		}),
 	}
 }

@@ -340,15 +340,11 @@ func (x *exchange) settleStatus() int {
 // statusClientClosed records a request the client abandoned before any response.
 const statusClientClosed = 499
 
-// reachedProvider reports whether a provider may have read the request: with per-attempt
-// translation, once an attempt has been sent; otherwise once the router filter has routed it
-// with its translated body.
+// reachedProvider reports whether a provider may have read the request: once an attempt has
+// been sent.
 func (x *exchange) reachedProvider() bool {
 	if x.req == nil {
 		return false
-	}
-	if !x.s.cfg.TranslatePerAttempt {
-		return true
 	}
 	x.attemptMu.Lock()
 	defer x.attemptMu.Unlock()

@@ -267,7 +267,7 @@ func TestAdversarialProviderUsage(t *testing.T) {
 			h := newHarness(t)
 			s := h.open(t)
 			s.requestHeaders(false, chatHeaders()...)
-			s.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`)
+			h.routeAndAttempt(s, `{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`, "")
 			s.responseHeaders(false, ":status", "200", "content-type", "application/json")
 			rb := s.responseBody([]byte(`{"id":"c","object":"chat.completion","model":"x",`+answer+tt.usage+`}`), true)
 			u := h.ledger.waitSettled(t)
@@ -325,7 +325,7 @@ func TestStreamChunksCarryRunningTotal(t *testing.T) {
 	h := newHarness(t)
 	s := h.open(t)
 	s.requestHeaders(false, chatHeaders()...)
-	s.requestBody(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	h.routeAndAttempt(s, `{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`, "")
 	s.responseHeaders(false, ":status", "200", "content-type", "text/event-stream")
 	events := strings.SplitAfter(upstreamStream, "\n\n")
 	const promptBound = 20 // len(`"hi"`) + 16 bytes of framing
@@ -406,7 +406,7 @@ func TestAdversarialStreamUsage(t *testing.T) {
 			h := newHarness(t)
 			s := h.open(t)
 			s.requestHeaders(false, chatHeaders()...)
-			s.requestBody(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+			h.routeAndAttempt(s, `{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`, "")
 			s.responseHeaders(false, ":status", "200", "content-type", "text/event-stream")
 			mid := s.responseBody([]byte(content+`data: {"id":"c","object":"chat.completion.chunk","model":"x","choices":[],"usage":`+tt.usage+"}\n\ndata: [DONE]\n\n"), false)
 			// The running total token quotas see is within the request's bounds too.

@@ -54,7 +54,7 @@ func TestGovernedParams(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := h.open(t)
 			s.requestHeaders(false, tt.headers...)
-			resp := s.requestBody(tt.body)
+			resp, attempt := h.routeAndAttempt(s, tt.body, "")
 			ir := resp.GetImmediateResponse()
 			if tt.refused == "" {
 				if ir != nil {
@@ -62,7 +62,7 @@ func TestGovernedParams(t *testing.T) {
 				}
 				if tt.headers[3] == "/v1/messages" {
 					// What goes to the provider is the checked list, as one header.
-					set, _ := mutations(resp.GetRequestBody().GetResponse().GetHeaderMutation())
+					set, _ := mutations(attempt.GetRequestHeaders().GetResponse().GetHeaderMutation())
 					if want := strings.ReplaceAll(strings.Join(headerValuesOf(tt.headers, "anthropic-beta"), ","), " ", ""); set["anthropic-beta"] != want {
 						t.Errorf("anthropic-beta sent = %q, want %q", set["anthropic-beta"], want)
 					}

@@ -39,10 +39,6 @@ type Config struct {
 	SettleTimeout time.Duration
 	// HoldTimeout bounds placing a credit hold on the request path. Default 2s.
 	HoldTimeout time.Duration
-	// TranslatePerAttempt moves request translation to the model cluster's upstream ext_proc
-	// filter, once per attempt, so Envoy's retries and priority fallback can reach a different
-	// provider each time (DESIGN.md section 2). The bootstrap must be rendered to match.
-	TranslatePerAttempt bool
 	// HoldTTL is how long a hold outlives a process that died before settling it; it must exceed
 	// the longest request (Envoy's route timeout). Default 15m.
 	HoldTTL time.Duration

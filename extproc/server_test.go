@@ -9,6 +9,8 @@ import (
 
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+
+	"github.com/tollgate/tollgate/envoy/contract"
 )
 
 type openAIError struct {
@@ -204,19 +206,25 @@ func TestGatewayDisabledEverywhere(t *testing.T) {
 	}
 }
 
+// TestRequestBodyRoutes: the router filter's body reply only routes (the cluster header, the
+// route cache cleared, the dynamic metadata the rate limits and attempts read) and leaves the
+// client's body alone; the first attempt on the cluster's backend sends the provider its own
+// path, credential and body, and none of the client's credentials.
 func TestRequestBodyRoutes(t *testing.T) {
 	h := newHarness(t)
 	tests := []struct {
-		model, wantCluster, wantPath, wantAuthHeader, wantAuth, wantUpstreamModel string
+		model, wantCluster, backend, wantPath, wantAuthHeader, wantAuth, wantUpstreamModel string
 	}{
-		{model: "gpt", wantCluster: "model_gpt-5.4", wantPath: "/v1/chat/completions", wantAuthHeader: "authorization", wantAuth: "Bearer sk-openai", wantUpstreamModel: "gpt-5.4-2026-03-01"},
-		{model: "eu/gpt-5.4", wantCluster: "model_gpt-5.4_eu", wantPath: "/openai/v1/chat/completions", wantAuthHeader: "api-key", wantAuth: "sk-eu", wantUpstreamModel: "gpt-eu"},
+		{model: "gpt", wantCluster: "model_gpt-5.4", backend: primaryBackend, wantPath: "/v1/chat/completions",
+			wantAuthHeader: "authorization", wantAuth: "Bearer sk-openai", wantUpstreamModel: "gpt-5.4-2026-03-01"},
+		{model: "eu/gpt-5.4", wantCluster: "model_gpt-5.4_eu", backend: "compat-eu/gpt-eu", wantPath: "/openai/v1/chat/completions",
+			wantAuthHeader: "api-key", wantAuth: "sk-eu", wantUpstreamModel: "gpt-eu"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.model, func(t *testing.T) {
 			s := h.open(t)
 			s.requestHeaders(false, chatHeaders("x-api-key", goodKey)...)
-			resp := s.requestBody(`{"model":"` + tt.model + `","messages":[{"role":"user","content":"hi"}]}`)
+			resp, attempt := h.routeAndAttempt(s, `{"model":"`+tt.model+`","messages":[{"role":"user","content":"hi"}]}`, tt.backend)
 			cr := resp.GetRequestBody().GetResponse()
 			if cr == nil {
 				t.Fatalf("want a body reply, got %v", resp)
@@ -224,34 +232,49 @@ func TestRequestBodyRoutes(t *testing.T) {
 			if !cr.GetClearRouteCache() {
 				t.Error("clear_route_cache must be set so Envoy re-reads x-tollgate-cluster")
 			}
-			set, removed := mutations(cr.GetHeaderMutation())
-			body := cr.GetBodyMutation().GetBody()
-			want := map[string]string{
-				":path": tt.wantPath, "x-tollgate-cluster": tt.wantCluster, tt.wantAuthHeader: tt.wantAuth,
-				"content-length": strconv.Itoa(len(body)),
+			set, _ := mutations(cr.GetHeaderMutation())
+			if len(set) != 1 || set["x-tollgate-cluster"] != tt.wantCluster || cr.GetBodyMutation() != nil {
+				t.Errorf("the router filter sets only x-tollgate-cluster %s and keeps the body: set %v, body %v", tt.wantCluster, set, cr.GetBodyMutation())
 			}
+			// The rate-limit descriptors are built from this metadata, and the attempts find the
+			// request by its request_id.
+			md := resp.GetDynamicMetadata().GetFields()["tollgate"].GetStructValue().GetFields()
+			if md["org_id"].GetStringValue() != orgID || md["key_id"].GetStringValue() != keyID || md["model"].GetStringValue() != "gpt-5.4" || !strings.HasPrefix(md["request_id"].GetStringValue(), "req_") {
+				t.Errorf("dynamic metadata = %v", md)
+			}
+
+			ar := attempt.GetRequestHeaders().GetResponse()
+			if ar.GetStatus() != extprocv3.CommonResponse_CONTINUE_AND_REPLACE {
+				t.Errorf("the attempt replaces the body: status %v", ar.GetStatus())
+			}
+			set, removed := mutations(ar.GetHeaderMutation())
+			body := ar.GetBodyMutation().GetBody()
+			want := map[string]string{":path": tt.wantPath, tt.wantAuthHeader: tt.wantAuth}
 			for k, v := range want {
 				if set[k] != v {
-					t.Errorf("header %s = %q, want %q", k, set[k], v)
+					t.Errorf("attempt header %s = %q, want %q", k, set[k], v)
 				}
 			}
-			if !removed["x-api-key"] {
+			if cl := attempt.GetDynamicMetadata().GetFields()["tollgate"].GetStructValue().GetFields()["content_length"].GetStringValue(); cl != strconv.Itoa(len(body)) {
+				t.Errorf("content_length metadata %q for a %d-byte body", cl, len(body))
+			}
+			if !removed["x-api-key"] && set["x-api-key"] == "" {
 				t.Error("the client's x-api-key must not reach the provider")
 			}
 			if tt.wantAuthHeader != "authorization" && !removed["authorization"] {
 				t.Error("the client's authorization must not reach the provider")
 			}
+			if !removed["x-tollgate-cluster"] {
+				t.Error("the gateway's routing header must not reach the provider")
+			}
 			var sent struct{ Model string }
 			if err := json.Unmarshal(body, &sent); err != nil || sent.Model != tt.wantUpstreamModel {
 				t.Errorf("upstream body model = %q (%v), want %q", sent.Model, err, tt.wantUpstreamModel)
 			}
-			if _, leaked := set["x-tollgate-org"]; leaked {
-				t.Error("the org travels as dynamic metadata, not as a header the provider would see")
-			}
-			// The rate-limit descriptors are built from this metadata.
-			md := resp.GetDynamicMetadata().GetFields()["tollgate"].GetStructValue().GetFields()
-			if md["org_id"].GetStringValue() != orgID || md["key_id"].GetStringValue() != keyID || md["model"].GetStringValue() != "gpt-5.4" || !strings.HasPrefix(md["request_id"].GetStringValue(), "req_") {
-				t.Errorf("dynamic metadata = %v", md)
+			for k, v := range set {
+				if strings.HasPrefix(k, "x-tollgate-") || strings.Contains(v, goodKey) {
+					t.Errorf("the attempt sets %s: %q", k, v)
+				}
 			}
 		})
 	}
@@ -261,7 +284,7 @@ func TestBufferedResponse(t *testing.T) {
 	h := newHarness(t)
 	s := h.open(t)
 	s.requestHeaders(false, chatHeaders()...)
-	s.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`)
+	h.routeAndAttempt(s, `{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`, "")
 	rh := s.responseHeaders(false, ":status", "200", "content-type", "application/json", "content-length", "999", "openai-organization", "operator-org")
 	set, removed := mutations(rh.GetResponseHeaders().GetResponse().GetHeaderMutation())
 	if !removed["openai-organization"] {
@@ -318,7 +341,11 @@ func TestUpstreamErrorRewritten(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := h.open(t)
 			s.requestHeaders(false, chatHeaders()...)
-			s.requestBody(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+			// The provider answers the attempt, whose upstream filter records the status first.
+			id := routedID(s.requestBody(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+			a := h.open(t)
+			a.send(attemptRequest(id, "openai/gpt-5.4-2026-03-01"))
+			a.responseHeaders(false, ":status", tt.status, "content-type", "application/json")
 			hdrs := []string{":status", tt.status, "content-type", "text/plain"}
 			if tt.ratelimited {
 				hdrs = append(hdrs, "x-envoy-ratelimited", "true")
@@ -372,7 +399,7 @@ func TestStreamedResponse(t *testing.T) {
 			if includeUsage {
 				opts = `,"stream_options":{"include_usage":true}`
 			}
-			s.requestBody(`{"model":"gpt","stream":true` + opts + `,"messages":[{"role":"user","content":"hi"}]}`)
+			h.routeAndAttempt(s, `{"model":"gpt","stream":true`+opts+`,"messages":[{"role":"user","content":"hi"}]}`, "")
 			rh := s.responseHeaders(false, ":status", "200", "content-type", "text/event-stream; charset=utf-8", "content-length", "100")
 			mo := rh.GetModeOverride()
 			if mo.GetResponseBodyMode() != filterv3.ProcessingMode_STREAMED {
@@ -420,7 +447,7 @@ func TestStreamCancelledChargesDelivered(t *testing.T) {
 	h := newHarness(t)
 	s := h.open(t)
 	s.requestHeaders(false, chatHeaders()...)
-	s.requestBody(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	h.routeAndAttempt(s, `{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`, "")
 	s.responseHeaders(false, ":status", "200", "content-type", "text/event-stream")
 	first := upstreamStream[:strings.Index(upstreamStream, "\n\n")+2]
 	s.responseBody([]byte(first), false)
@@ -438,7 +465,7 @@ func TestMalformedStreamEndsWithError(t *testing.T) {
 	h := newHarness(t)
 	s := h.open(t)
 	s.requestHeaders(false, chatHeaders()...)
-	s.requestBody(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	h.routeAndAttempt(s, `{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`, "")
 	s.responseHeaders(false, ":status", "200", "content-type", "text/event-stream")
 	out := s.responseBody([]byte("data: {not json}\n\n"), false).GetResponseBody().GetResponse().GetBodyMutation().GetBody()
 	if !strings.Contains(string(out), `"code":"provider_error"`) || !strings.HasSuffix(string(out), "data: [DONE]\n\n") {
@@ -451,23 +478,55 @@ func TestMalformedStreamEndsWithError(t *testing.T) {
 	h.ledger.waitSettled(t)
 }
 
+// TestInsufficientCredit: the first attempt cannot hold credit; it ends in a local reply Envoy
+// does not retry, and the router filter answers the client with the hold's error in its own
+// protocol (hold_test.go TestAttemptHoldFailure follows the messages; this checks the shapes).
 func TestInsufficientCredit(t *testing.T) {
-	h := newHarness(t)
-	h.ledger.balance = 100 // µUSD: less than any request's upper bound
-	s := h.open(t)
-	s.requestHeaders(false, chatHeaders()...)
-	e := immediate(t, s.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`), 402, "insufficient_quota")
-	if e.Error.Type != "reject_no_credit" {
-		t.Errorf("type = %q, want seed 003's reject_no_credit", e.Error.Type)
+	tests := []struct {
+		name     string
+		headers  []string
+		body     string
+		backend  string
+		balance  int64 // µUSD
+		wantBody string
+	}{
+		{name: "openai", headers: chatHeaders(), body: `{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`, backend: primaryBackend,
+			balance: 100, wantBody: `"type":"reject_no_credit","param":null,"code":"insufficient_quota"`},
+		// msgs-only is unpriced: only an overdrawn balance refuses its zero hold.
+		{name: "anthropic", headers: []string{":method", "POST", ":path", "/v1/messages", "x-api-key", goodKey, "anthropic-version", "2023-06-01"},
+			body: `{"model":"msgs-only","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`, backend: "anthropic/msgs-only",
+			balance: -1, wantBody: `{"type":"error","error":{"type":`},
 	}
-	if h.ledger.openHolds() != 0 {
-		t.Error("a refused request must hold nothing")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.ledger.mu.Lock()
+			h.ledger.balance = tt.balance // less than the request's upper bound
+			h.ledger.mu.Unlock()
+			s := h.open(t)
+			s.requestHeaders(false, tt.headers...)
+			id := routedID(s.requestBody(tt.body))
+			ir := h.attempt(t, id, tt.backend).GetImmediateResponse()
+			if ir.GetStatus().GetCode() != 402 {
+				t.Fatalf("attempt answered %v, want a 402 local reply", ir)
+			}
+			s.responseHeaders(false, ":status", "402", "content-type", "application/json")
+			rb := s.responseBody(ir.GetBody(), true).GetResponseBody().GetResponse()
+			set, _ := mutations(rb.GetHeaderMutation())
+			body := string(rb.GetBodyMutation().GetBody())
+			if set[":status"] != "402" || !strings.Contains(body, tt.wantBody) || !strings.Contains(body, "credit") {
+				t.Errorf("status %s body %s, want a 402 with %s", set[":status"], body, tt.wantBody)
+			}
+			if h.ledger.openHolds() != 0 || len(h.ledger.placedHolds()) != 0 {
+				t.Error("a refused request must hold nothing")
+			}
+		})
 	}
 }
 
-// TestHoldLifecycle: how each way a request can end returns its hold. An upstream error is
-// released; a request the router filter routed (its translated body went to the provider) and
-// that then lost its client is charged its input, not released for free.
+// TestHoldLifecycle: how each way a request can end returns the hold its first attempt placed. An
+// upstream error is released; a request whose attempt went to the provider and that then lost
+// its client is charged its input, not released for free.
 func TestHoldLifecycle(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -499,7 +558,7 @@ func TestHoldLifecycle(t *testing.T) {
 			if body == "" {
 				body = `{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`
 			}
-			s.requestBody(body)
+			h.routeAndAttempt(s, body, "")
 			if h.ledger.openHolds() != 1 {
 				t.Fatalf("an admitted request holds credit: %d holds", h.ledger.openHolds())
 			}
@@ -532,7 +591,7 @@ func TestHoldCarriesInputCharge(t *testing.T) {
 	s := h.open(t)
 	s.requestHeaders(false, chatHeaders()...)
 	content := strings.Repeat("x", 4000)
-	s.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"` + content + `"}]}`)
+	h.routeAndAttempt(s, `{"model":"gpt","messages":[{"role":"user","content":"`+content+`"}]}`, "")
 	hold := h.ledger.lastHold(t)
 	// 4000 bytes of content plus the message's framing: at least 1000 tokens at $1/M (1 µUSD
 	// each) plus 10% markup, and at most a quarter more for the framing.
@@ -542,13 +601,13 @@ func TestHoldCarriesInputCharge(t *testing.T) {
 }
 
 // TestGatewayQuota429: the ratelimit filter's local reply reaches the processor through the
-// encode path; it is re-rendered with the service's message, the hold is released, and the
-// quota headers keep one value each.
+// encode path before any attempt started; it is re-rendered with the service's message, no
+// hold was placed, and the quota headers keep one value each.
 func TestGatewayQuota429(t *testing.T) {
 	h := newHarness(t)
 	s := h.open(t)
 	s.requestHeaders(false, chatHeaders()...)
-	s.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`)
+	id := routedID(s.requestBody(`{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`))
 	rh := s.responseHeaders(false, ":status", "429", "content-type", "application/json", "x-envoy-ratelimited", "true",
 		"retry-after", "12", "x-ratelimit-remaining-requests", "99", "x-ratelimit-remaining-requests", "0")
 	set, _ := mutations(rh.GetResponseHeaders().GetResponse().GetHeaderMutation())
@@ -563,7 +622,11 @@ func TestGatewayQuota429(t *testing.T) {
 	if e.Error.Code != "rate_limit" || !strings.HasPrefix(e.Error.Message, "Rate limit exceeded: your Tollgate gateway quota \"rpm\"") {
 		t.Errorf("error = %+v", e.Error)
 	}
-	poll(t, func() bool { return h.ledger.openHolds() == 0 })
+	_ = s.s.CloseSend()
+	poll(t, func() bool { return h.srv.lookupPending(id) == nil })
+	if n := len(h.ledger.placedHolds()); n != 0 || len(h.ledger.usages) != 0 {
+		t.Errorf("%d holds placed, charged %v; a request refused by its quota costs nothing", n, h.ledger.usages)
+	}
 }
 
 func TestManagementRoute(t *testing.T) {
@@ -574,7 +637,7 @@ func TestManagementRoute(t *testing.T) {
 	resp := s.requestHeaders(true, ":method", "GET", ":path", "/v1/management/usage.csv?bucket=day", "authorization", "Bearer tg_mgmt", "x-tollgate-org", "someone-else")
 	cr := resp.GetRequestHeaders().GetResponse()
 	set, removed := mutations(cr.GetHeaderMutation())
-	if set["x-tollgate-cluster"] != ManagementCluster || !cr.GetClearRouteCache() || !removed["x-tollgate-org"] {
+	if set["x-tollgate-cluster"] != contract.ManagementCluster || !cr.GetClearRouteCache() || !removed["x-tollgate-org"] {
 		t.Fatalf("management request: set %v removed %v clear %v", set, removed, cr.GetClearRouteCache())
 	}
 	// The management route's per-key rate limit reads these.

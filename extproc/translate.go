@@ -12,8 +12,8 @@ import (
 	"github.com/tollgate/tollgate/extproc/openai"
 )
 
-// Translation is a pure function of (client request, chosen backend), so that a per-attempt
-// upstream filter can call it unchanged once retries land (DESIGN.md section 2).
+// Translation is a pure function of (client request, chosen backend), so that every attempt's
+// upstream filter rebuilds its request from the client's, whatever an earlier attempt sent.
 
 // parseClient parses and validates body in the endpoint's protocol.
 func parseClient(ep endpoint, body []byte) (*clientRequest, *apierror.Error) {

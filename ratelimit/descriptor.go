@@ -7,11 +7,13 @@ import (
 	"time"
 
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+
+	"github.com/tollgate/tollgate/envoy/contract"
 )
 
 // Domain is the rate-limit domain Tollgate's Envoy configuration uses.
 // Requests for any other domain are answered OK without limits.
-const Domain = "tollgate"
+const Domain = contract.RateLimitDomain
 
 // Quota is the kind of limit a descriptor asks about: the value of its first
 // entry.
@@ -19,12 +21,12 @@ type Quota string
 
 // The quotas the Envoy configuration sends.
 const (
-	RequestsPerMinute Quota = "rpm"
-	TokensPerMinute   Quota = "tpm"
-	TokensPerDay      Quota = "tpd"
+	RequestsPerMinute Quota = contract.QuotaRequestsPerMinute
+	TokensPerMinute   Quota = contract.QuotaTokensPerMinute
+	TokensPerDay      Quota = contract.QuotaTokensPerDay
 	// ManagementRequestsPerMinute counts one key's requests to the management API, apart from
 	// its organisation's model quotas.
-	ManagementRequestsPerMinute Quota = "mgmt_rpm"
+	ManagementRequestsPerMinute Quota = contract.QuotaManagementRequestsPerMinute
 )
 
 // Unit is the window the quota counts over: a minute or a day; zero for an
@@ -83,14 +85,14 @@ func parseDescriptor(domain string, entries []*ratelimitv3.RateLimitDescriptor_E
 	if len(entries) < 2 || len(entries) > 4 {
 		return d, fmt.Errorf("%d entries, want 2 to 4", len(entries))
 	}
-	if e := entries[0]; e.GetKey() != "quota" || e.GetValue() == "" {
+	if e := entries[0]; e.GetKey() != contract.DescriptorQuota || e.GetValue() == "" {
 		return d, fmt.Errorf("first entry %q, want quota", e.GetKey())
 	}
 	d.Quota = Quota(entries[0].GetValue())
 	if d.Quota.Unit() == 0 {
 		return d, fmt.Errorf("unknown quota %q", d.Quota)
 	}
-	if e := entries[1]; e.GetKey() != "org" || e.GetValue() == "" {
+	if e := entries[1]; e.GetKey() != contract.DescriptorOrg || e.GetValue() == "" {
 		return d, fmt.Errorf("second entry %q, want a non-empty org", e.GetKey())
 	}
 	d.Org = entries[1].GetValue()
@@ -98,9 +100,9 @@ func parseDescriptor(domain string, entries []*ratelimitv3.RateLimitDescriptor_E
 		switch {
 		case e.GetValue() == "":
 			return d, fmt.Errorf("empty %q entry", e.GetKey())
-		case e.GetKey() == "key" && d.Key == "" && d.Model == "":
+		case e.GetKey() == contract.DescriptorKey && d.Key == "" && d.Model == "":
 			d.Key = e.GetValue()
-		case e.GetKey() == "model" && d.Model == "":
+		case e.GetKey() == contract.DescriptorModel && d.Model == "":
 			d.Model = e.GetValue()
 		default:
 			return d, fmt.Errorf("unexpected entry %q", e.GetKey())

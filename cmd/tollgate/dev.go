@@ -76,7 +76,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	envoyYAML, err := renderBootstrap(cat, *listen, *extprocAddr, *rlsAddr, *managementAddr, bootstrap.DefaultAdminPort,
-		bootstrap.WithFallback(), bootstrap.WithPeerSecret(string(secret)))
+		bootstrap.WithPeerSecret(string(secret)))
 	if err != nil {
 		return err
 	}
@@ -108,7 +108,6 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			PeerSecretFile: secretPath,
 			ManagementAddr: *managementAddr,
 			SpoolDir:       filepath.Join(*stateDir, "spool"),
-			Fallback:       true,
 			MaxBodyBytes:   extproc.DefaultMaxBodyBytes,
 		}, cat, store, log)
 	})

@@ -65,9 +65,6 @@ type extprocOptions struct {
 	PeerSecretFile string
 	TLS            peerauth.TLSFiles
 	MaxBodyBytes   int
-	// Fallback translates per attempt in the model clusters' upstream filter; the bootstrap
-	// must be rendered with envoy-config --fallback to match.
-	Fallback bool
 
 	// reloader, when set, reloads the catalog into the server on SIGHUP and file changes.
 	reloader *catalogReloader
@@ -76,9 +73,7 @@ type extprocOptions struct {
 func (o *extprocOptions) flags(fs interface {
 	StringVar(*string, string, string, string)
 	IntVar(*int, string, int, string)
-	BoolVar(*bool, string, bool, string)
 }, addr string) {
-	fs.BoolVar(&o.Fallback, "fallback", envOr("TOLLGATE_FALLBACK", "true") == "true", "translate per attempt for Envoy's retries and fallback; envoy-config must render with the same setting (env TOLLGATE_FALLBACK)")
 	fs.StringVar(&o.Addr, "addr", envOr("TOLLGATE_EXTPROC_ADDR", addr), "ext_proc gRPC listen address: host:port or unix:/path; beyond loopback it needs --peer-secret-file (env TOLLGATE_EXTPROC_ADDR)")
 	fs.StringVar(&o.PeerSecretFile, "peer-secret-file", envOr("TOLLGATE_PEER_SECRET_FILE", ""), "file holding the secret Envoy sends on every gRPC stream (envoy-config --peer-secret-file renders it); this or mutual TLS is required for a listener beyond loopback (env TOLLGATE_PEER_SECRET_FILE)")
 	tlsFlags(fs, &o.TLS)
@@ -127,8 +122,7 @@ func serveExtproc(ctx context.Context, opts extprocOptions, cat *catalog.Catalog
 	// An attempt's upstream filter stream is answered only for a request its own peer opened:
 	// the identity peerauth established for the stream (local, the secret, or Envoy's
 	// certificate subject) and the host it came from.
-	srv := extproc.NewServer(extproc.Config{MaxBodyBytes: opts.MaxBodyBytes, TranslatePerAttempt: opts.Fallback,
-		PeerIdentity: peerauth.Name}, cat, keys, pipe, log)
+	srv := extproc.NewServer(extproc.Config{MaxBodyBytes: opts.MaxBodyBytes, PeerIdentity: peerauth.Name}, cat, keys, pipe, log)
 	guard, err := peerGuard(opts.PeerSecretFile, opts.TLS, log)
 	if err != nil {
 		return errors.Join(err, pipe.Close(context.WithoutCancel(ctx)))

@@ -32,7 +32,6 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.StringVar(&sidecarTLS.KeyFile, "sidecar-tls-key", envOr("TOLLGATE_SIDECAR_TLS_KEY", ""), "the --sidecar-tls-cert certificate's private key (env TOLLGATE_SIDECAR_TLS_KEY)")
 	fs.StringVar(&sidecarTLS.CAFile, "sidecar-ca", envOr("TOLLGATE_SIDECAR_CA", ""), "CA that signed extproc's and ratelimit's --tls-cert (env TOLLGATE_SIDECAR_CA)")
 	rlsTimeout := fs.Duration("ratelimit-timeout", 0, "Envoy's deadline for one rate-limit decision, above ratelimit's --redis-timeout (0: 500ms)")
-	fallback := fs.Bool("fallback", envOr("TOLLGATE_FALLBACK", "true") == "true", "render retries and cross-provider fallback: each model cluster's fallback chain as priority levels, a route per cluster with Envoy's retry policy, and the per-attempt upstream filters; extproc must run with the same setting (env TOLLGATE_FALLBACK)")
 	upstreamTimeout := fs.Duration("upstream-timeout", bootstrap.DefaultUpstreamTimeout, "bound of a whole model request, every retry and a streamed response included: the route timeout and the stream idle timeout; past it the client gets 524 provider_timeout")
 	out := fs.String("o", "", "write to this file instead of stdout")
 	if err := parse(fs, args); err != nil {
@@ -67,9 +66,6 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		extra = append(extra, bootstrap.WithPeerSecret(string(secret)))
 		perm = 0o600
-	}
-	if *fallback {
-		extra = append(extra, bootstrap.WithFallback())
 	}
 	yaml, err := renderBootstrap(cat, *listen, *extprocAddr, *rlsAddr, *mgmtAddr, uint32(*adminPort), extra...)
 	if err != nil {

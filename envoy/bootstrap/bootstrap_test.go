@@ -13,27 +13,34 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tollgate/tollgate/envoy/bootstrap"
+	"github.com/tollgate/tollgate/envoy/contract"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/bootstrap.golden.yaml")
 
-// representative covers every shape Render produces: an IP extproc (STATIC), a model cluster
-// mixing TLS providers on two hosts with a plain-HTTP fallback, a weighted level, and an EU
-// cluster, and the ratelimit filter with a DNS-named RLS (STRICT_DNS).
+// representative covers every shape Render produces: an IP extproc (STATIC); a model cluster
+// whose levels are its backends (TLS providers on two hosts, weighted) and a fallback model's
+// (plain HTTP, then another provider kind); an EU cluster; the management cluster (Direct:
+// neither upstream filters nor outlier detection nor retries); and the ratelimit filter with a
+// DNS-named RLS (STRICT_DNS).
 func representative() bootstrap.Params {
 	return bootstrap.Params{
 		ExtProc:   bootstrap.Upstream{Host: "127.0.0.1", Port: 50051},
 		RateLimit: &bootstrap.RateLimit{Service: bootstrap.Upstream{Host: "ratelimit", Port: 8081}},
 		Clusters: []bootstrap.Cluster{
-			{Name: "model_gpt-5.4", Priorities: [][]bootstrap.Endpoint{
+			{Name: contract.ModelCluster("gpt-5.4", false), Priorities: [][]bootstrap.Endpoint{
 				{
-					{Backend: "openai", Host: "api.openai.com", Port: 443, TLS: true, Weight: 3},
-					{Backend: "azure", Host: "example.openai.azure.com", Port: 443, TLS: true, Weight: 1},
+					{Backend: contract.BackendName("openai", "gpt-5.4"), Host: "api.openai.com", Port: 443, TLS: true, Weight: 3},
+					{Backend: contract.BackendName("azure", "gpt-5.4-prod"), Host: "example.openai.azure.com", Port: 443, TLS: true, Weight: 1},
 				},
-				{{Backend: "local-mock", Host: "localhost", Port: 9000}},
+				{{Backend: contract.BackendName("local-mock", "gpt-5.4"), Host: "localhost", Port: 9000}},
+				{{Backend: contract.BackendName("anthropic", "claude-sonnet-4-6"), Host: "api.anthropic.com", Port: 443, TLS: true}},
 			}},
-			{Name: "model_gpt-5.4_eu", Priorities: [][]bootstrap.Endpoint{
-				{{Backend: "openai-eu", Host: "eu.api.openai.com", Port: 8443, TLS: true}},
+			{Name: contract.ModelCluster("gpt-5.4", true), Priorities: [][]bootstrap.Endpoint{
+				{{Backend: contract.BackendName("openai-eu", "gpt-5.4"), Host: "eu.api.openai.com", Port: 8443, TLS: true}},
+			}},
+			{Name: contract.ManagementCluster, Direct: true, Priorities: [][]bootstrap.Endpoint{
+				{{Backend: "management", Host: "127.0.0.1", Port: 8090}},
 			}},
 		},
 	}
@@ -75,10 +82,13 @@ func TestRenderMarshalLoadRoundTrip(t *testing.T) {
 	names = slices.Compact(names)
 	want := []string{
 		"envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
+		"envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
 		"envoy.extensions.filters.http.ratelimit.v3.RateLimit",
 		"envoy.extensions.filters.http.ratelimit.v3.RateLimitPerRoute",
 		"envoy.extensions.filters.http.router.v3.Router",
+		"envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec",
 		"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+		"envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig",
 		"envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
 		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
 	}
@@ -116,8 +126,12 @@ func TestGolden(t *testing.T) {
 		t.Errorf("rendered bootstrap differs from %s (run go test ./envoy/bootstrap -update):\n%s", path, y)
 	}
 	// The golden file is what Envoy itself reads: it must load as is.
-	if _, err := bootstrap.Load(want); err != nil {
-		t.Errorf("golden file does not load: %v", err)
+	got, err := bootstrap.Load(want)
+	if err != nil {
+		t.Fatalf("golden file does not load: %v", err)
+	}
+	if !proto.Equal(got, b) {
+		t.Errorf("Load(golden) differs from Render")
 	}
 }
 
@@ -171,6 +185,12 @@ func TestRenderRejects(t *testing.T) {
 	}{
 		{"no extproc", func(p *bootstrap.Params) { p.ExtProc = bootstrap.Upstream{} }, "extproc: host and port, or a unix socket path, are required"},
 		{"duplicate cluster", func(p *bootstrap.Params) { p.Clusters = append(p.Clusters, p.Clusters[0]) }, `cluster "model_gpt-5.4": name used twice`},
+		{"back-off max below base", func(p *bootstrap.Params) {
+			p.Retry = &bootstrap.Retry{BackOffBase: 2e9, BackOffMax: 1e9}
+		}, "back-off max"},
+		{"bad retriable status", func(p *bootstrap.Params) {
+			p.Retry = &bootstrap.Retry{RetriableStatusCodes: []uint32{42}}
+		}, "retriable status code 42"},
 		{"reserved name", func(p *bootstrap.Params) { p.Clusters[0].Name = bootstrap.ExtProcClusterName }, "name used twice"},
 		{"empty cluster", func(p *bootstrap.Params) { p.Clusters[1].Priorities = nil }, `cluster "model_gpt-5.4_eu": no endpoints`},
 		{"endpoint without port", func(p *bootstrap.Params) { p.Clusters[1].Priorities[0][0].Port = 0 }, "host and port"},
@@ -226,7 +246,7 @@ func TestLoadRejects(t *testing.T) {
 func cloneClusters(cs []bootstrap.Cluster) []bootstrap.Cluster {
 	out := make([]bootstrap.Cluster, len(cs))
 	for i, c := range cs {
-		out[i] = bootstrap.Cluster{Name: c.Name}
+		out[i] = bootstrap.Cluster{Name: c.Name, Direct: c.Direct}
 		for _, level := range c.Priorities {
 			out[i].Priorities = append(out[i].Priorities, slices.Clone(level))
 		}

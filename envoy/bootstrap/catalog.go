@@ -6,21 +6,20 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tollgate/tollgate/envoy/contract"
 	"github.com/tollgate/tollgate/extproc/catalog"
 )
 
-// FromCatalog derives the bootstrap parameters from the catalog: one cluster per model and
-// region that has backends (DESIGN.md section 2), listening on listen (host:port) and reaching
-// extproc at extprocAddr (host:port or unix:/path). It is a pure function of its inputs.
+// FromCatalog derives the bootstrap parameters from the catalog: one model cluster per model and
+// region that has backends, listening on listen (host:port) and reaching extproc at extprocAddr
+// (host:port or unix:/path). It is a pure function of its inputs.
 //
-// Without WithFallback, each backend of the model in the region becomes its own priority
-// level, in catalog order, tagged with its provider name; the router filter translates the
-// request for the first backend, so Envoy must only ever pick priority 0 (there are no health
-// checks or retries to move it on). With WithFallback, the levels are the model's chain
-// (catalog.Chain: its own backends, then its fallbacks' backends in the region), each tagged
-// BackendKey(provider, upstream_model), and the upstream filters translate every attempt.
-// Options add what the catalog does not say (WithRateLimit, WithManagement, WithFallback);
-// the model clusters come first whatever the options add.
+// A cluster's priority levels are the model's chain (catalog.Chain: its own backends, then its
+// fallbacks' backends in the region), one level per model of the chain, each endpoint tagged
+// contract.BackendName(provider, upstream_model); the cluster's upstream filters translate every
+// attempt for the backend it reached. Options add what the catalog does not say
+// (WithRateLimit, WithManagement, WithRetry, ...); the model clusters come first whatever the
+// options add.
 func FromCatalog(cat *catalog.Catalog, listen, extprocAddr string, opts ...CatalogOption) (Params, error) {
 	var p Params
 	host, port, err := splitHostPort(listen)
@@ -41,7 +40,7 @@ func FromCatalog(cat *catalog.Catalog, listen, extprocAddr string, opts ...Catal
 	for i := range cat.Models {
 		m := &cat.Models[i]
 		for _, region := range []string{catalog.RegionGlobal, catalog.RegionEU} {
-			if c, ok := modelClusterParams(cat, m, region, p.Fallback != nil); ok {
+			if c, ok := modelClusterParams(cat, m, region); ok {
 				models = append(models, c)
 			}
 		}
@@ -53,20 +52,11 @@ func FromCatalog(cat *catalog.Catalog, listen, extprocAddr string, opts ...Catal
 // modelClusterParams is the cluster of m in region, if m has backends there. A model
 // without backends of its own in the region has no cluster, even if a fallback would serve:
 // extproc answers such requests (eu/ residency, DESIGN.md section 5).
-func modelClusterParams(cat *catalog.Catalog, m *catalog.Model, region string, fallback bool) (Cluster, bool) {
+func modelClusterParams(cat *catalog.Catalog, m *catalog.Model, region string) (Cluster, bool) {
 	if len(m.BackendsIn(region)) == 0 {
 		return Cluster{}, false
 	}
-	c := Cluster{Name: catalog.ClusterName(m.ID, region), Fallback: fallback}
-	if !fallback {
-		for _, b := range m.BackendsIn(region) {
-			pr := b.ProviderRef()
-			c.Priorities = append(c.Priorities, []Endpoint{{
-				Backend: b.Provider, Host: pr.Host(), Port: pr.Port(), TLS: pr.TLS(), Weight: b.Weight,
-			}})
-		}
-		return c, true
-	}
+	c := Cluster{Name: contract.ModelCluster(m.ID, region == catalog.RegionEU)}
 	// One level per model of the chain — the model's own backends, then each fallback's — so
 	// Envoy balances by weight among a model's backends and gives each model its
 	// AttemptsPerLevel attempts before previous_priorities moves on to the next.
@@ -80,7 +70,7 @@ func modelClusterParams(cat *catalog.Catalog, m *catalog.Model, region string, f
 		levelModel = b.ModelRef()
 		pr := b.ProviderRef()
 		level = append(level, Endpoint{
-			Backend: BackendKey(b.Provider, b.UpstreamModel), Host: pr.Host(), Port: pr.Port(), TLS: pr.TLS(), Weight: b.Weight,
+			Backend: contract.BackendName(b.Provider, b.UpstreamModel), Host: pr.Host(), Port: pr.Port(), TLS: pr.TLS(), Weight: b.Weight,
 		})
 	}
 	if len(level) > 0 {
@@ -143,15 +133,11 @@ func ParseUpstream(addr string) (Upstream, error) {
 	return Upstream{Host: host, Port: port}, nil
 }
 
-// WithFallback turns on retries and cross-provider fallback with the default settings:
-// model clusters get their chain as priority levels, the per-attempt upstream filters and
-// outlier detection, and the route Envoy's retry policy (Params.Fallback).
-func WithFallback() CatalogOption { return WithFallbackSettings(Fallback{}) }
-
-// WithFallbackSettings is WithFallback with f's settings (zero fields take the defaults).
-func WithFallbackSettings(f Fallback) CatalogOption {
+// WithRetry replaces the default retry and fallback settings of the model clusters
+// (Params.Retry; zero fields take the defaults).
+func WithRetry(r Retry) CatalogOption {
 	return func(p *Params) error {
-		p.Fallback = &f
+		p.Retry = &r
 		return nil
 	}
 }
@@ -168,12 +154,10 @@ func splitHostPort(addr string) (string, uint32, error) {
 	return host, uint32(port), nil
 }
 
-// ManagementClusterName is the cluster of the management API; extproc names it in
-// x-tollgate-cluster for /v1/management/* requests from management keys.
-const ManagementClusterName = "tollgate_management"
-
-// WithManagement adds the management API's cluster, an HTTP/1.1 server at addr (host:port, as
-// Envoy reaches it). An empty addr adds nothing, and management requests then get Envoy's 503.
+// WithManagement adds the management API's cluster (contract.ManagementCluster, which extproc
+// names in x-tollgate-cluster for /v1/management/* requests from management keys), a Direct
+// HTTP/1.1 server at addr (host:port, as Envoy reaches it). An empty addr adds nothing, and
+// management requests then get Envoy's 503.
 func WithManagement(addr string) CatalogOption {
 	return func(p *Params) error {
 		if addr == "" {
@@ -183,7 +167,7 @@ func WithManagement(addr string) CatalogOption {
 		if err != nil {
 			return fmt.Errorf("management address: %w", err)
 		}
-		p.Clusters = append(p.Clusters, Cluster{Name: ManagementClusterName,
+		p.Clusters = append(p.Clusters, Cluster{Name: contract.ManagementCluster, Direct: true,
 			Priorities: [][]Endpoint{{{Backend: "management", Host: host, Port: port}}}})
 		return nil
 	}

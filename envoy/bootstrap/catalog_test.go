@@ -6,8 +6,7 @@ import (
 	"github.com/tollgate/tollgate/extproc/catalog"
 )
 
-// TestFromCatalogFallbackLevels: in fallback mode a model cluster has one priority level per model
-// of its chain, holding that model's backends with their weights, and never a backend of another
+// TestFromCatalogFallbackLevels: a model cluster has one priority level per model of its chain, holding that model's backends with their weights, and never a backend of another
 // region.
 func TestFromCatalogFallbackLevels(t *testing.T) {
 	cat, err := catalog.Parse("levels.yaml", []byte(`
@@ -28,7 +27,7 @@ models:
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := FromCatalog(cat, "0.0.0.0:8080", "127.0.0.1:50051", WithFallback())
+	p, err := FromCatalog(cat, "0.0.0.0:8080", "127.0.0.1:50051")
 	if err != nil {
 		t.Fatal(err)
 	}

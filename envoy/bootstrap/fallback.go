@@ -19,29 +19,20 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/tollgate/tollgate/envoy/contract"
 )
 
-// Retries and fallback (DESIGN.md section 2, "the second filter"): Envoy retries a failed
-// attempt on the next priority level of the model's cluster, and an upstream ext_proc filter
-// translates every attempt for the backend it reached.
+// Retries and fallback: Envoy retries a failed attempt on the next priority level of the model's
+// cluster, and an upstream ext_proc filter translates every attempt for the backend it reached.
+//
+// The upstream ext_proc filter lists contract.UpstreamBackendAttribute in request_attributes:
+// the chosen endpoint's filter_metadata.tollgate.backend, which reaches extproc as a string. The
+// narrow path is used because ext_proc sends a whole Metadata message only as a printed string
+// (ext_proc matching_utils.cc ExpressionManager::evaluateAttributes: strings, numbers and bools
+// keep their type, anything else is printed); Envoy AI Gateway reads its backend name the same
+// way.
 const (
-	// UpstreamBackendAttribute is the CEL expression the upstream ext_proc filter lists in
-	// request_attributes. Its value reaches extproc in ProcessingRequest.attributes
-	// ["envoy.filters.http.ext_proc"].fields[UpstreamBackendAttribute] as a string: the
-	// chosen endpoint's filter_metadata.tollgate.backend, i.e. BackendKey(provider,
-	// upstream_model). The narrow path is used because ext_proc sends a whole Metadata message
-	// only as a printed string (ext_proc matching_utils.cc ExpressionManager::
-	// evaluateAttributes: strings, numbers and bools keep their type, anything else is
-	// printed); Envoy AI Gateway reads its backend name the same way.
-	UpstreamBackendAttribute = "xds.upstream_host_metadata.filter_metadata['" + MetadataNamespace + "']['" + BackendMetadataKey + "']"
-	// ExtProcAttributesKey is the key of ProcessingRequest.attributes under which Envoy puts
-	// the evaluated request_attributes.
-	ExtProcAttributesKey = "envoy.filters.http.ext_proc"
-	// ContentLengthMetadataKey is the key in dynamic metadata namespace tollgate from which the
-	// header_mutation upstream filter sets content-length after each attempt's ext_proc reply.
-	// extproc writes it (a string, e.g. "1234") in the upstream reply that replaces the body.
-	ContentLengthMetadataKey = "content_length"
-
 	// RetryOn is the route's retry_on: 5xx responses and resets, 502/503/504, connect
 	// failures, refused streams, and the statuses in RetriableStatusCodes (429).
 	RetryOn = "5xx,gateway-error,reset,connect-failure,refused-stream,retriable-status-codes"
@@ -66,21 +57,14 @@ const (
 	DefaultMaxEjectionPercent = 100
 )
 
-// BackendKey is the value tagged at filter_metadata.tollgate.backend on a model endpoint when
-// fallback is on: "<provider>/<upstream_model>", which names one catalog backend (a chain
-// never holds the same provider and upstream model twice).
-func BackendKey(provider, upstreamModel string) string {
-	return provider + "/" + upstreamModel
-}
-
-// Fallback is Envoy's retry and fallback machinery for model clusters. Zero values take the
+// Retry is Envoy's retry and fallback machinery for model clusters. Zero values take the
 // documented defaults.
-type Fallback struct {
+type Retry struct {
 	// AttemptsPerLevel is how many attempts one priority level (one backend of the chain)
 	// gets before retries move to the next level: previous_priorities' update_frequency.
 	// Default 3.
 	AttemptsPerLevel uint32
-	// MaxRetries caps num_retries. Each fallback cluster has its own route, so num_retries
+	// MaxRetries caps num_retries. Each model cluster has its own route, so num_retries
 	// is AttemptsPerLevel × (that cluster's levels) − 1, at most MaxRetries (default 14).
 	MaxRetries uint32
 	// PerTryTimeout, if set, bounds one attempt from the moment its connection is ready to
@@ -103,11 +87,11 @@ type Fallback struct {
 	BaseEjectionTime time.Duration
 }
 
-func (f *Fallback) withDefaults() *Fallback {
-	if f == nil {
-		return nil
+func (f *Retry) withDefaults() *Retry {
+	var out Retry
+	if f != nil {
+		out = *f
 	}
-	out := *f
 	if out.AttemptsPerLevel == 0 {
 		out.AttemptsPerLevel = DefaultAttemptsPerLevel
 	}
@@ -138,33 +122,25 @@ func (f *Fallback) withDefaults() *Fallback {
 	return &out
 }
 
-func (f *Fallback) validate(clusters []Cluster) error {
-	if f == nil {
-		for _, c := range clusters {
-			if c.Fallback {
-				return fmt.Errorf("cluster %q: fallback is set but Params.Fallback is nil", c.Name)
-			}
-		}
-		return nil
-	}
+func (f *Retry) validate() error {
 	var errs []error
 	if f.PerTryTimeout != 0 && f.PerTryTimeout < time.Millisecond {
-		errs = append(errs, fmt.Errorf("fallback: per-try timeout %s: must be zero (none) or at least 1ms", f.PerTryTimeout))
+		errs = append(errs, fmt.Errorf("retry: per-try timeout %s: must be zero (none) or at least 1ms", f.PerTryTimeout))
 	}
 	for name, d := range map[string]time.Duration{
 		"per-try idle timeout": f.PerTryIdleTimeout,
 		"back-off base":        f.BackOffBase, "outlier interval": f.OutlierInterval, "base ejection time": f.BaseEjectionTime,
 	} {
 		if d < time.Millisecond {
-			errs = append(errs, fmt.Errorf("fallback: %s %s: must be at least 1ms", name, d))
+			errs = append(errs, fmt.Errorf("retry: %s %s: must be at least 1ms", name, d))
 		}
 	}
 	if f.BackOffMax < f.BackOffBase {
-		errs = append(errs, fmt.Errorf("fallback: back-off max %s is below the base %s", f.BackOffMax, f.BackOffBase))
+		errs = append(errs, fmt.Errorf("retry: back-off max %s is below the base %s", f.BackOffMax, f.BackOffBase))
 	}
 	for _, c := range f.RetriableStatusCodes {
 		if c < 100 || c > 599 {
-			errs = append(errs, fmt.Errorf("fallback: retriable status code %d: not an HTTP status", c))
+			errs = append(errs, fmt.Errorf("retry: retriable status code %d: not an HTTP status", c))
 		}
 	}
 	return errors.Join(errs...)
@@ -172,7 +148,7 @@ func (f *Fallback) validate(clusters []Cluster) error {
 
 // numRetries is num_retries for the route of cluster c: enough for AttemptsPerLevel attempts
 // on every one of its levels, capped.
-func (f *Fallback) numRetries(c Cluster) uint32 {
+func (f *Retry) numRetries(c Cluster) uint32 {
 	levels := uint32(max(1, len(c.Priorities)))
 	return min(f.MaxRetries, f.AttemptsPerLevel*levels-1)
 }
@@ -186,7 +162,7 @@ func (f *Fallback) numRetries(c Cluster) uint32 {
 // determinePriorityLoad). With one backend per level and update_frequency = attempts per
 // level, attempts 1..3 go to level 0, 4..6 to level 1, and so on. previous_hosts is not used:
 // it would forbid the same-level attempts, each level having one host.
-func (f *Fallback) retryPolicy(c Cluster) (*routev3.RetryPolicy, error) {
+func (f *Retry) retryPolicy(c Cluster) (*routev3.RetryPolicy, error) {
 	prio, err := anypb.New(&previouspriovv3.PreviousPrioritiesConfig{UpdateFrequency: int32(f.AttemptsPerLevel)})
 	if err != nil {
 		return nil, fmt.Errorf("previous_priorities: %w", err)
@@ -214,7 +190,7 @@ func (f *Fallback) retryPolicy(c Cluster) (*routev3.RetryPolicy, error) {
 // outlierDetection ejects a backend after consecutive 5xx. Success-rate ejection (on by
 // default in Envoy once a cluster has 5 hosts with 100 requests each) is turned off: the
 // priority levels, not statistics across unlike providers, decide where traffic goes.
-func (f *Fallback) outlierDetection() *clusterv3.OutlierDetection {
+func (f *Retry) outlierDetection() *clusterv3.OutlierDetection {
 	return &clusterv3.OutlierDetection{
 		Consecutive_5Xx:      wrapperspb.UInt32(f.Consecutive5xx),
 		Interval:             durationpb.New(f.OutlierInterval),
@@ -241,13 +217,14 @@ func UpstreamExtProcFilter(messageTimeout time.Duration, maxRequestBytes uint32)
 		ResponseHeaderMode: extprocv3.ProcessingMode_SEND,
 		ResponseBodyMode:   extprocv3.ProcessingMode_NONE,
 	}
-	ep.RequestAttributes = []string{RequestIDAttribute, UpstreamBackendAttribute}
-	ep.MetadataOptions.ForwardingNamespaces = &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{MetadataNamespace}}
+	ep.RequestAttributes = []string{contract.RequestIDAttribute, contract.UpstreamBackendAttribute}
+	ep.MetadataOptions.ForwardingNamespaces = &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{contract.MetadataNamespace}}
 	return ep
 }
 
 // ContentLengthMutation is the header_mutation upstream filter: content-length from dynamic
-// metadata tollgate:content_length, overwriting whatever the shared header map holds. When the
+// metadata tollgate:content_length (contract.ContentLengthKey, which extproc writes in the
+// attempt's reply that replaces the body), overwriting whatever the shared header map holds. When the
 // key is absent the formatted value is empty, and an empty value is not written at all
 // (keep_empty_value false: source/extensions/filters/http/header_mutation/header_mutation.cc
 // AppendMutation::mutate; source/common/router/header_parser.cc HeadersToAddEntry), so a
@@ -258,7 +235,7 @@ func ContentLengthMutation() *headermutationv3.HeaderMutation {
 			Action: &mutationrulesv3.HeaderMutation_Append{Append: &corev3.HeaderValueOption{
 				Header: &corev3.HeaderValue{
 					Key:   "content-length",
-					Value: "%DYNAMIC_METADATA(" + MetadataNamespace + ":" + ContentLengthMetadataKey + ")%",
+					Value: "%DYNAMIC_METADATA(" + contract.MetadataNamespace + ":" + contract.ContentLengthKey + ")%",
 				},
 				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 			}},
@@ -272,8 +249,8 @@ func upstreamExtProc(p Params) *extprocv3.ExternalProcessor {
 	return ep
 }
 
-// upstreamProtocolOptions is a model cluster's HttpProtocolOptions with fallback: HTTP/1.1 as
-// before, and the per-attempt filter chain ext_proc → header_mutation → upstream_codec.
+// upstreamProtocolOptions is a model cluster's HttpProtocolOptions: HTTP/1.1, and the
+// per-attempt filter chain ext_proc → header_mutation → upstream_codec.
 func upstreamProtocolOptions(p Params) (*anypb.Any, error) {
 	var filters []*hcmv3.HttpFilter
 	for _, f := range []struct {

@@ -14,18 +14,11 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
-// Names and defaults shared with extproc and the stand-in.
+// Names and defaults of the bootstrap's own. The names extproc and the ratelimit service must
+// agree on (headers, metadata, cluster names, attributes, descriptors) are in envoy/contract.
 const (
 	// ExtProcClusterName is the cluster through which Envoy reaches the extproc gRPC server.
 	ExtProcClusterName = "tollgate_extproc"
-	// ClusterHeader is the request header extproc sets to name the model cluster; the route
-	// reads it through cluster_header after extproc clears the route cache.
-	ClusterHeader = "x-tollgate-cluster"
-	// MetadataNamespace is the dynamic metadata namespace extproc writes (the only receiving
-	// namespace) and the endpoint metadata namespace that tags each endpoint with its backend.
-	MetadataNamespace = "tollgate"
-	// BackendMetadataKey is the key under filter_metadata.tollgate holding the backend name.
-	BackendMetadataKey = "backend"
 	// TransportSocketMatchKey is the key under filter_metadata["envoy.transport_socket_match"]
 	// that selects an endpoint's TLS transport socket (its value is the SNI host).
 	TransportSocketMatchKey = "tollgate_sni"
@@ -85,12 +78,12 @@ type Params struct {
 	// UpstreamCAFile is the CA bundle TLS endpoints are verified against
 	// (default DefaultUpstreamCAFile).
 	UpstreamCAFile string
-	// Clusters are the model clusters, one per (model, region), named by the caller.
+	// Clusters are the model clusters, one per (model, region), named by the caller
+	// (contract.ModelCluster), and any Direct cluster (the management API's).
 	Clusters []Cluster
-	// Fallback, if set, gives the route Envoy's retry policy and every cluster marked
-	// Fallback its per-attempt upstream filters and outlier detection (DESIGN.md section 2,
-	// "the second filter"). Nil renders neither.
-	Fallback *Fallback
+	// Retry is Envoy's retry and fallback machinery for every model cluster: its route's retry
+	// policy and the cluster's outlier detection. Nil takes the defaults.
+	Retry *Retry
 	// RateLimit, if set, adds the HTTP ratelimit filter right after ext_proc, the RLS
 	// cluster (RateLimitClusterName) and the route's RateLimitPerRoute (DESIGN.md section
 	// 7). Nil renders no rate limiting.
@@ -135,12 +128,16 @@ func (u Upstream) valid() bool { return u.Path != "" || (u.Host != "" && u.Port 
 
 // Cluster is one model cluster. Priorities[i] is endpoint priority level i: Envoy sends
 // traffic to the lowest-numbered level with healthy hosts.
+//
+// A model cluster (the default) has the per-attempt upstream filters (ext_proc, which translates
+// each attempt for the backend it reached, then header_mutation and the codec), outlier
+// detection, and a route of its own with the retry policy: the router filter never translates.
 type Cluster struct {
 	Name       string
 	Priorities [][]Endpoint
-	// Fallback marks a model cluster whose attempts are translated by the upstream filters
-	// (Params.Fallback must be set): it gets them, and outlier detection.
-	Fallback bool
+	// Direct marks a cluster that is not a model's (the management API's): requests reach it as
+	// the router filter left them, without upstream filters, outlier detection or retries.
+	Direct bool
 }
 
 // Endpoint is one backend endpoint of a model cluster.
@@ -179,7 +176,7 @@ func (p Params) withDefaults() Params {
 		p.UpstreamCAFile = DefaultUpstreamCAFile
 	}
 	p.RateLimit = p.RateLimit.withDefaults()
-	p.Fallback = p.Fallback.withDefaults()
+	p.Retry = p.Retry.withDefaults()
 	return p
 }
 
@@ -201,7 +198,7 @@ func (p Params) validate() error {
 	if err := p.RateLimit.validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := p.Fallback.validate(p.Clusters); err != nil {
+	if err := p.Retry.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	seen := map[string]bool{ExtProcClusterName: true}

@@ -3,7 +3,6 @@ package bootstrap
 import (
 	"errors"
 	"fmt"
-	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -11,20 +10,22 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/tollgate/tollgate/envoy/contract"
 )
 
-// The rate-limit contract between this bootstrap, extproc and the RLS (ratelimit/descriptor.go,
-// DESIGN.md section 7).
+// The rate-limit filter and its RLS. The descriptors' keys, quotas and domain, and the metadata
+// keys they read, are envoy/contract's: extproc writes the metadata and the RLS
+// (ratelimit/descriptor.go) parses the descriptors.
 const (
 	// RateLimitFilterName names the HTTP ratelimit filter; RateLimitPerRoute is keyed by it.
 	RateLimitFilterName = "envoy.filters.http.ratelimit"
 	// RateLimitClusterName is the cluster through which Envoy reaches the RLS.
 	RateLimitClusterName = "tollgate_ratelimit"
-	// RateLimitDomain is the domain of every RateLimitRequest.
-	RateLimitDomain = "tollgate"
 	// DefaultRateLimitTimeout bounds one ShouldRateLimit call (Envoy's default is 20 ms). It
 	// is a bound, not a cost: a decision normally takes a millisecond. But with the filter
 	// failing closed a timeout is a 500 to the client, and on a loaded 2-core host a burst of
@@ -36,24 +37,12 @@ const (
 	// second is small beside an LLM call.
 	DefaultRateLimitTimeout = 500 * time.Millisecond
 
-	// OrgMetadataKey, KeyMetadataKey and ModelMetadataKey are the fields of extproc's dynamic
-	// metadata (namespace tollgate) the rate-limit descriptors are built from.
-	OrgMetadataKey   = "org_id"
-	KeyMetadataKey   = "key_id"
-	ModelMetadataKey = "model"
 	// OrgHeader, KeyHeader and ModelHeader are the descriptor headers of earlier renderings; the
 	// rate limits now read the metadata above, and the stand-in's tests still send them to show
 	// that headers are not what counts.
 	OrgHeader   = "x-tollgate-org"
 	KeyHeader   = "x-tollgate-key"
 	ModelHeader = "x-tollgate-model"
-	// ManagementQuota is the quota descriptor value of the management API's per-key request
-	// limit (ratelimit.ManagementRequestsPerMinute): a quota of its own, so that management
-	// calls neither use up nor are governed by the key's model quotas.
-	ManagementQuota = "mgmt_rpm"
-	// TotalTokensKey is the key in the tollgate dynamic metadata namespace where extproc puts
-	// the response's token count (a number, 0 on errors) on its last response reply.
-	TotalTokensKey = "total_tokens"
 )
 
 // RateLimit configures the HTTP ratelimit filter and its RLS.
@@ -99,7 +88,7 @@ func (r *RateLimit) validate() error {
 // rate_limits (they live in the route's RateLimitPerRoute, RateLimitPerRoute).
 func RateLimitFilter(r RateLimit) *ratelimitv3.RateLimit {
 	return &ratelimitv3.RateLimit{
-		Domain:          RateLimitDomain,
+		Domain:          contract.RateLimitDomain,
 		Timeout:         durationpb.New(r.Timeout),
 		FailureModeDeny: !r.FailOpen,
 		// 429 to clients, not gRPC RESOURCE_EXHAUSTED: Tollgate serves plain HTTP.
@@ -144,27 +133,27 @@ var rateLimitScopes = []rateLimitScope{
 // filter-level rate_limits never evaluate apply_on_stream_done (ratelimit.cc
 // populateRateLimitDescriptors; research doc section 3.3).
 func RateLimitPerRoute() *ratelimitv3.RateLimitPerRoute {
-	tokens := "%DYNAMIC_METADATA(" + MetadataNamespace + ":" + TotalTokensKey + ")%"
+	tokens := "%DYNAMIC_METADATA(" + contract.MetadataNamespace + ":" + contract.TotalTokensKey + ")%"
 	var limits []*routev3.RateLimit
 	for _, s := range rateLimitScopes {
 		entry := func(quota string, hits *routev3.RateLimit_HitsAddend, onDone bool) *routev3.RateLimit {
-			actions := []*routev3.RateLimit_Action{genericKey("quota", quota), dynamicMetadata(OrgMetadataKey, "org")}
+			actions := []*routev3.RateLimit_Action{genericKey(contract.DescriptorQuota, quota), dynamicMetadata(contract.OrgIDKey, contract.DescriptorOrg)}
 			if s.key {
-				actions = append(actions, dynamicMetadata(KeyMetadataKey, "key"))
+				actions = append(actions, dynamicMetadata(contract.KeyIDKey, contract.DescriptorKey))
 			}
 			if s.model {
-				actions = append(actions, dynamicMetadata(ModelMetadataKey, "model"))
+				actions = append(actions, dynamicMetadata(contract.ModelKey, contract.DescriptorModel))
 			}
 			return &routev3.RateLimit{Actions: actions, HitsAddend: hits, ApplyOnStreamDone: onDone}
 		}
 		check := &routev3.RateLimit_HitsAddend{Number: wrapperspb.UInt64(0)}
 		consume := &routev3.RateLimit_HitsAddend{Format: tokens}
 		limits = append(limits,
-			entry("rpm", nil, false),
-			entry("tpm", check, false),
-			entry("tpd", check, false),
-			entry("tpm", consume, true),
-			entry("tpd", consume, true),
+			entry(contract.QuotaRequestsPerMinute, nil, false),
+			entry(contract.QuotaTokensPerMinute, check, false),
+			entry(contract.QuotaTokensPerDay, check, false),
+			entry(contract.QuotaTokensPerMinute, consume, true),
+			entry(contract.QuotaTokensPerDay, consume, true),
 		)
 	}
 	return &ratelimitv3.RateLimitPerRoute{RateLimits: limits}
@@ -177,9 +166,9 @@ func RateLimitPerRoute() *ratelimitv3.RateLimitPerRoute {
 // metadata (extproc refused it) yields no descriptor and no RLS call.
 func ManagementRateLimitPerRoute() *ratelimitv3.RateLimitPerRoute {
 	return &ratelimitv3.RateLimitPerRoute{RateLimits: []*routev3.RateLimit{{Actions: []*routev3.RateLimit_Action{
-		genericKey("quota", ManagementQuota),
-		dynamicMetadata(OrgMetadataKey, "org"),
-		dynamicMetadata(KeyMetadataKey, "key"),
+		genericKey(contract.DescriptorQuota, contract.QuotaManagementRequestsPerMinute),
+		dynamicMetadata(contract.OrgIDKey, contract.DescriptorOrg),
+		dynamicMetadata(contract.KeyIDKey, contract.DescriptorKey),
 	}}}}
 }
 
@@ -193,7 +182,7 @@ func dynamicMetadata(field, key string) *routev3.RateLimit_Action {
 	return &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_Metadata{
 		Metadata: &routev3.RateLimit_Action_MetaData{
 			DescriptorKey: key,
-			MetadataKey: &metadatav3.MetadataKey{Key: MetadataNamespace,
+			MetadataKey: &metadatav3.MetadataKey{Key: contract.MetadataNamespace,
 				Path: []*metadatav3.MetadataKey_PathSegment{{Segment: &metadatav3.MetadataKey_PathSegment_Key{Key: field}}}},
 			Source: routev3.RateLimit_Action_MetaData_DYNAMIC,
 		},

@@ -12,6 +12,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"github.com/tollgate/tollgate/envoy/bootstrap"
+	"github.com/tollgate/tollgate/envoy/contract"
 )
 
 // TestRateLimitPerRouteEntries pins DESIGN.md section 7: per scope in [org+model, org,
@@ -136,57 +137,52 @@ func TestRenderRateLimit(t *testing.T) {
 	}
 }
 
-// TestManagementRouteRateLimit: with a management cluster, with or without fallback, the
-// management route matches x-tollgate-cluster exactly and carries only the management quota,
-// {quota: mgmt_rpm}, {org}, {key} from extproc's dynamic metadata; model routes keep theirs.
+// TestManagementRouteRateLimit: the management route matches x-tollgate-cluster exactly and
+// carries only the management quota, {quota: mgmt_rpm}, {org}, {key} from extproc's dynamic
+// metadata; model routes and the catch-all keep theirs.
 func TestManagementRouteRateLimit(t *testing.T) {
-	for _, fallback := range []bool{false, true} {
-		t.Run(fmt.Sprintf("fallback=%v", fallback), func(t *testing.T) {
-			p := representative()
-			p.Clusters = append(p.Clusters, bootstrap.Cluster{Name: bootstrap.ManagementClusterName,
-				Priorities: [][]bootstrap.Endpoint{{{Backend: "management", Host: "127.0.0.1", Port: 8090}}}})
-			if fallback {
-				p.Fallback = &bootstrap.Fallback{}
-			}
-			b, err := bootstrap.Render(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			hcm := &hcmv3.HttpConnectionManager{}
-			if err := b.GetStaticResources().GetListeners()[0].GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
-				t.Fatal(err)
-			}
-			routes := hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()
-			var mgmt, catchAll *routev3.Route
-			for _, r := range routes {
-				switch {
-				case r.GetRoute().GetCluster() == bootstrap.ManagementClusterName:
-					mgmt = r
-				case r.GetRoute().GetClusterHeader() != "":
-					catchAll = r
-				}
-			}
-			if mgmt == nil || catchAll == nil || routes[len(routes)-1] != catchAll {
-				t.Fatalf("routes: %v", routes)
-			}
-			if hs := mgmt.GetMatch().GetHeaders(); len(hs) != 1 || hs[0].GetName() != bootstrap.ClusterHeader || hs[0].GetStringMatch().GetExact() != bootstrap.ManagementClusterName {
-				t.Errorf("management route match: %v", mgmt.GetMatch())
-			}
-			var pr ratelimitv3.RateLimitPerRoute
-			if err := mgmt.GetTypedPerFilterConfig()[bootstrap.RateLimitFilterName].UnmarshalTo(&pr); err != nil {
-				t.Fatal(err)
-			}
-			if got, want := describeLimits(pr.GetRateLimits()), "quota=mgmt_rpm org<-org_id key<-key_id"; got != want {
-				t.Errorf("management rate limits: %s, want %s", got, want)
-			}
-			var model ratelimitv3.RateLimitPerRoute
-			if err := catchAll.GetTypedPerFilterConfig()[bootstrap.RateLimitFilterName].UnmarshalTo(&model); err != nil {
-				t.Fatal(err)
-			}
-			if len(model.GetRateLimits()) != 20 {
-				t.Errorf("the catch-all lost the model rate limits: %d entries", len(model.GetRateLimits()))
-			}
-		})
+	b, err := bootstrap.Render(representative())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := b.GetStaticResources().GetListeners()[0].GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+		t.Fatal(err)
+	}
+	routes := hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()
+	var mgmt, catchAll *routev3.Route
+	var models []*routev3.Route
+	for _, r := range routes {
+		switch {
+		case r.GetRoute().GetCluster() == contract.ManagementCluster:
+			mgmt = r
+		case r.GetRoute().GetClusterHeader() != "":
+			catchAll = r
+		default:
+			models = append(models, r)
+		}
+	}
+	if mgmt == nil || catchAll == nil || routes[len(routes)-1] != catchAll || len(models) != 2 {
+		t.Fatalf("routes: %v", routes)
+	}
+	if hs := mgmt.GetMatch().GetHeaders(); len(hs) != 1 || hs[0].GetName() != contract.ClusterHeader || hs[0].GetStringMatch().GetExact() != contract.ManagementCluster {
+		t.Errorf("management route match: %v", mgmt.GetMatch())
+	}
+	var pr ratelimitv3.RateLimitPerRoute
+	if err := mgmt.GetTypedPerFilterConfig()[bootstrap.RateLimitFilterName].UnmarshalTo(&pr); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := describeLimits(pr.GetRateLimits()), "quota=mgmt_rpm org<-org_id key<-key_id"; got != want {
+		t.Errorf("management rate limits: %s, want %s", got, want)
+	}
+	for _, r := range append(models, catchAll) {
+		var model ratelimitv3.RateLimitPerRoute
+		if err := r.GetTypedPerFilterConfig()[bootstrap.RateLimitFilterName].UnmarshalTo(&model); err != nil {
+			t.Fatal(err)
+		}
+		if len(model.GetRateLimits()) != 20 {
+			t.Errorf("route %s lost the model rate limits: %d entries", r.GetName(), len(model.GetRateLimits()))
+		}
 	}
 }
 
@@ -201,7 +197,7 @@ func describeLimits(limits []*routev3.RateLimit) string {
 				parts = append(parts, a.GetGenericKey().GetDescriptorKey()+"="+a.GetGenericKey().GetDescriptorValue())
 			case a.GetMetadata() != nil:
 				md := a.GetMetadata()
-				if md.GetMetadataKey().GetKey() != bootstrap.MetadataNamespace || md.GetSource() != routev3.RateLimit_Action_MetaData_DYNAMIC {
+				if md.GetMetadataKey().GetKey() != contract.MetadataNamespace || md.GetSource() != routev3.RateLimit_Action_MetaData_DYNAMIC {
 					parts = append(parts, "bad-metadata")
 					continue
 				}

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/tollgate/tollgate/envoy/contract"
 	"github.com/tollgate/tollgate/peerauth"
 )
 
@@ -37,12 +38,13 @@ const (
 	transportSocketMatchNS = "envoy.transport_socket_match"
 )
 
-// Render builds the bootstrap for p (DESIGN.md section 2): admin on 127.0.0.1:9901; one
-// listener whose HTTP connection manager (codec AUTO, so HTTP/1.1 and h2c both work) runs
-// ext_proc, the ratelimit filter if p.RateLimit is set, p.ExtraHTTPFilters, then the router; a catch-all route that reads the cluster from
-// x-tollgate-cluster (with Fallback, preceded by one route per fallback cluster and the
-// management cluster, see routeList); the extproc cluster (HTTP/2) and one STRICT_DNS cluster per model
-// cluster. It reports every invalid parameter at once.
+// Render builds the bootstrap for p: admin on 127.0.0.1:9901; one listener whose HTTP
+// connection manager (codec AUTO, so HTTP/1.1 and h2c both work) runs ext_proc, the ratelimit
+// filter if p.RateLimit is set, p.ExtraHTTPFilters, then the router; one route per model
+// cluster and the management cluster, then a catch-all that reads the cluster from
+// x-tollgate-cluster (routeList); the extproc cluster (HTTP/2) and one STRICT_DNS cluster per
+// cluster of p, each model cluster with the per-attempt upstream filters and outlier detection.
+// It reports every invalid parameter at once.
 func Render(p Params) (*bootstrapv3.Bootstrap, error) {
 	p = p.withDefaults()
 	if err := p.validate(); err != nil {
@@ -74,13 +76,13 @@ func Render(p Params) (*bootstrapv3.Bootstrap, error) {
 		if err != nil {
 			return nil, fmt.Errorf("render bootstrap: cluster %q: %w", c.Name, err)
 		}
-		if c.Fallback {
+		if !c.Direct {
 			opts, err := upstreamProtocolOptions(p)
 			if err != nil {
 				return nil, fmt.Errorf("render bootstrap: cluster %q: %w", c.Name, err)
 			}
 			mc.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsKey: opts}
-			mc.OutlierDetection = p.Fallback.outlierDetection()
+			mc.OutlierDetection = p.Retry.outlierDetection()
 		}
 		clusters = append(clusters, mc)
 	}
@@ -189,22 +191,20 @@ func httpConnectionManager(p Params) (*hcmv3.HttpConnectionManager, error) {
 	}, nil
 }
 
-// RequestIDAttribute is the CEL attribute both ext_proc filters list in request_attributes: the
-// request's x-request-id (source/extensions/filters/common/expr/context.cc, RequestWrapper
-// "id": headers.getRequestIdValue(), a string), which the connection manager generates for
-// every external request (see httpConnectionManager). It reaches extproc in
-// ProcessingRequest.attributes[ExtProcAttributesKey].fields["request.id"] as a string value,
-// on the first message of the request direction, and is the same for the router filter and
-// every attempt's upstream filter of one request.
-const RequestIDAttribute = "request.id"
-
-// ExtProcFilter is the ext_proc filter of DESIGN.md section 2: headers SEND, bodies BUFFERED
-// (extproc switches the response to STREAMED for SSE through mode_override), fail closed,
-// the request id in request_attributes, and dynamic metadata accepted in namespace tollgate
-// only.
+// ExtProcFilter is the router filter's ext_proc: headers SEND, bodies BUFFERED (extproc switches
+// the response to STREAMED for SSE through mode_override), fail closed, the request id in
+// request_attributes, and dynamic metadata accepted in namespace tollgate only.
+//
+// contract.RequestIDAttribute is the request's x-request-id
+// (source/extensions/filters/common/expr/context.cc, RequestWrapper "id":
+// headers.getRequestIdValue(), a string), which the connection manager generates for every
+// external request (see httpConnectionManager). It reaches extproc in
+// ProcessingRequest.attributes[contract.ExtProcAttributesKey] as a string value, on the first
+// message of the request direction, and is the same for the router filter and every attempt's
+// upstream filter of one request.
 func ExtProcFilter(messageTimeout time.Duration, maxRequestBytes uint32) *extprocv3.ExternalProcessor {
 	return &extprocv3.ExternalProcessor{
-		RequestAttributes: []string{RequestIDAttribute},
+		RequestAttributes: []string{contract.RequestIDAttribute},
 		GrpcService: &corev3.GrpcService{
 			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
 				ClusterName:             ExtProcClusterName,
@@ -221,17 +221,16 @@ func ExtProcFilter(messageTimeout time.Duration, maxRequestBytes uint32) *extpro
 		MessageTimeout:    durationpb.New(messageTimeout),
 		AllowModeOverride: true,
 		MetadataOptions: &extprocv3.MetadataOptions{
-			ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{MetadataNamespace}},
+			ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{contract.MetadataNamespace}},
 		},
 	}
 }
 
-// routeList is the virtual host's routes. A catch-all route reads the cluster from
-// x-tollgate-cluster (cluster_header). With fallback, every fallback model cluster gets its
-// own route matching x-tollgate-cluster exactly and naming the cluster, with a retry policy
-// sized for that cluster's levels; the management cluster, whenever there is one, gets one
-// without retries; the catch-all (no retries) stays last for anything else, so an unknown
-// cluster is still Envoy's 503.
+// routeList is the virtual host's routes. Every model cluster gets its own route matching
+// x-tollgate-cluster exactly and naming the cluster, with a retry policy sized for that
+// cluster's levels; the management cluster, whenever there is one, gets one without retries; a
+// catch-all route (no retries) that reads the cluster from x-tollgate-cluster (cluster_header)
+// stays last for anything else, so an unknown cluster is still Envoy's 503.
 //
 // The header routes work because extproc sets x-tollgate-cluster and clears the route cache:
 // the router filter's next route() call re-matches the whole table against the mutated
@@ -254,7 +253,7 @@ func routeList(p Params, perFilter map[string]*anypb.Any, managementRateLimit *a
 		if len(perFilter) > 0 {
 			r.TypedPerFilterConfig = map[string]*anypb.Any{}
 			for k, v := range perFilter {
-				if k == RateLimitFilterName && name == ManagementClusterName {
+				if k == RateLimitFilterName && name == contract.ManagementCluster {
 					v = managementRateLimit
 				}
 				r.TypedPerFilterConfig[k] = proto.Clone(v).(*anypb.Any)
@@ -266,7 +265,7 @@ func routeList(p Params, perFilter map[string]*anypb.Any, managementRateLimit *a
 		return &routev3.RouteMatch{
 			PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
 			Headers: []*routev3.HeaderMatcher{{
-				Name: ClusterHeader,
+				Name: contract.ClusterHeader,
 				HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
 					MatchPattern: &matcherv3.StringMatcher_Exact{Exact: cluster},
 				}},
@@ -276,12 +275,12 @@ func routeList(p Params, perFilter map[string]*anypb.Any, managementRateLimit *a
 	var routes []*routev3.Route
 	for _, c := range p.Clusters {
 		switch {
-		case c.Name == ManagementClusterName:
+		case c.Name == contract.ManagementCluster:
 			routes = append(routes, newRoute(c.Name, byHeader(c.Name), &routev3.RouteAction{
 				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: c.Name},
 			}))
-		case c.Fallback && p.Fallback != nil:
-			rp, err := p.Fallback.retryPolicy(c)
+		case !c.Direct:
+			rp, err := p.Retry.retryPolicy(c)
 			if err != nil {
 				return nil, fmt.Errorf("cluster %q: retry policy: %w", c.Name, err)
 			}
@@ -292,7 +291,7 @@ func routeList(p Params, perFilter map[string]*anypb.Any, managementRateLimit *a
 		}
 	}
 	routes = append(routes, newRoute("", &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-		&routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_ClusterHeader{ClusterHeader: ClusterHeader}}))
+		&routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_ClusterHeader{ClusterHeader: contract.ClusterHeader}}))
 	return routes, nil
 }
 
@@ -427,7 +426,7 @@ func modelCluster(c Cluster, caFile string) (*clusterv3.Cluster, error) {
 
 func lbEndpoint(e Endpoint) (*endpointv3.LbEndpoint, error) {
 	fields := map[string]any{
-		MetadataNamespace: map[string]any{BackendMetadataKey: e.Backend},
+		contract.MetadataNamespace: map[string]any{contract.BackendMetadataKey: e.Backend},
 	}
 	if e.TLS {
 		fields[transportSocketMatchNS] = map[string]any{TransportSocketMatchKey: e.Host}

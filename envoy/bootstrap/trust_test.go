@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/tollgate/tollgate/envoy/bootstrap"
+	"github.com/tollgate/tollgate/envoy/contract"
 	"github.com/tollgate/tollgate/extproc/catalog"
 	"github.com/tollgate/tollgate/peerauth"
 )
@@ -73,7 +74,7 @@ models:
 func TestRenderTrustBoundary(t *testing.T) {
 	const secret = "0123456789abcdef0123456789abcdef"
 	p, err := bootstrap.FromCatalog(fallbackCatalog(t), "0.0.0.0:8080", "unix:/run/tollgate/extproc.sock",
-		bootstrap.WithRateLimit("127.0.0.1:50052"), bootstrap.WithFallback(), bootstrap.WithPeerSecret(secret))
+		bootstrap.WithRateLimit("127.0.0.1:50052"), bootstrap.WithPeerSecret(secret))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +107,7 @@ func TestRenderTrustBoundary(t *testing.T) {
 		switch m := e.(type) {
 		case *extprocv3.ExternalProcessor:
 			procs++
-			if !slices.Contains(m.GetRequestAttributes(), bootstrap.RequestIDAttribute) {
+			if !slices.Contains(m.GetRequestAttributes(), contract.RequestIDAttribute) {
 				t.Errorf("ext_proc filter request_attributes %v lack request.id", m.GetRequestAttributes())
 			}
 		case *hcmv3.HttpConnectionManager:

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tollgate/tollgate/envoy/bootstrap"
+	"github.com/tollgate/tollgate/envoy/contract"
 )
 
 var (
@@ -107,7 +107,7 @@ func (s *stream) attempt(reqCtx context.Context, rt *route, c *cluster, ep *endp
 	s.info.Attempts = append(s.info.Attempts, Attempt{
 		UpstreamHost: ep.addr,
 		Priority:     ep.priority,
-		Backend:      ep.cfg.metadata.GetFilterMetadata()[bootstrap.MetadataNamespace].GetFields()[bootstrap.BackendMetadataKey].GetStringValue(),
+		Backend:      ep.cfg.metadata.GetFilterMetadata()[contract.MetadataNamespace].GetFields()[contract.BackendMetadataKey].GetStringValue(),
 	})
 	last := func() *Attempt { return &s.info.Attempts[len(s.info.Attempts)-1] }
 

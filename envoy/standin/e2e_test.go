@@ -14,6 +14,7 @@ import (
 	extprocsvc "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
 	"github.com/tollgate/tollgate/envoy/bootstrap"
+	"github.com/tollgate/tollgate/envoy/contract"
 )
 
 // sseEvents is what the fake provider streams, one flush per event.
@@ -71,7 +72,7 @@ func testEndToEndSSE(t *testing.T, seed int64) {
 		case *extprocsvc.ProcessingRequest_RequestBody:
 			r := matching(m, &extprocsvc.CommonResponse{
 				HeaderMutation: &extprocsvc.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
-					setHeader(bootstrap.ClusterHeader, "model_0"),
+					setHeader(contract.ClusterHeader, "model_0"),
 					setHeader(":path", "/v1/chat/completions"),
 					setHeader("content-length", strconv.Itoa(len(upstreamBody))),
 				}},

@@ -20,15 +20,16 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/tollgate/tollgate/envoy/bootstrap"
+	"github.com/tollgate/tollgate/envoy/contract"
 	"github.com/tollgate/tollgate/envoy/standin"
 )
 
 // Conformance tests for retries and fallback (DESIGN.md section 2, "the second filter"): the
-// bootstrap is bootstrap.Render's with Fallback, its timings shrunk so nothing waits long.
+// bootstrap is bootstrap.Render's model cluster, its retry timings shrunk so nothing waits long.
 
 // fastFallback keeps back-off in milliseconds: tests never sleep.
-func fastFallback() *bootstrap.Fallback {
-	return &bootstrap.Fallback{
+func fastFallback() *bootstrap.Retry {
+	return &bootstrap.Retry{
 		BackOffBase: time.Millisecond, BackOffMax: 4 * time.Millisecond,
 		PerTryTimeout: 5 * time.Second, PerTryIdleTimeout: 5 * time.Second,
 		OutlierInterval: time.Hour, BaseEjectionTime: time.Hour, Consecutive5xx: 100,
@@ -85,7 +86,7 @@ func fallbackProcessor(cluster string, replace bool) processFunc {
 // fallbackReply is fallbackProcessor's answer to one message.
 func fallbackReply(cluster string, replace bool) func(*extprocsvc.ProcessingRequest) *extprocsvc.ProcessingResponse {
 	return func(m *extprocsvc.ProcessingRequest) *extprocsvc.ProcessingResponse {
-		backend := m.GetAttributes()[bootstrap.ExtProcAttributesKey].GetFields()[bootstrap.UpstreamBackendAttribute].GetStringValue()
+		backend := m.GetAttributes()[contract.ExtProcAttributesKey].GetFields()[contract.UpstreamBackendAttribute].GetStringValue()
 		if m.GetRequestHeaders() != nil && backend != "" {
 			if !replace {
 				return matching(m, &extprocsvc.CommonResponse{})
@@ -101,8 +102,8 @@ func fallbackReply(cluster string, replace bool) func(*extprocsvc.ProcessingRequ
 				ClearRouteCache: true, // not honoured upstream
 			})
 			r.DynamicMetadata = &structpb.Struct{Fields: map[string]*structpb.Value{
-				bootstrap.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
-					bootstrap.ContentLengthMetadataKey: structpb.NewStringValue(strconv.Itoa(len(body))),
+				contract.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+					contract.ContentLengthKey: structpb.NewStringValue(strconv.Itoa(len(body))),
 				}}),
 			}}
 			return r
@@ -110,7 +111,7 @@ func fallbackReply(cluster string, replace bool) func(*extprocsvc.ProcessingRequ
 		if m.GetRequestHeaders() != nil {
 			return matching(m, &extprocsvc.CommonResponse{
 				HeaderMutation: &extprocsvc.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
-					setHeader(bootstrap.ClusterHeader, cluster),
+					setHeader(contract.ClusterHeader, cluster),
 				}},
 				ClearRouteCache: true,
 			})
@@ -127,14 +128,14 @@ func fallbackReply(cluster string, replace bool) func(*extprocsvc.ProcessingRequ
 	}
 }
 
-// fallbackBootstrap renders one fallback cluster "model_m" whose levels are the backends.
-func fallbackBootstrap(t *testing.T, extprocAddr string, f *bootstrap.Fallback, levels ...backendAt) *bootstrapv3.Bootstrap {
+// fallbackBootstrap renders one model cluster "model_m" whose levels are the backends.
+func fallbackBootstrap(t *testing.T, extprocAddr string, f *bootstrap.Retry, levels ...backendAt) *bootstrapv3.Bootstrap {
 	t.Helper()
-	c := bootstrap.Cluster{Name: "model_m", Fallback: true}
+	c := bootstrap.Cluster{Name: "model_m"}
 	for _, l := range levels {
 		c.Priorities = append(c.Priorities, []bootstrap.Endpoint{{Backend: l.key, Host: l.up.host, Port: l.up.port}})
 	}
-	return testBootstrapParams(t, extprocAddr, bootstrap.Params{Fallback: f, Clusters: []bootstrap.Cluster{c}})
+	return testBootstrapParams(t, extprocAddr, bootstrap.Params{Retry: f, Clusters: []bootstrap.Cluster{c}})
 }
 
 type backendAt struct {
@@ -146,7 +147,7 @@ type backendAt struct {
 func upstreamStreams(f *fakeProcessor) []string {
 	var out []string
 	for _, m := range f.messages() {
-		if v, ok := m.GetAttributes()[bootstrap.ExtProcAttributesKey].GetFields()[bootstrap.UpstreamBackendAttribute]; ok {
+		if v, ok := m.GetAttributes()[contract.ExtProcAttributesKey].GetFields()[contract.UpstreamBackendAttribute]; ok {
 			out = append(out, v.GetStringValue())
 		}
 	}
@@ -159,7 +160,7 @@ func isUpstreamStream(ms []*extprocsvc.ProcessingRequest) bool {
 	if len(ms) == 0 {
 		return false
 	}
-	_, ok := ms[0].GetAttributes()[bootstrap.ExtProcAttributesKey].GetFields()[bootstrap.UpstreamBackendAttribute]
+	_, ok := ms[0].GetAttributes()[contract.ExtProcAttributesKey].GetFields()[contract.UpstreamBackendAttribute]
 	return ok
 }
 
@@ -412,9 +413,9 @@ func TestRouteTimeoutSpansRetries(t *testing.T) {
 	fb.PerTryTimeout = 200 * time.Millisecond
 	_, addr := startProcessor(t, fallbackProcessor("model_m", true))
 	b := testBootstrapParams(t, addr, bootstrap.Params{
-		Fallback:        fb,
+		Retry:           fb,
 		UpstreamTimeout: 300 * time.Millisecond,
-		Clusters:        []bootstrap.Cluster{{Name: "model_m", Fallback: true, Priorities: [][]bootstrap.Endpoint{{{Backend: "a/m", Host: "127.0.0.1", Port: startUpstream(t, hang.handler).port}}}}},
+		Clusters:        []bootstrap.Cluster{{Name: "model_m", Priorities: [][]bootstrap.Endpoint{{{Backend: "a/m", Host: "127.0.0.1", Port: startUpstream(t, hang.handler).port}}}}},
 	})
 	px := startProxy(t, b)
 	resp, body := do(t, "POST", px.url("/v1/x"), `{}`)
@@ -510,7 +511,7 @@ func TestUpstreamResponseHeaders(t *testing.T) {
 			if err != nil {
 				return nil
 			}
-			if _, ok := m.GetAttributes()[bootstrap.ExtProcAttributesKey].GetFields()[bootstrap.UpstreamBackendAttribute]; ok {
+			if _, ok := m.GetAttributes()[contract.ExtProcAttributesKey].GetFields()[contract.UpstreamBackendAttribute]; ok {
 				upstream = true
 			}
 			r := reply(m)

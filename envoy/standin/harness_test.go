@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/tollgate/tollgate/envoy/bootstrap"
+	"github.com/tollgate/tollgate/envoy/contract"
 	"github.com/tollgate/tollgate/envoy/standin"
 )
 
@@ -202,7 +203,9 @@ func upstreamOf(t *testing.T, srv *httptest.Server, tls bool) upstream {
 }
 
 // testBootstrap renders Tollgate's bootstrap for an extproc address and clusters named
-// model_<i>, listening and administering on free loopback ports.
+// model_<i>, listening and administering on free loopback ports. The clusters are Direct (no
+// upstream filters, outlier detection or retries), so that the conformance tests of the router
+// filter's ext_proc see one stream per request; fallbackBootstrap renders model clusters.
 func testBootstrap(t *testing.T, extprocAddr string, ups ...upstream) *bootstrapv3.Bootstrap {
 	t.Helper()
 	return testBootstrapParams(t, extprocAddr, bootstrap.Params{}, ups...)
@@ -221,6 +224,7 @@ func testBootstrapParams(t *testing.T, extprocAddr string, p bootstrap.Params, u
 	for i, u := range ups {
 		p.Clusters = append(p.Clusters, bootstrap.Cluster{
 			Name:       "model_" + strconv.Itoa(i),
+			Direct:     true,
 			Priorities: [][]bootstrap.Endpoint{{{Backend: "backend_" + strconv.Itoa(i), Host: u.host, Port: u.port, TLS: u.tls}}},
 		})
 	}
@@ -383,7 +387,7 @@ func routeTo(cluster string) func(*extprocsvc.ProcessingRequest) *extprocsvc.Pro
 	return func(m *extprocsvc.ProcessingRequest) *extprocsvc.ProcessingResponse {
 		if m.GetRequestHeaders() != nil {
 			return matching(m, &extprocsvc.CommonResponse{
-				HeaderMutation:  &extprocsvc.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{setHeader(bootstrap.ClusterHeader, cluster)}},
+				HeaderMutation:  &extprocsvc.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{setHeader(contract.ClusterHeader, cluster)}},
 				ClearRouteCache: true,
 			})
 		}

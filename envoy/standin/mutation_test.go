@@ -10,7 +10,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocsvc "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
-	"github.com/tollgate/tollgate/envoy/bootstrap"
+	"github.com/tollgate/tollgate/envoy/contract"
 )
 
 // seenRequest is what the echo upstream reports.
@@ -98,7 +98,7 @@ func TestHeaderMutations(t *testing.T) {
 				if m.GetRequestHeaders() == nil {
 					return continueAll(m)
 				}
-				set := append([]*corev3.HeaderValueOption{setHeader(bootstrap.ClusterHeader, "model_0")}, tt.set...)
+				set := append([]*corev3.HeaderValueOption{setHeader(contract.ClusterHeader, "model_0")}, tt.set...)
 				return matching(m, &extprocsvc.CommonResponse{
 					HeaderMutation:  &extprocsvc.HeaderMutation{SetHeaders: set, RemoveHeaders: tt.remove},
 					ClearRouteCache: true,

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/tollgate/tollgate/envoy/bootstrap"
+	"github.com/tollgate/tollgate/envoy/contract"
 )
 
 // fakeRLS is an in-test rate limit service. It records every request before answering
@@ -112,7 +113,7 @@ func tollgateReplies(t *testing.T, id identity, totalTokens any) func(*extprocsv
 	return func(m *extprocsvc.ProcessingRequest) *extprocsvc.ProcessingResponse {
 		switch {
 		case m.GetRequestBody() != nil:
-			set := []*corev3.HeaderValueOption{setHeader(bootstrap.ClusterHeader, "model_0")}
+			set := []*corev3.HeaderValueOption{setHeader(contract.ClusterHeader, "model_0")}
 			for k, v := range map[string]string{bootstrap.OrgHeader: id.org, bootstrap.KeyHeader: id.key, bootstrap.ModelHeader: id.model} {
 				if v != "" {
 					set = append(set, setHeader(k, v))
@@ -124,16 +125,16 @@ func tollgateReplies(t *testing.T, id identity, totalTokens any) func(*extprocsv
 			})
 			// extproc also writes the identity as dynamic metadata, which the rate limits read.
 			md := map[string]any{}
-			for k, v := range map[string]string{bootstrap.OrgMetadataKey: id.org, bootstrap.KeyMetadataKey: id.key, bootstrap.ModelMetadataKey: id.model} {
+			for k, v := range map[string]string{contract.OrgIDKey: id.org, contract.KeyIDKey: id.key, contract.ModelKey: id.model} {
 				if v != "" {
 					md[k] = v
 				}
 			}
-			r.DynamicMetadata = structOf(t, map[string]any{bootstrap.MetadataNamespace: md})
+			r.DynamicMetadata = structOf(t, map[string]any{contract.MetadataNamespace: md})
 			return r
 		case m.GetResponseBody().GetEndOfStream():
 			r := continueAll(m)
-			r.DynamicMetadata = structOf(t, map[string]any{bootstrap.MetadataNamespace: map[string]any{bootstrap.TotalTokensKey: totalTokens}})
+			r.DynamicMetadata = structOf(t, map[string]any{contract.MetadataNamespace: map[string]any{contract.TotalTokensKey: totalTokens}})
 			return r
 		}
 		return continueAll(m)

@@ -9,7 +9,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocsvc "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
-	"github.com/tollgate/tollgate/envoy/bootstrap"
+	"github.com/tollgate/tollgate/envoy/contract"
 )
 
 // TestClearRouteCache: the route, and the cluster cluster_header names, are resolved when
@@ -53,7 +53,7 @@ func TestClearRouteCache(t *testing.T) {
 				}
 				cr := &extprocsvc.CommonResponse{ClearRouteCache: tt.clear}
 				if tt.setCluster != "" {
-					cr.HeaderMutation = &extprocsvc.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{setHeader(bootstrap.ClusterHeader, tt.setCluster)}}
+					cr.HeaderMutation = &extprocsvc.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{setHeader(contract.ClusterHeader, tt.setCluster)}}
 				}
 				return matching(m, cr)
 			}))
@@ -62,7 +62,7 @@ func TestClearRouteCache(t *testing.T) {
 			px := startProxy(t, b)
 			var hdr []string
 			if tt.clientCluster != "" {
-				hdr = []string{bootstrap.ClusterHeader, tt.clientCluster}
+				hdr = []string{contract.ClusterHeader, tt.clientCluster}
 			}
 			resp, body := do(t, http.MethodPost, px.url("/v1/chat"), "{}", hdr...)
 			if resp.StatusCode != tt.wantStatus || body != tt.wantBody {

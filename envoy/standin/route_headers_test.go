@@ -12,7 +12,7 @@ import (
 	"github.com/tollgate/tollgate/envoy/standin"
 )
 
-// TestRouteHeaderMatch: with fallback, each model cluster has its own route matched on
+// TestRouteHeaderMatch: each model cluster has its own route matched on
 // x-tollgate-cluster after extproc clears the route cache, and its own num_retries. Cluster
 // model_m has one level (num_retries 2: three attempts), model_n two levels (num_retries 5);
 // the old shared route would have given model_m six attempts. A name no route matches falls
@@ -24,11 +24,11 @@ func TestRouteHeaderMatch(t *testing.T) {
 	a := &recorder{answer: statuses(503)}
 	ua := startUpstream(t, a.handler)
 	_, addr := startProcessor(t, fallbackProcessor("model_m", true))
-	p := bootstrap.Params{Fallback: fastFallback(), Clusters: []bootstrap.Cluster{
-		{Name: "model_n", Fallback: true, Priorities: [][]bootstrap.Endpoint{
+	p := bootstrap.Params{Retry: fastFallback(), Clusters: []bootstrap.Cluster{
+		{Name: "model_n", Priorities: [][]bootstrap.Endpoint{
 			{{Backend: "n/1", Host: ua.host, Port: ua.port}}, {{Backend: "n/2", Host: ua.host, Port: ua.port}},
 		}},
-		{Name: "model_m", Fallback: true, Priorities: [][]bootstrap.Endpoint{{{Backend: "a/m", Host: ua.host, Port: ua.port}}}},
+		{Name: "model_m", Priorities: [][]bootstrap.Endpoint{{{Backend: "a/m", Host: ua.host, Port: ua.port}}}},
 	}}
 	px := startProxy(t, testBootstrapParams(t, addr, p))
 	resp, _ := do(t, "POST", px.url("/v1/x"), `{}`)

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/tollgate/tollgate/envoy/bootstrap"
+	"github.com/tollgate/tollgate/envoy/contract"
 	"github.com/tollgate/tollgate/envoy/standin"
 	"github.com/tollgate/tollgate/peerauth"
 	"github.com/tollgate/tollgate/peerauth/peerauthtest"
@@ -67,10 +68,10 @@ func TestInitialMetadataOnEveryStream(t *testing.T) {
 		return inner(srv)
 	})
 	primary := &recorder{answer: statuses(503, 200)}
-	c := bootstrap.Cluster{Name: "model_m", Fallback: true, Priorities: [][]bootstrap.Endpoint{
+	c := bootstrap.Cluster{Name: "model_m", Priorities: [][]bootstrap.Endpoint{
 		{{Backend: "openai/gpt-a", Host: "127.0.0.1", Port: startUpstream(t, primary.handler).port}},
 	}}
-	b := testBootstrapParams(t, addr, bootstrap.Params{Fallback: fastFallback(), Clusters: []bootstrap.Cluster{c}, PeerSecret: peerSecret})
+	b := testBootstrapParams(t, addr, bootstrap.Params{Retry: fastFallback(), Clusters: []bootstrap.Cluster{c}, PeerSecret: peerSecret})
 	px := startProxy(t, b)
 	resp, body := do(t, "POST", px.url("/v1/chat/completions"), `{"model":"m"}`)
 	if resp.StatusCode != 200 {
@@ -267,7 +268,7 @@ func TestRequestIDAttribute(t *testing.T) {
 		for i, ms := range f.streams()[before:] {
 			var withAttrs int
 			for _, m := range ms {
-				a, ok := m.GetAttributes()[bootstrap.ExtProcAttributesKey].GetFields()[bootstrap.RequestIDAttribute]
+				a, ok := m.GetAttributes()[contract.ExtProcAttributesKey].GetFields()[contract.RequestIDAttribute]
 				if !ok {
 					continue
 				}

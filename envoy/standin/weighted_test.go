@@ -38,8 +38,8 @@ func TestWeightedRoundRobin(t *testing.T) {
 			return bootstrap.Endpoint{Backend: n, Host: ups[n].host, Port: ups[n].port, Weight: w}
 		}
 		p := bootstrap.Params{Clusters: []bootstrap.Cluster{
-			{Name: "model_w", Priorities: [][]bootstrap.Endpoint{{ep("w1", 1), ep("w2", 2), ep("w3", 3)}}},
-			{Name: "model_e", Priorities: [][]bootstrap.Endpoint{{ep("e1", 5), ep("e2", 5)}}},
+			{Name: "model_w", Direct: true, Priorities: [][]bootstrap.Endpoint{{ep("w1", 1), ep("w2", 2), ep("w3", 3)}}},
+			{Name: "model_e", Direct: true, Priorities: [][]bootstrap.Endpoint{{ep("e1", 5), ep("e2", 5)}}},
 		}}
 		px := startProxySeed(t, testBootstrapParams(t, addr, p), seed)
 		for range 60 {
@@ -68,7 +68,7 @@ func TestWeightedRoundRobin(t *testing.T) {
 
 	_, addr := startProcessor(t, replyEach(continueAll))
 	b := testBootstrapParams(t, addr, bootstrap.Params{Clusters: []bootstrap.Cluster{
-		{Name: "model_z", Priorities: [][]bootstrap.Endpoint{{{Backend: "z", Host: "127.0.0.1", Port: 1, Weight: 1}}}},
+		{Name: "model_z", Direct: true, Priorities: [][]bootstrap.Endpoint{{{Backend: "z", Host: "127.0.0.1", Port: 1, Weight: 1}}}},
 	}})
 	b.GetStaticResources().GetClusters()[1].GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetLoadBalancingWeight().Value = 0
 	if _, err := standin.New(b, standin.Options{}, testLogger(t)); err == nil || !strings.Contains(err.Error(), "LoadBalancingWeight") {

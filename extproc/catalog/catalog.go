@@ -9,6 +9,7 @@
 package catalog
 
 import (
+	"github.com/tollgate/tollgate/envoy/contract"
 	"github.com/tollgate/tollgate/extproc/billing"
 )
 
@@ -206,12 +207,9 @@ func (m *Model) BackendsIn(region string) []*Backend {
 	return out
 }
 
-// ClusterName is the Envoy cluster serving model in region.
+// ClusterName is the Envoy cluster serving model in region (contract.ModelCluster).
 func ClusterName(modelID, region string) string {
-	if region == RegionEU {
-		return "model_" + modelID + "_eu"
-	}
-	return "model_" + modelID
+	return contract.ModelCluster(modelID, region == RegionEU)
 }
 
 // Catalog is a loaded, validated catalog. It is safe for concurrent use and never mutated.
@@ -273,6 +271,7 @@ func (c *Catalog) ManagementRPM() uint64 {
 // SetPrices replaces the model's parsed prices; for building models in tests.
 func (m *Model) SetPrices(p billing.Prices) { m.prices = p }
 
-// Key names the backend in Envoy's endpoint metadata (filter_metadata.tollgate.backend), so the
-// per-attempt upstream filter can tell which backend an attempt reached.
-func (b *Backend) Key() string { return b.Provider + "/" + b.UpstreamModel }
+// Key names the backend in Envoy's endpoint metadata (filter_metadata.tollgate.backend,
+// contract.BackendName), so the per-attempt upstream filter can tell which backend an attempt
+// reached.
+func (b *Backend) Key() string { return contract.BackendName(b.Provider, b.UpstreamModel) }

@@ -7,10 +7,10 @@ import (
 	"testing"
 )
 
-// TestFallback runs Envoy's retries and priority fallback with per-attempt translation
-// (envoy-config --fallback, extproc --fallback): each case is one client request.
+// TestFallback runs Envoy's retries and priority fallback, each attempt translated by the
+// cluster's upstream filter: each case is one client request.
 func TestFallback(t *testing.T) {
-	s := startStackWith(t, stackOptions{fallback: true})
+	s := startStack(t)
 	tests := []struct {
 		name       string
 		path       string
@@ -65,7 +65,7 @@ func TestFallback(t *testing.T) {
 // TestFallbackSDKs: the same fallback through the official OpenAI and Anthropic SDKs, streaming
 // included.
 func TestFallbackSDKs(t *testing.T) {
-	s := startStackWith(t, stackOptions{fallback: true})
+	s := startStack(t)
 	runNode(t, s, "fallback.mjs", "TOLLGATE_MODEL=mock-primary-down", "TOLLGATE_SERVED=mock-claude",
 		"TOLLGATE_FLAKY=mock-flaky", "TOLLGATE_DEAD_FIRST=mock-dead-first")
 	var attempts int

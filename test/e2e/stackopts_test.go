@@ -28,9 +28,6 @@ type stackOptions struct {
 	defaults string
 	// extprocArgs are added to the extproc's command line.
 	extprocArgs []string
-	// fallback asks for Envoy's retries and fallback with extproc's per-attempt translation
-	// explicitly (both commands default to it).
-	fallback bool
 	// beforeStart runs once the organisation and key exist and before any service starts, for
 	// operator commands whose effect must be in place from the first request (limits).
 	beforeStart func(s *stack)
@@ -132,10 +129,6 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	if o.redisURL != "" {
 		rlsArgs = append(rlsArgs, "--redis-url", o.redisURL)
 	}
-	if o.fallback {
-		renderArgs = append(renderArgs, "--fallback")
-		o.extprocArgs = append(o.extprocArgs, "--fallback")
-	}
 	s.tollgate(t, append(renderArgs, o.envoyConfigArgs...)...)
 
 	s.daemon(t, "mockprovider", "--addr", mockAddr, "--api-key", mockKey)
@@ -164,7 +157,7 @@ func externalStack(t *testing.T, base string, o stackOptions) *stack {
 	if dsn == "" {
 		t.Fatal("TOLLGATE_E2E_BASE_URL is set: TOLLGATE_E2E_DATABASE_URL must name the stack's Postgres")
 	}
-	if o.dsn != "" || len(o.providers) > 0 || len(o.models) > 0 || o.defaults != "" || len(o.extprocArgs) > 0 || o.fallback || o.redisURL != "" || len(o.envoyConfigArgs) > 0 {
+	if o.dsn != "" || len(o.providers) > 0 || len(o.models) > 0 || o.defaults != "" || len(o.extprocArgs) > 0 || o.redisURL != "" || len(o.envoyConfigArgs) > 0 {
 		t.Fatal("this test controls the gateway's processes and cannot run against an external stack; run it without TOLLGATE_E2E_BASE_URL")
 	}
 	s := &stack{bin: tollgateBinary(t), dir: t.TempDir(), dbURL: dsn, BaseURL: strings.TrimSuffix(base, "/")}
