@@ -4,29 +4,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"net/http"
 	"strings"
 
+	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/openai"
-)
-
-// Client-bound content blocks. Unlike ContentBlock they always carry their required fields,
-// even when empty, as Anthropic's own responses do.
-type (
-	textOut struct {
-		Type string `json:"type"` // "text"
-		Text string `json:"text"`
-	}
-	thinkingOut struct {
-		Type      string `json:"type"` // "thinking"
-		Thinking  string `json:"thinking"`
-		Signature string `json:"signature"`
-	}
-	toolUseOut struct {
-		Type  string          `json:"type"` // "tool_use"
-		ID    string          `json:"id"`
-		Name  string          `json:"name"`
-		Input json.RawMessage `json:"input"`
-	}
+	"github.com/tollgate/tollgate/extproc/sse"
 )
 
 // ResponseFromOpenAI renders a pivot response as an Anthropic Message for the client, naming
@@ -146,4 +129,52 @@ func randomID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	return hex.EncodeToString(b[:])
+}
+
+// ErrorBody renders e in Anthropic's error shape, {"type":"error","error":{"type","message"}},
+// with the type Anthropic's reference gives for e's status. The stable code is not part of the
+// shape; the status and type carry the meaning SDKs act on.
+func ErrorBody(e *apierror.Error) []byte {
+	b, _ := json.Marshal(errorBody{Type: "error", Error: errorObject{Type: errorType(e), Message: e.Message}})
+	return b
+}
+
+// StreamErrorEvent appends e as an `event: error` frame, the way Anthropic reports a failure
+// after a stream has started.
+func StreamErrorEvent(dst []byte, e *apierror.Error) []byte {
+	return sse.AppendEvent(dst, sse.Event{Name: evError, Data: ErrorBody(e)})
+}
+
+// errorType maps a gateway error onto Anthropic's error types. 502 and 503 are api_error unless
+// no provider could serve at all (no_provider_available, service_unavailable), which is what
+// overloaded_error tells an Anthropic client: temporary, retry later.
+func errorType(e *apierror.Error) string {
+	switch e.Status {
+	case http.StatusBadRequest:
+		return errInvalidRequest
+	case http.StatusUnauthorized:
+		return errAuthentication
+	case http.StatusPaymentRequired:
+		return errBilling
+	case http.StatusForbidden:
+		return errPermission
+	case http.StatusNotFound:
+		return errNotFound
+	case http.StatusRequestEntityTooLarge:
+		return errRequestTooLarge
+	case http.StatusTooManyRequests:
+		return errRateLimit
+	case http.StatusGatewayTimeout, apierror.StatusProviderTimeout:
+		return errTimeout
+	case http.StatusServiceUnavailable, StatusOverloaded:
+		return errOverloaded
+	}
+	switch {
+	case e.Code == apierror.CodeNoProviderAvailable:
+		return errOverloaded
+	case e.Status >= 500:
+		return errAPI
+	default:
+		return errInvalidRequest // the reference: used for other 4xx too
+	}
 }

@@ -10,6 +10,13 @@ import (
 	"github.com/tollgate/tollgate/extproc/openai"
 )
 
+// Endpoint constants for an Anthropic-kind provider. Authentication (x-api-key) and the
+// anthropic-version header are set by the caller, which owns the operator's credentials.
+const (
+	Path    = "/v1/messages"
+	Version = "2023-06-01"
+)
+
 // StructuredOutputTool is the name of the tool FromOpenAI forces for a response_format of type
 // json_schema. The Messages API has no response_format; a forced tool call is the way
 // Anthropic's tool-use guide gives for JSON output that follows a schema, and unlike a system
@@ -21,40 +28,6 @@ import (
 // root is not an object (input_schema must be one), the schema goes into the system prompt as
 // an instruction instead. json_object always does.
 const StructuredOutputTool = "tollgate_structured_output"
-
-// Request-side content blocks.
-type (
-	imageOut struct {
-		Type   string `json:"type"` // "image"
-		Source Source `json:"source"`
-	}
-	toolResultOut struct {
-		Type      string `json:"type"` // "tool_result"
-		ToolUseID string `json:"tool_use_id"`
-		Content   any    `json:"content"` // string, or blocks when the result has images
-	}
-	messageOut struct {
-		Role    string `json:"role"`
-		Content []any  `json:"content"`
-	}
-)
-
-// requestOut is the Messages API request body FromOpenAI writes.
-type requestOut struct {
-	Model         string       `json:"model"`
-	MaxTokens     int64        `json:"max_tokens"`
-	System        []textOut    `json:"system,omitempty"`
-	Messages      []messageOut `json:"messages"`
-	Temperature   *float64     `json:"temperature,omitempty"`
-	TopP          *float64     `json:"top_p,omitempty"`
-	TopK          *int64       `json:"top_k,omitempty"`
-	StopSequences []string     `json:"stop_sequences,omitempty"`
-	Stream        bool         `json:"stream,omitempty"`
-	Tools         []Tool       `json:"tools,omitempty"`
-	ToolChoice    *ToolChoice  `json:"tool_choice,omitempty"`
-	Thinking      *Thinking    `json:"thinking,omitempty"`
-	Metadata      *Metadata    `json:"metadata,omitempty"`
-}
 
 // FromOpenAI builds the Messages API body for an Anthropic-kind provider from a pivot request,
 // naming upstreamModel. max_tokens is required by Anthropic: r's limit, else defaultMaxTokens

@@ -12,23 +12,6 @@ import (
 	"github.com/tollgate/tollgate/extproc/sse"
 )
 
-// streamEvent is the union of the stream events' payloads; Type says which fields are set.
-type streamEvent struct {
-	Type         string       `json:"type"`
-	Message      *wireMessage `json:"message"`       // message_start
-	Index        int          `json:"index"`         // content_block_*
-	ContentBlock ContentBlock `json:"content_block"` // content_block_start
-	Delta        struct {
-		Type        string  `json:"type"`
-		Text        string  `json:"text"`
-		Thinking    string  `json:"thinking"`
-		PartialJSON string  `json:"partial_json"`
-		StopReason  *string `json:"stop_reason"` // message_delta
-	} `json:"delta"`
-	Usage *Usage      `json:"usage"` // message_delta
-	Error errorObject `json:"error"` // error
-}
-
 // decodeEvent reads one event's payload. Its type is the one in the data, which the reference
 // says always matches the event name; the name is the fallback.
 func decodeEvent(ev sse.Event) (streamEvent, error) {
