@@ -76,7 +76,7 @@ func parseCountTokens(ep endpoint, body []byte) (*clientRequest, *apierror.Error
 		if err != nil {
 			return nil, apierror.As(err)
 		}
-		pivot, err := r.ToOpenAI()
+		pivot, err := r.ToPivot()
 		if err != nil {
 			return nil, apierror.As(err)
 		}
@@ -120,7 +120,7 @@ func countUpstream(req *clientRequest, b *catalog.Backend) (path string, body []
 		model, _ := json.Marshal(b.UpstreamModel)
 		fields["model"] = model
 		body, err = json.Marshal(fields)
-		return p.PathPrefix() + anthropic.Path + "/count_tokens", body, true, err
+		return p.PathPrefix() + anthropic.Path(b.UpstreamModel, false) + "/count_tokens", body, true, err
 	case protoGemini:
 		path = strings.TrimSuffix(gemini.Path(b.UpstreamModel, false), ":generateContent") + ":countTokens"
 		// The path names the model, resolved by the catalog; a body's own must not reach the

@@ -173,7 +173,7 @@ func errorBody(p protocol, e *apierror.Error) []byte {
 func streamError(p protocol, dst []byte, e *apierror.Error) []byte {
 	switch p {
 	case protoAnthropic:
-		return anthropic.StreamErrorEvent(dst, e)
+		return anthropic.StreamError(dst, e)
 	case protoGemini:
 		return gemini.StreamErrorFrame(dst, e)
 	default:

@@ -30,7 +30,7 @@ func parseClient(ep endpoint, body []byte) (*clientRequest, *apierror.Error) {
 		if err != nil {
 			return nil, apierror.As(err)
 		}
-		pivot, err := r.ToOpenAI()
+		pivot, err := r.ToPivot()
 		if err != nil {
 			return nil, apierror.As(err)
 		}
@@ -72,11 +72,11 @@ func upstreamRequest(req *clientRequest, b *catalog.Backend, m *catalog.Model) (
 	switch providerProtocol(p.Kind) {
 	case protoAnthropic:
 		if native, ok := req.native.(*anthropic.Request); ok {
-			body, err = anthropic.UpstreamBody(native.WithMaxTokens(limit), b.UpstreamModel)
+			body, err = anthropic.PassthroughBody(native.WithMaxTokens(limit), b.UpstreamModel)
 		} else {
-			body, err = anthropic.FromOpenAI(req.pivot.WithMaxTokens(limit, "max_tokens"), b.UpstreamModel, limit)
+			body, err = anthropic.BuildRequest(req.pivot.WithMaxTokens(limit, "max_tokens"), b.UpstreamModel, limit)
 		}
-		return p.PathPrefix() + anthropic.Path, body, err
+		return p.PathPrefix() + anthropic.Path(b.UpstreamModel, req.stream), body, err
 	case protoGemini:
 		if native, ok := req.native.(*gemini.Request); ok {
 			body, err = gemini.UpstreamBody(native.WithMaxOutputTokens(limit))
@@ -149,7 +149,7 @@ func translateResponse(req *clientRequest, provider protocol, body []byte, model
 	var c *openai.ChatCompletion
 	switch provider {
 	case protoAnthropic:
-		c, u, err = anthropic.ToOpenAI(body, model)
+		c, u, err = anthropic.DecodeResponse(body, model)
 	case protoGemini:
 		c, u, err = gemini.ToOpenAI(body, model)
 	default:
@@ -163,7 +163,7 @@ func translateResponse(req *clientRequest, provider protocol, body []byte, model
 	}
 	switch req.proto {
 	case protoAnthropic:
-		out = anthropic.ResponseFromOpenAI(c, model)
+		out = anthropic.EncodeResponse(c, model)
 	case protoGemini:
 		out = gemini.ResponseFromOpenAI(c, model, gemini.ShowThoughts(req.pivot))
 	default:
@@ -178,7 +178,7 @@ func newStreamProcessor(req *clientRequest, provider protocol, model string) str
 		switch provider {
 		case protoAnthropic:
 			r := anthropic.NewStreamRewriter(model)
-			return &passthrough{feed: r.Feed, usage: r.Usage, final: r.UsageFinal, finish: r.StopReason, content: r.ContentBytes}
+			return &passthrough{feed: r.Feed, usage: r.Usage, final: r.UsageFinal, finish: r.FinishReason, content: r.ContentBytes}
 		case protoGemini:
 			r := gemini.NewStreamRewriter(model)
 			return &passthrough{feed: r.Feed, usage: r.Usage, final: r.Done, finish: r.FinishReason, content: r.ContentBytes}

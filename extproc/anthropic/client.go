@@ -375,7 +375,7 @@ func isObject(raw json.RawMessage) bool {
 // gluing them without a break would merge their last and first words.
 const blockSeparator = "\n\n"
 
-// ToOpenAI converts r into the pivot request, for a provider of another kind. Errors are
+// ToPivot converts r into the pivot request, for a provider of another kind. Errors are
 // *apierror.Error values naming the parameter that has no equivalent there.
 //
 // What does not survive the conversion, by design:
@@ -385,7 +385,7 @@ const blockSeparator = "\n\n"
 //   - cache_control marks, metadata, and fields the gateway does not interpret;
 //   - images inside tool_result content (pivot tool messages are text only);
 //   - a tool_result's is_error flag survives only as an "Error: " prefix on its text.
-func (r *Request) ToOpenAI() (*openai.ChatRequest, error) {
+func (r *Request) ToPivot() (*openai.ChatRequest, error) {
 	out := openai.NewChatRequest()
 	out.Model = r.Model
 	out.Stream = r.Stream

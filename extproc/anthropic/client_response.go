@@ -12,14 +12,14 @@ import (
 	"github.com/tollgate/tollgate/extproc/sse"
 )
 
-// ResponseFromOpenAI renders a pivot response as an Anthropic Message for the client, naming
+// EncodeResponse renders a pivot response as an Anthropic Message for the client, naming
 // model (the canonical id). Reasoning becomes a thinking block (with an empty signature: there
 // is none to give, and only an Anthropic model would check it), then text, then one tool_use
 // block per tool call.
 //
 // The pivot does not say whether a "stop" was a stop sequence, so stop_sequence is always null
 // and "stop" is reported as end_turn.
-func ResponseFromOpenAI(c *openai.ChatCompletion, model string) []byte {
+func EncodeResponse(c *openai.ChatCompletion, model string) []byte {
 	msg := struct {
 		ID           string   `json:"id"`
 		Type         string   `json:"type"`
@@ -139,9 +139,9 @@ func ErrorBody(e *apierror.Error) []byte {
 	return b
 }
 
-// StreamErrorEvent appends e as an `event: error` frame, the way Anthropic reports a failure
+// StreamError appends e as an `event: error` frame, the way Anthropic reports a failure
 // after a stream has started.
-func StreamErrorEvent(dst []byte, e *apierror.Error) []byte {
+func StreamError(dst []byte, e *apierror.Error) []byte {
 	return sse.AppendEvent(dst, sse.Event{Name: evError, Data: ErrorBody(e)})
 }
 

@@ -24,7 +24,7 @@ func TestClientGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pivot, err := r.ToOpenAI()
+			pivot, err := r.ToPivot()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -37,7 +37,7 @@ func TestClientGolden(t *testing.T) {
 			}
 			a.check(t, "openai_upstream.json", upstream)
 
-			pass, err := anthropic.UpstreamBody(r, "claude-upstream-20250929")
+			pass, err := anthropic.PassthroughBody(r, "claude-upstream-20250929")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -143,7 +143,7 @@ func TestParseRequestErrors(t *testing.T) {
 	}
 }
 
-func TestToOpenAIUnsupported(t *testing.T) {
+func TestToPivotUnsupported(t *testing.T) {
 	tests := []struct{ name, body, param string }{
 		{"server tool", `{"model":"m","max_tokens":1,"tools":[{"type":"web_search_20250305","name":"web_search"}],"messages":[{"role":"user","content":"q"}]}`, "tools[0]"},
 		{"pdf document", `{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBER"}}]}]}`, "messages[0].content[0]"},
@@ -156,7 +156,7 @@ func TestToOpenAIUnsupported(t *testing.T) {
 			if err != nil {
 				t.Fatal(err) // valid for the same-protocol path
 			}
-			_, err = r.ToOpenAI()
+			_, err = r.ToPivot()
 			var e *apierror.Error
 			if !errors.As(err, &e) || e.Status != 400 || e.Param != tt.param {
 				t.Errorf("err = %v, want 400 naming %q", err, tt.param)
@@ -165,7 +165,7 @@ func TestToOpenAIUnsupported(t *testing.T) {
 	}
 }
 
-func TestResponseFromOpenAI(t *testing.T) {
+func TestEncodeResponse(t *testing.T) {
 	text := "Hello"
 	refusal := "I can't help with that."
 	tests := []struct {
@@ -205,7 +205,7 @@ func TestResponseFromOpenAI(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := string(anthropic.ResponseFromOpenAI(&tt.c, "claude-x")); got != tt.want {
+			if got := string(anthropic.EncodeResponse(&tt.c, "claude-x")); got != tt.want {
 				t.Errorf("got\n%s\nwant\n%s", got, tt.want)
 			}
 		})

@@ -4,12 +4,12 @@
 // Client side: an Anthropic SDK calls the gateway. ParseRequest validates the body; for an
 // Anthropic-kind provider UpstreamBody forwards it with the provider's model name, and
 // RewriteResponse / StreamRewriter pass the answer back with the canonical model and read its
-// usage. For any other provider, Request.ToOpenAI converts it into the gateway's pivot (the
-// openai package's chat-completion shapes), and ResponseFromOpenAI / StreamEncoder render the
-// pivot answer in Anthropic's shape. ErrorBody and StreamErrorEvent render gateway errors.
+// usage. For any other provider, Request.ToPivot converts it into the gateway's pivot (the
+// openai package's chat-completion shapes), and EncodeResponse / StreamEncoder render the
+// pivot answer in Anthropic's shape. ErrorBody and StreamError render gateway errors.
 //
 // Provider side: a request that arrived in another protocol, already in the pivot, goes to an
-// Anthropic-kind provider. FromOpenAI builds the Messages body; ToOpenAI and StreamDecoder turn
+// Anthropic-kind provider. BuildRequest builds the Messages body; ToOpenAI and StreamDecoder turn
 // the answer back into the pivot together with billing usage; ProviderError turns Anthropic's
 // error responses into gateway errors.
 //

@@ -41,8 +41,8 @@ func TestErrorBody(t *testing.T) {
 	}
 }
 
-func TestStreamErrorEvent(t *testing.T) {
-	got := string(anthropic.StreamErrorEvent([]byte("x"), apierror.New(529, "overloaded", "Overloaded")))
+func TestStreamError(t *testing.T) {
+	got := string(anthropic.StreamError([]byte("x"), apierror.New(529, "overloaded", "Overloaded")))
 	want := "x" + "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"
 	if got != want {
 		t.Errorf("got %q, want %q", got, want)

@@ -14,7 +14,7 @@ import (
 	"github.com/tollgate/tollgate/extproc/sse"
 )
 
-// UpstreamBody builds the body for an Anthropic-kind provider: the client's request as
+// PassthroughBody builds the body for an Anthropic-kind provider: the client's request as
 // received, every field kept, with the provider's model name. It is rebuilt from the parsed
 // fields on every call, never edited in place, so a retried attempt cannot inherit bytes from a
 // previous one.
@@ -22,8 +22,8 @@ import (
 // One thing is taken out: thinking blocks without a signature. Anthropic signs every thinking
 // block it returns and refuses a request whose thinking block's signature does not verify; an
 // unsigned one can only come from an answer the gateway translated from another provider (see
-// ResponseFromOpenAI), which a fallback chain may have served on an earlier turn.
-func UpstreamBody(r *Request, upstreamModel string) ([]byte, error) {
+// EncodeResponse), which a fallback chain may have served on an earlier turn.
+func PassthroughBody(r *Request, upstreamModel string) ([]byte, error) {
 	out := make(map[string]json.RawMessage, len(r.fields))
 	for k, v := range r.fields {
 		out[k] = v
@@ -210,7 +210,7 @@ func (s *StreamRewriter) Feed(chunk []byte, endOfStream bool) ([]byte, error) {
 		return out, fmt.Errorf("anthropic stream: %w", err)
 	}
 	if endOfStream && !s.done && !s.failed {
-		out = StreamErrorEvent(out, apierror.New(http.StatusBadGateway, apierror.CodeProviderError,
+		out = StreamError(out, apierror.New(http.StatusBadGateway, apierror.CodeProviderError,
 			"The upstream provider's stream ended before it was complete"))
 	}
 	return out, nil
@@ -280,8 +280,9 @@ func (s *StreamRewriter) UsageFinal() bool { return s.usage.final }
 // ContentBytes counts the bytes of text, thinking and tool input passed to the client so far.
 func (s *StreamRewriter) ContentBytes() int64 { return s.content }
 
-// StopReason is Anthropic's stop_reason, once message_delta has reported it.
-func (s *StreamRewriter) StopReason() string { return s.stop }
+// FinishReason is Anthropic's own stop_reason, as RewriteResponse reports it, once
+// message_delta has reported it: the client speaks Anthropic, so nothing is translated.
+func (s *StreamRewriter) FinishReason() string { return s.stop }
 
 // Done reports whether message_stop passed: the stream is complete.
 func (s *StreamRewriter) Done() bool { return s.done }

@@ -12,13 +12,13 @@ import (
 	"github.com/tollgate/tollgate/extproc/openai"
 )
 
-// ToOpenAI converts a non-streaming Messages API response into the pivot, naming model (the
-// canonical id), and reports its usage both as OpenAI counts and as billing items. Text blocks
-// are joined into the content (Anthropic splits one answer into several blocks around
+// DecodeResponse converts a non-streaming Messages API response into the pivot, naming model
+// (the canonical id), and reports its usage both as OpenAI counts and as billing items. Text
+// blocks are joined into the content (Anthropic splits one answer into several blocks around
 // citations), thinking blocks into the reasoning, tool_use blocks into tool calls; a call of
 // StructuredOutputTool is the answer to a json_schema request and becomes the text content.
 // A body that is not a Message is an error.
-func ToOpenAI(body []byte, model string) (*openai.ChatCompletion, billing.Usage, error) {
+func DecodeResponse(body []byte, model string) (*openai.ChatCompletion, billing.Usage, error) {
 	var m wireMessage
 	if err := json.Unmarshal(body, &m); err != nil {
 		return nil, billing.Usage{}, fmt.Errorf("decode anthropic response: %w", err)

@@ -21,21 +21,21 @@ func TestProviderGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			body, err := anthropic.FromOpenAI(pivot, "claude-upstream", 4096)
+			body, err := anthropic.BuildRequest(pivot, "claude-upstream", 4096)
 			if err != nil {
 				t.Fatal(err)
 			}
 			a.check(t, "anthropic_request.json", body)
-			// What FromOpenAI writes is a request the gateway itself accepts as Anthropic's.
+			// What BuildRequest writes is a request the gateway itself accepts as Anthropic's.
 			if _, err := anthropic.ParseRequest(body); err != nil {
-				t.Errorf("FromOpenAI output does not parse as a Messages request: %v", err)
+				t.Errorf("BuildRequest output does not parse as a Messages request: %v", err)
 			}
 			a.save(t)
 		})
 	}
 }
 
-func TestFromOpenAIErrors(t *testing.T) {
+func TestBuildRequestErrors(t *testing.T) {
 	tests := []struct {
 		name       string
 		body       string
@@ -54,7 +54,7 @@ func TestFromOpenAIErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = anthropic.FromOpenAI(pivot, "claude", tt.defaultMax)
+			_, err = anthropic.BuildRequest(pivot, "claude", tt.defaultMax)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -78,21 +78,21 @@ func TestResponseGolden(t *testing.T) {
 		t.Run(path, func(t *testing.T) {
 			a := readArchive(t, path)
 			body := a.input(t, "anthropic.json")
-			c, bu, err := anthropic.ToOpenAI(body, "claude-canonical")
+			c, bu, err := anthropic.DecodeResponse(body, "claude-canonical")
 			if err != nil {
 				t.Fatal(err)
 			}
 			c.Created = 0 // the conversion time
 			a.check(t, "pivot.json", mustJSON(t, c))
 			a.check(t, "billing.json", mustJSON(t, bu))
-			a.check(t, "client.json", anthropic.ResponseFromOpenAI(c, "claude-canonical"))
+			a.check(t, "client.json", anthropic.EncodeResponse(c, "claude-canonical"))
 
 			out, bu2, stop, err := anthropic.RewriteResponse(body, "claude-canonical")
 			if err != nil {
 				t.Fatal(err)
 			}
 			if bu2 != bu {
-				t.Errorf("RewriteResponse usage %+v, ToOpenAI usage %+v", bu2, bu)
+				t.Errorf("RewriteResponse usage %+v, DecodeResponse usage %+v", bu2, bu)
 			}
 			var orig struct {
 				StopReason string `json:"stop_reason"`
@@ -107,10 +107,10 @@ func TestResponseGolden(t *testing.T) {
 	}
 }
 
-func TestToOpenAIMalformed(t *testing.T) {
+func TestDecodeResponseMalformed(t *testing.T) {
 	for _, body := range []string{``, `{`, `null`, `[]`, `{"type":"error","error":{"type":"api_error","message":"x"}}`, `{"type":"message","content":"x"}`} {
-		if _, _, err := anthropic.ToOpenAI([]byte(body), "m"); err == nil {
-			t.Errorf("ToOpenAI(%q): no error", body)
+		if _, _, err := anthropic.DecodeResponse([]byte(body), "m"); err == nil {
+			t.Errorf("DecodeResponse(%q): no error", body)
 		}
 	}
 	for _, body := range []string{``, `{`, `null`, `[]`} {
@@ -155,7 +155,7 @@ func TestUsageMapping(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			body := `{"id":"msg_1","type":"message","role":"assistant","model":"x","content":[],"stop_reason":"end_turn","usage":` + tt.usage + `}`
-			c, bu, err := anthropic.ToOpenAI([]byte(body), "m")
+			c, bu, err := anthropic.DecodeResponse([]byte(body), "m")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -185,7 +185,7 @@ func TestToolCallingRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, err := anthropic.FromOpenAI(pivotReq, "claude-sonnet-4-5", 1024)
+	body, err := anthropic.BuildRequest(pivotReq, "claude-sonnet-4-5", 1024)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestToolCallingRoundTrip(t *testing.T) {
 	answer := `{"id":"msg_01Aq9w938a90dw8q","type":"message","role":"assistant","model":"claude-sonnet-4-5","stop_reason":"tool_use","stop_sequence":null,
 		"content":[{"type":"tool_use","id":"toolu_01A09q90qw90lq917835lq9","name":"get_weather","input":{"location":"San Francisco, CA"}}],
 		"usage":{"input_tokens":10,"output_tokens":5}}`
-	c, _, err := anthropic.ToOpenAI([]byte(answer), "claude-canonical")
+	c, _, err := anthropic.DecodeResponse([]byte(answer), "claude-canonical")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestToolCallingRoundTrip(t *testing.T) {
 		Content    []json.RawMessage `json:"content"`
 		StopReason string            `json:"stop_reason"`
 	}
-	if err := json.Unmarshal(anthropic.ResponseFromOpenAI(c, "claude-canonical"), &back); err != nil {
+	if err := json.Unmarshal(anthropic.EncodeResponse(c, "claude-canonical"), &back); err != nil {
 		t.Fatal(err)
 	}
 	if err := json.Unmarshal([]byte(answer), &orig); err != nil {
@@ -240,7 +240,7 @@ func TestToolCallingRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, err = anthropic.FromOpenAI(followUp, "claude-sonnet-4-5", 1024)
+	body, err = anthropic.BuildRequest(followUp, "claude-sonnet-4-5", 1024)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -99,7 +99,7 @@ func encodeStream(chunks []openai.ChatCompletionChunk, parts []int, streamErr *a
 		prev = p
 	}
 	if streamErr != nil {
-		return anthropic.StreamErrorEvent(out, streamErr)
+		return anthropic.StreamError(out, streamErr)
 	}
 	return e.Finish(out, nil)
 }
@@ -169,8 +169,8 @@ func TestStreamRewriterGolden(t *testing.T) {
 			if !reflect.DeepEqual(u, dec.Usage) || bu != dec.Billing || r.Done() != dec.Done {
 				t.Errorf("rewriter usage %+v %+v done %v; decoder %+v %+v done %v", u, bu, r.Done(), dec.Usage, dec.Billing, dec.Done)
 			}
-			if dec.Done && anthropicFinish(r.StopReason()) != dec.Finish {
-				t.Errorf("stop reason %q vs finish %q", r.StopReason(), dec.Finish)
+			if dec.Done && anthropicFinish(r.FinishReason()) != dec.Finish {
+				t.Errorf("stop reason %q vs finish %q", r.FinishReason(), dec.Finish)
 			}
 			for _, cuts := range splits(len(upstream)) {
 				if got, _ := rewriteStream(t, upstream, cuts); !bytes.Equal(got, want) {

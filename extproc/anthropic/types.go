@@ -189,7 +189,7 @@ type (
 	}
 )
 
-// requestOut is the Messages API request body FromOpenAI writes.
+// requestOut is the Messages API request body BuildRequest writes.
 type requestOut struct {
 	Model         string       `json:"model"`
 	MaxTokens     int64        `json:"max_tokens"`
