@@ -234,7 +234,7 @@ func (s *StreamRewriter) rewrite(ev sse.Event) ([]byte, error) {
 			s.stop = *e.Delta.StopReason
 		}
 	case evContentBlockDelta:
-		s.content += int64(len(e.Delta.Text) + len(e.Delta.Thinking) + len(e.Delta.PartialJSON))
+		s.content += deltaBytes(&e)
 	case evMessageStop:
 		s.done = true
 	case evError:

@@ -25,6 +25,13 @@ func decodeEvent(ev sse.Event) (streamEvent, error) {
 	return e, nil
 }
 
+// deltaBytes is the content a content_block_delta carries: text, thinking or tool input. Both
+// StreamDecoder and StreamRewriter count with it, so that a cut stream is estimated alike
+// whichever protocol its client speaks.
+func deltaBytes(e *streamEvent) int64 {
+	return int64(len(e.Delta.Text) + len(e.Delta.Thinking) + len(e.Delta.PartialJSON))
+}
+
 type decodedBlock struct {
 	kind       blockKind
 	toolIdx    int
@@ -51,6 +58,7 @@ type StreamDecoder struct {
 	structured bool // StructuredOutputTool was called
 	usage      usageCounts
 	finish     string
+	content    int64 // as StreamRewriter counts it
 	done       bool
 }
 
@@ -102,6 +110,7 @@ func (d *StreamDecoder) event(out []openai.ChatCompletionChunk, e *streamEvent) 
 	case evContentBlockStart:
 		return d.blockStart(out, e.Index, &e.ContentBlock), nil
 	case evContentBlockDelta:
+		d.content += deltaBytes(e)
 		return d.blockDelta(out, e), nil
 	case evMessageDelta:
 		d.usage.apply(e.Usage)
@@ -201,6 +210,11 @@ func (d *StreamDecoder) UsageFinal() bool { return d.usage.final }
 
 // FinishReason is the pivot finish reason, once message_delta has reported the stop reason.
 func (d *StreamDecoder) FinishReason() string { return d.finish }
+
+// ContentBytes counts the bytes of text, thinking and tool input the provider has streamed so
+// far, counted as StreamRewriter counts them, from which a stream cut before its final usage
+// is estimated.
+func (d *StreamDecoder) ContentBytes() int64 { return d.content }
 
 // Done reports whether message_stop arrived: the stream is complete.
 func (d *StreamDecoder) Done() bool { return d.done }
