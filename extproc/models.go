@@ -5,11 +5,11 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
+	"github.com/tollgate/tollgate/extproc/anthropic"
 	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/catalog"
 	"github.com/tollgate/tollgate/extproc/openai"
@@ -60,11 +60,8 @@ func (x *exchange) listedModel(listed []catalog.ListedModel) (catalog.ListedMode
 }
 
 func (x *exchange) renderModels(listed []catalog.ListedModel, one bool) []byte {
-	switch x.ep.proto {
-	case protoGemini:
+	if x.ep.proto == protoGemini {
 		return geminiModels(listed, one)
-	case protoAnthropic:
-		return anthropicModels(listed, x.s.created, one)
 	}
 	models := make([]openai.Model, 0, len(listed))
 	for _, lm := range listed {
@@ -76,40 +73,16 @@ func (x *exchange) renderModels(listed []catalog.ListedModel, one bool) []byte {
 			Lifecycle:              lm.Model.Lifecycle,
 		})
 	}
+	if x.ep.proto == protoAnthropic {
+		if one {
+			return anthropic.ModelObject(models[0])
+		}
+		return anthropic.ModelList(models)
+	}
 	if one {
 		return openai.ModelObject(models[0])
 	}
 	return openai.ModelList(models)
-}
-
-// anthropicModels renders Anthropic's model list (or one model) shape.
-func anthropicModels(listed []catalog.ListedModel, created int64, one bool) []byte {
-	type model struct {
-		Type        string `json:"type"`
-		ID          string `json:"id"`
-		DisplayName string `json:"display_name"`
-		CreatedAt   string `json:"created_at"`
-	}
-	at := time.Unix(created, 0).UTC().Format(time.RFC3339)
-	data := make([]model, 0, len(listed))
-	for _, lm := range listed {
-		data = append(data, model{Type: "model", ID: lm.ID, DisplayName: lm.ID, CreatedAt: at})
-	}
-	if one {
-		b, _ := json.Marshal(data[0])
-		return b
-	}
-	page := struct {
-		Data    []model `json:"data"`
-		HasMore bool    `json:"has_more"`
-		FirstID *string `json:"first_id"`
-		LastID  *string `json:"last_id"`
-	}{Data: data}
-	if len(data) > 0 {
-		page.FirstID, page.LastID = &data[0].ID, &data[len(data)-1].ID
-	}
-	b, _ := json.Marshal(page)
-	return b
 }
 
 // geminiModels renders the Gemini API's model list (or one model) shape. Only models offered

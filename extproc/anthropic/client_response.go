@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/openai"
@@ -177,4 +178,32 @@ func errorType(e *apierror.Error) string {
 	default:
 		return errInvalidRequest // the reference: used for other 4xx too
 	}
+}
+
+// ModelList renders models as the Models API's list page
+// (https://docs.claude.com/en/api/models-list). The gateway lists its whole catalog at once:
+// one page, has_more false, first_id and last_id null when it is empty.
+func ModelList(models []openai.Model) []byte {
+	page := modelPage{Data: make([]modelInfo, 0, len(models))}
+	for _, m := range models {
+		page.Data = append(page.Data, modelFrom(m))
+	}
+	if n := len(page.Data); n > 0 {
+		page.FirstID, page.LastID = &page.Data[0].ID, &page.Data[n-1].ID
+	}
+	b, _ := json.Marshal(page) // plain strings and bools
+	return b
+}
+
+// ModelObject renders one model as the Models API's retrieval answers it
+// (https://docs.claude.com/en/api/models).
+func ModelObject(m openai.Model) []byte {
+	b, _ := json.Marshal(modelFrom(m)) // plain strings
+	return b
+}
+
+// modelFrom describes m in Anthropic's terms. The catalog keeps no display name, so the id
+// stands in; created_at is an RFC 3339 time where OpenAI's created is Unix seconds.
+func modelFrom(m openai.Model) modelInfo {
+	return modelInfo{Type: "model", ID: m.ID, DisplayName: m.ID, CreatedAt: time.Unix(m.Created, 0).UTC().Format(time.RFC3339)}
 }

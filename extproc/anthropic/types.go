@@ -249,3 +249,19 @@ type errorObject struct {
 	Type    string `json:"type"`
 	Message string `json:"message"`
 }
+
+// modelInfo is the Models API's model object.
+type modelInfo struct {
+	Type        string `json:"type"` // "model"
+	ID          string `json:"id"`
+	DisplayName string `json:"display_name"`
+	CreatedAt   string `json:"created_at"`
+}
+
+// modelPage is the Models API's list page.
+type modelPage struct {
+	Data    []modelInfo `json:"data"`
+	HasMore bool        `json:"has_more"`
+	FirstID *string     `json:"first_id"`
+	LastID  *string     `json:"last_id"`
+}
