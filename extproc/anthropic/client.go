@@ -39,9 +39,9 @@ type Request struct {
 // ParseRequest decodes and validates a Messages API request body. Its errors are
 // *apierror.Error values (400 invalid_params) naming the parameter at fault.
 //
-// Limits follow DESIGN.md section 3 (seed 000): at most openai.MaxMessages messages and
-// openai.MaxMessageChars characters of text per message. Unlike seed 000's OpenAI rule, the last
-// message may be the assistant's: Anthropic continues a prefilled assistant turn.
+// The limits are the OpenAI parser's: at most openai.MaxMessages messages and
+// openai.MaxMessageChars characters of text per message. Unlike the OpenAI parser, it lets the
+// last message be the assistant's: Anthropic continues a prefilled assistant turn.
 func ParseRequest(body []byte) (*Request, error) {
 	fields, derr := apierror.DecodeObject(body)
 	if derr != nil {
@@ -321,55 +321,6 @@ func (r *Request) parseThinking(fields map[string]json.RawMessage) error {
 	return nil
 }
 
-// toolResultText flattens a tool_result's content (absent, a string, or an array of blocks) to
-// text, and reports whether non-text blocks (images, documents) were left out.
-func toolResultText(raw json.RawMessage) (string, bool, error) {
-	if len(raw) == 0 || isNull(raw) {
-		return "", false, nil
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s, false, nil
-	}
-	var blocks []ContentBlock
-	if err := json.Unmarshal(raw, &blocks); err != nil {
-		return "", false, fmt.Errorf("decode tool_result content: %w", err)
-	}
-	var text []byte
-	dropped := false
-	for _, b := range blocks {
-		if b.Type != blockText || b.Text == nil {
-			dropped = true
-			continue
-		}
-		if len(text) > 0 {
-			text = append(text, "\n\n"...)
-		}
-		text = append(text, *b.Text...)
-	}
-	return string(text), dropped, nil
-}
-
-// field decodes fields[name] into dst when present and not null. Unlike the OpenAI parser it
-// leaves the field in place: the same-protocol path forwards the body as received.
-func field(fields map[string]json.RawMessage, name string, dst any) error {
-	raw, ok := fields[name]
-	if !ok || isNull(raw) {
-		return nil
-	}
-	if err := json.Unmarshal(raw, dst); err != nil {
-		return apierror.InvalidParam(name, "Parameter %s is not valid: %s", name, apierror.JSONProblem(err))
-	}
-	return nil
-}
-
-func isNull(raw json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(raw), []byte("null")) }
-
-func isObject(raw json.RawMessage) bool {
-	raw = bytes.TrimSpace(raw)
-	return len(raw) > 0 && raw[0] == '{' && json.Valid(raw)
-}
-
 // blockSeparator joins consecutive text blocks flattened into one string. Anthropic keeps them
 // apart (SDKs such as Claude Code send a reminder block and the prompt as two blocks), so
 // gluing them without a break would merge their last and first words.
@@ -561,4 +512,53 @@ func compactJSON(raw json.RawMessage) string {
 		return "{}"
 	}
 	return b.String()
+}
+
+// toolResultText flattens a tool_result's content (absent, a string, or an array of blocks) to
+// text, and reports whether non-text blocks (images, documents) were left out.
+func toolResultText(raw json.RawMessage) (string, bool, error) {
+	if len(raw) == 0 || isNull(raw) {
+		return "", false, nil
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s, false, nil
+	}
+	var blocks []ContentBlock
+	if err := json.Unmarshal(raw, &blocks); err != nil {
+		return "", false, fmt.Errorf("decode tool_result content: %w", err)
+	}
+	var text []byte
+	dropped := false
+	for _, b := range blocks {
+		if b.Type != blockText || b.Text == nil {
+			dropped = true
+			continue
+		}
+		if len(text) > 0 {
+			text = append(text, "\n\n"...)
+		}
+		text = append(text, *b.Text...)
+	}
+	return string(text), dropped, nil
+}
+
+// field decodes fields[name] into dst when present and not null. Unlike the OpenAI parser it
+// leaves the field in place: the same-protocol path forwards the body as received.
+func field(fields map[string]json.RawMessage, name string, dst any) error {
+	raw, ok := fields[name]
+	if !ok || isNull(raw) {
+		return nil
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		return apierror.InvalidParam(name, "Parameter %s is not valid: %s", name, apierror.JSONProblem(err))
+	}
+	return nil
+}
+
+func isNull(raw json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(raw), []byte("null")) }
+
+func isObject(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) > 0 && raw[0] == '{' && json.Valid(raw)
 }
