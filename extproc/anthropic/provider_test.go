@@ -155,3 +155,15 @@ func compact(t *testing.T, raw json.RawMessage) []byte {
 	}
 	return mustJSON(t, v)
 }
+
+// TestPath: the Messages API has one path; the model and streaming travel in the body.
+func TestPath(t *testing.T) {
+	for _, tt := range []struct {
+		model  string
+		stream bool
+	}{{"claude-sonnet-4-5", false}, {"claude-sonnet-4-5", true}, {"", false}} {
+		if got := anthropic.Path(tt.model, tt.stream); got != "/v1/messages" {
+			t.Errorf("Path(%q, %v) = %q, want /v1/messages", tt.model, tt.stream, got)
+		}
+	}
+}
