@@ -10,7 +10,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -149,18 +148,15 @@ func (s *Server) answerAttempt(ctx context.Context, req *extprocv3.ProcessingReq
 	// attempt set for its provider go no further.
 	removeUnforwarded(req.GetRequestHeaders().GetHeaders(), &m)
 	done = x.attempted(backend)
-	return &extprocv3.ProcessingResponse{
-		Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
-			Status:         extprocv3.CommonResponse_CONTINUE_AND_REPLACE,
-			HeaderMutation: m.proto(),
-			BodyMutation:   &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: body}},
-		}}},
-		// Envoy drops content-length when a headers reply replaces the body; the cluster's
-		// header_mutation filter sets it again from this value.
-		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{contract.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{
-			Fields: map[string]*structpb.Value{contract.ContentLengthKey: structpb.NewStringValue(strconv.Itoa(len(body)))},
-		})}},
-	}, done
+	// Envoy drops content-length when a headers reply replaces the body; the cluster's
+	// header_mutation filter sets it again from this metadata.
+	return requestHeadersReply(&extprocv3.CommonResponse{
+		Status:         extprocv3.CommonResponse_CONTINUE_AND_REPLACE,
+		HeaderMutation: m.proto(),
+		BodyMutation:   replaceBody(body),
+	}, &structpb.Struct{Fields: map[string]*structpb.Value{contract.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{
+		Fields: map[string]*structpb.Value{contract.ContentLengthKey: structpb.NewStringValue(strconv.Itoa(len(body)))},
+	})}}), done
 }
 
 // attemptFailure ends an attempt with a 502 that the router filter's exchange rewrites into the
@@ -169,11 +165,7 @@ func attemptFailure(msg string) *extprocv3.ProcessingResponse {
 	e := apierror.New(http.StatusBadGateway, apierror.CodeNoProviderAvailable, "%s", msg)
 	var m mutation
 	m.Set("content-type", "application/json")
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
-		Status:  &typev3.HttpStatus{Code: typev3.StatusCode(e.Status)},
-		Headers: m.proto(),
-		Body:    clientFor(protoOpenAI).errorBody(e),
-	}}}
+	return immediateReply(e.Status, &m, clientFor(protoOpenAI).errorBody(e), "", nil)
 }
 
 // holdForAttempt places the request's credit hold when its first attempt starts: only then has
@@ -202,12 +194,7 @@ func (x *exchange) holdForAttempt(ctx context.Context) *apierror.Error {
 func holdFailure(e *apierror.Error) *extprocv3.ProcessingResponse {
 	var m mutation
 	m.Set("content-type", "application/json")
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
-		Status:  &typev3.HttpStatus{Code: typev3.StatusCode_PaymentRequired},
-		Headers: m.proto(),
-		Body:    clientFor(protoOpenAI).errorBody(e),
-		Details: "tollgate_hold_" + e.Code,
-	}}}
+	return immediateReply(http.StatusPaymentRequired, &m, clientFor(protoOpenAI).errorBody(e), "tollgate_hold_"+e.Code, nil)
 }
 
 // attempted records that an attempt went to b and returns the function that records its outcome.
@@ -268,9 +255,7 @@ func (s *Server) serveAttempt(stream extprocv3.ExternalProcessor_ProcessServer, 
 		}
 		code, _ := strconv.Atoi(header(rh.GetHeaders(), ":status"))
 		done(code)
-		if err := stream.Send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
-			ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
-				HeaderMutation: providerAccountHeaders(rh.GetHeaders())}}}}); err != nil {
+		if err := stream.Send(responseHeadersReply(&extprocv3.CommonResponse{HeaderMutation: providerAccountHeaders(rh.GetHeaders())}, nil)); err != nil {
 			return fmt.Errorf("send: %w", err)
 		}
 	}

@@ -2,10 +2,10 @@ package extproc
 
 import (
 	"encoding/json"
+	"net/http"
 	"strings"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
 	"github.com/tollgate/tollgate/extproc/catalog"
 	"github.com/tollgate/tollgate/extproc/gemini"
@@ -68,10 +68,5 @@ func countEstimateBody(req *clientRequest, m *catalog.Model) []byte {
 func countEstimateReply(req *clientRequest, b *catalog.Backend) *extprocv3.ProcessingResponse {
 	var m mutation
 	m.Set("content-type", "application/json")
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
-		Status:  &typev3.HttpStatus{Code: typev3.StatusCode_OK},
-		Headers: m.proto(),
-		Body:    countEstimateBody(req, b.ModelRef()),
-		Details: "tollgate_count_estimated",
-	}}}
+	return immediateReply(http.StatusOK, &m, countEstimateBody(req, b.ModelRef()), "tollgate_count_estimated", nil)
 }

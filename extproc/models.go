@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
 	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/catalog"
@@ -65,12 +64,6 @@ func (x *exchange) answer(body []byte) *extprocv3.ProcessingResponse {
 	x.closed = true
 	var m mutation
 	m.Set("content-type", "application/json")
-	m.Set("x-request-id", x.requestID)
-	m.Set("request-id", x.requestID)
-	m.Set(headerRequestID, x.requestID)
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
-		Status:  &typev3.HttpStatus{Code: typev3.StatusCode_OK},
-		Headers: m.proto(),
-		Body:    body,
-	}}}
+	setRequestIDHeaders(&m, x.requestID)
+	return immediateReply(http.StatusOK, &m, body, "", nil)
 }
