@@ -19,7 +19,7 @@ import (
 func parseClient(ep endpoint, body []byte) (*clientRequest, *apierror.Error) {
 	switch ep.kind {
 	case routeChat:
-		chat, err := openai.ParseChatRequest(body)
+		chat, err := openai.ParseRequest(body)
 		if err != nil {
 			return nil, apierror.As(err)
 		}
@@ -97,8 +97,8 @@ func upstreamRequest(req *clientRequest, b *catalog.Backend, m *catalog.Model) (
 			// hosts (vLLM and the like) take it. pivot is already a copy.
 			pivot.TopK = nil
 		}
-		body, err = openai.UpstreamBody(pivot, b.UpstreamModel)
-		return p.PathPrefix() + "/v1/chat/completions", body, err
+		body, err = openai.BuildRequest(pivot, b.UpstreamModel)
+		return p.PathPrefix() + openai.Path(b.UpstreamModel, req.stream), body, err
 	}
 }
 
@@ -142,8 +142,7 @@ func translateResponse(req *clientRequest, provider protocol, body []byte, model
 		case protoGemini:
 			return gemini.RewriteResponse(body, model)
 		default:
-			out, res, err := openai.RewriteResponse(body, model)
-			return out, res.Usage.Billing(), res.FinishReason, err
+			return openai.RewriteResponse(body, model)
 		}
 	}
 	var c *openai.ChatCompletion
@@ -153,7 +152,7 @@ func translateResponse(req *clientRequest, provider protocol, body []byte, model
 	case protoGemini:
 		c, u, err = gemini.ToOpenAI(body, model)
 	default:
-		c, u, err = openai.DecodeCompletion(body, model)
+		c, u, err = openai.DecodeResponse(body, model)
 	}
 	if err != nil {
 		return nil, u, "", err
@@ -167,7 +166,7 @@ func translateResponse(req *clientRequest, provider protocol, body []byte, model
 	case protoGemini:
 		out = gemini.ResponseFromOpenAI(c, model, gemini.ShowThoughts(req.pivot))
 	default:
-		out = openai.EncodeCompletion(c, model)
+		out = openai.EncodeResponse(c, model)
 	}
 	return out, u, finish, nil
 }
@@ -183,7 +182,8 @@ func newStreamProcessor(req *clientRequest, provider protocol, model string) str
 			r := gemini.NewStreamRewriter(model)
 			return &passthrough{feed: r.Feed, usage: r.Usage, final: r.Done, finish: r.FinishReason, content: r.ContentBytes}
 		default:
-			return openaiPassthrough{openai.NewStreamRewriter(model, req.includeUsage)}
+			r := openai.NewStreamRewriter(model, req.includeUsage)
+			return &passthrough{feed: r.Feed, usage: r.Usage, final: r.UsageFinal, finish: r.FinishReason, content: r.ContentBytes}
 		}
 	}
 	b := &bridge{}

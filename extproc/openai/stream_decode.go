@@ -10,50 +10,25 @@ import (
 	"github.com/tollgate/tollgate/extproc/sse"
 )
 
-// This file converts between OpenAI's wire format and the pivot when the other side speaks
-// another protocol: an OpenAI-kind provider serving an Anthropic or Gemini client (decode), and
-// an OpenAI client served by an Anthropic or Gemini provider (encode).
+var doneData = []byte("[DONE]")
 
-// DecodeCompletion reads an OpenAI-kind provider's non-streaming response into the pivot, naming
-// model, and returns its usage for billing.
-func DecodeCompletion(body []byte, model string) (*ChatCompletion, billing.Usage, error) {
-	var c ChatCompletion
-	if err := json.Unmarshal(body, &c); err != nil {
-		return nil, billing.Usage{}, fmt.Errorf("decode openai response: %w", err)
-	}
-	if len(c.Choices) == 0 {
-		return nil, billing.Usage{}, fmt.Errorf("decode openai response: no choices")
-	}
-	c.Model = model
-	var u billing.Usage
-	if c.Usage != nil {
-		u = c.Usage.Billing()
-	}
-	return &c, u, nil
-}
-
-// EncodeCompletion renders a pivot response for an OpenAI client, naming model.
-func EncodeCompletion(c *ChatCompletion, model string) []byte {
-	out := *c
-	out.Model, out.Object = model, "chat.completion"
-	for i := range out.Choices {
-		if out.Choices[i].Logprobs == nil {
-			out.Choices[i].Logprobs = json.RawMessage("null")
-		}
-	}
-	b, _ := json.Marshal(out)
-	return b
+// wholeData is the end-of-stream test (sse.Decoder.End) for a final event that lacks its blank
+// line: its data must be [DONE] or JSON that parses, else it was cut short.
+func wholeData(data []byte) bool {
+	data = bytes.TrimSpace(data)
+	return bytes.Equal(data, doneData) || json.Valid(data)
 }
 
 // StreamDecoder reads an OpenAI-kind provider's stream into pivot chunks. It may be fed chunks
 // cut anywhere. Not safe for concurrent use.
 type StreamDecoder struct {
-	model  string
-	dec    sse.Decoder
-	events []sse.Event
-	usage  *Usage
-	finish string
-	done   bool
+	model   string
+	dec     sse.Decoder
+	events  []sse.Event
+	usage   *Usage
+	finish  string
+	content int64
+	done    bool
 }
 
 // NewStreamDecoder returns a decoder naming model in every chunk.
@@ -94,10 +69,12 @@ func (d *StreamDecoder) Feed(chunk []byte, endOfStream bool) ([]ChatCompletionCh
 		if c.Usage != nil {
 			d.usage = c.Usage
 		}
-		for _, ch := range c.Choices {
+		for i := range c.Choices {
+			ch := &c.Choices[i]
 			if ch.FinishReason != nil {
 				d.finish = *ch.FinishReason
 			}
+			d.content += deltaBytes(&ch.Delta)
 		}
 		out = append(out, c)
 	}
@@ -115,59 +92,30 @@ func (d *StreamDecoder) Usage() (Usage, billing.Usage, bool) {
 	return *d.usage, d.usage.Billing(), true
 }
 
+// UsageFinal reports whether the usage chunk arrived: OpenAI reports usage once, at the end.
+func (d *StreamDecoder) UsageFinal() bool { return d.usage != nil }
+
 // FinishReason is the last finish reason seen.
 func (d *StreamDecoder) FinishReason() string { return d.finish }
+
+// ContentBytes counts the bytes of text, reasoning, refusal and tool calls (name and arguments)
+// in the chunks returned so far: the fields the rewriter counts, here after JSON unescaping.
+func (d *StreamDecoder) ContentBytes() int64 { return d.content }
 
 // Done reports whether the provider's [DONE] arrived.
 func (d *StreamDecoder) Done() bool { return d.done }
 
-// StreamEncoder renders pivot chunks as OpenAI's stream for a client. Not safe for concurrent use.
-type StreamEncoder struct {
-	model        string
-	includeUsage bool
-	id           string
-	created      int64
-}
-
-// NewStreamEncoder returns an encoder naming model; includeUsage is the client's
-// stream_options.include_usage.
-func NewStreamEncoder(model string, includeUsage bool) *StreamEncoder {
-	return &StreamEncoder{model: model, includeUsage: includeUsage}
-}
-
-// Encode appends chunks to dst as OpenAI SSE events.
-func (e *StreamEncoder) Encode(dst []byte, chunks []ChatCompletionChunk) []byte {
-	for _, c := range chunks {
-		if len(c.Choices) == 0 && c.Usage != nil {
-			continue // usage goes out once, in Finish
-		}
-		c.Model, c.Object, c.Usage = e.model, "chat.completion.chunk", nil
-		if e.id == "" {
-			e.id, e.created = c.ID, c.Created
-		}
-		b, _ := json.Marshal(c)
-		dst = sse.AppendData(dst, b)
+// deltaBytes is the content a delta adds, in bytes.
+func deltaBytes(d *Delta) int64 {
+	n := len(d.ReasoningContent)
+	if d.Content != nil {
+		n += len(*d.Content)
 	}
-	return dst
-}
-
-// Finish ends the client's stream: the usage chunk when the client asked for it, then [DONE].
-func (e *StreamEncoder) Finish(dst []byte, u *Usage) []byte {
-	if e.includeUsage && u != nil {
-		b, _ := json.Marshal(ChatCompletionChunk{
-			ID: e.id, Object: "chat.completion.chunk", Created: e.created, Model: e.model,
-			Choices: []ChunkChoice{}, Usage: u,
-		})
-		dst = sse.AppendData(dst, b)
+	if d.Refusal != nil {
+		n += len(*d.Refusal)
 	}
-	return sse.AppendData(dst, doneData)
+	for _, tc := range d.ToolCalls {
+		n += len(tc.Function.Name) + len(tc.Function.Arguments)
+	}
+	return int64(n)
 }
-
-// StreamError appends an error event in OpenAI's shape and ends the stream.
-func StreamError(dst []byte, e *apierror.Error) []byte {
-	dst = sse.AppendData(dst, ErrorBody(e))
-	return sse.AppendData(dst, doneData)
-}
-
-// UsageFinal reports whether the usage chunk arrived: OpenAI reports usage once, at the end.
-func (d *StreamDecoder) UsageFinal() bool { return d.usage != nil }
