@@ -1,6 +1,7 @@
 package openai
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 
@@ -28,6 +29,28 @@ func TestRewriteResponse(t *testing.T) {
 	for _, bad := range []string{`{"usage": "lots"}`, `{"usage": {"completion_tokens": 1e12}}`} {
 		if _, u, _, err := RewriteResponse([]byte(bad), "m"); err != nil || u != (billing.Usage{}) {
 			t.Errorf("RewriteResponse(%s) = %+v, %v; want no usage and no error", bad, u, err)
+		}
+	}
+}
+
+// TestPassthroughBody checks that an OpenAI client's request reaches an OpenAI-kind provider
+// exactly as the pivot would: the client's request is the pivot.
+func TestPassthroughBody(t *testing.T) {
+	for _, body := range []string{
+		`{"model":"m","messages":[{"role":"user","content":"hi"}],"seed":3}`,
+		`{"model":"m","stream":true,"max_tokens":9,"messages":[{"role":"user","content":"hi"}]}`,
+	} {
+		r, err := ParseRequest([]byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := PassthroughBody(r, "up")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := BuildRequest(r, "up")
+		if !bytes.Equal(got, want) || !strings.Contains(string(got), `"model":"up"`) {
+			t.Errorf("PassthroughBody = %s\nwant %s", got, want)
 		}
 	}
 }

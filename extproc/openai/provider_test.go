@@ -23,3 +23,16 @@ func TestUsageBilling(t *testing.T) {
 		t.Errorf("billing usage = %+v", b)
 	}
 }
+
+// TestPath checks that every model and both modes share one path: an OpenAI-kind provider reads
+// the model and stream from the body.
+func TestPath(t *testing.T) {
+	for _, tt := range []struct {
+		model  string
+		stream bool
+	}{{"gpt-5.4", false}, {"gpt-5.4", true}, {"meta-llama/Llama-3.3-70B-Instruct", true}} {
+		if got := Path(tt.model, tt.stream); got != "/v1/chat/completions" {
+			t.Errorf("Path(%q, %v) = %q", tt.model, tt.stream, got)
+		}
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tollgate/tollgate/extproc/billing"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -180,3 +182,85 @@ func TestEndOfStreamRule(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamTypesAgree checks that the decoder and the rewriter, fed the same provider stream,
+// report the same usage, finish reason, content size and end: extproc meters either the same way.
+func TestStreamTypesAgree(t *testing.T) {
+	const (
+		textOnly  = "testdata/stream/basic.upstream.sse"
+		toolCalls = `data: {"id":"c","choices":[{"index":0,"delta":{"role":"assistant","reasoning_content":"think"}}]}
+
+data: {"id":"c","choices":[{"index":0,"delta":{"refusal":"no"}}]}
+
+data: {"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"t1","type":"function","function":{"name":"get","arguments":"{\"a\""}}]}}]}
+
+data: {"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":":1}"}}]},"finish_reason":"tool_calls"}]}
+
+data: {"id":"c","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":9,"total_tokens":14}}
+
+data: [DONE]
+
+`
+		noUsage = "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"length\"}]}\n\ndata: [DONE]\n\n"
+		cut     = "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n"
+	)
+	fixture, err := os.ReadFile(textOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		upstream   string
+		usage      bool
+		total      int64
+		finish     string
+		content    int64
+		done       bool
+		decoderErr bool // the decoder reports a stream cut short as an error; the rewriter writes it
+	}{
+		{name: "text", upstream: string(fixture), usage: true, total: 15, finish: "stop", content: int64(len("Héllo" + " 世界")), done: true},
+		// `{"a"` is written `{\"a\"` (6 bytes, escapes counted) and decodes to 4 bytes.
+		{name: "reasoning refusal and tools", upstream: toolCalls, usage: true, total: 14, finish: "tool_calls", content: int64(len("think" + "no" + "get" + `{"a"` + ":1}")), done: true},
+		{name: "no usage", upstream: noUsage, finish: "length", content: 2, done: true},
+		{name: "cut short", upstream: cut, content: 2, decoderErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := NewStreamDecoder("m")
+			_, derr := d.Feed([]byte(tt.upstream), true)
+			if (derr != nil) != tt.decoderErr {
+				t.Fatalf("decoder err = %v, want error %v", derr, tt.decoderErr)
+			}
+			r := NewStreamRewriter("m", false)
+			if _, err := r.Feed([]byte(tt.upstream), true); err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range []struct {
+				name string
+				st   interface {
+					Usage() (Usage, billing.Usage, bool)
+					UsageFinal() bool
+					FinishReason() string
+					ContentBytes() int64
+					Done() bool
+				}
+				content int64
+			}{
+				{"decoder", d, tt.content},
+				{"rewriter", r, tt.content + rewriterEscapes(tt.upstream)},
+			} {
+				u, bu, ok := s.st.Usage()
+				if ok != tt.usage || s.st.UsageFinal() != tt.usage || u.TotalTokens != tt.total || bu != u.Billing() {
+					t.Errorf("%s: usage %+v %+v, seen %v, final %v; want total %d, seen %v", s.name, u, bu, ok, s.st.UsageFinal(), tt.total, tt.usage)
+				}
+				if s.st.FinishReason() != tt.finish || s.st.ContentBytes() != s.content || s.st.Done() != tt.done {
+					t.Errorf("%s: finish %q, content %d, done %v; want %q, %d, %v", s.name, s.st.FinishReason(), s.st.ContentBytes(), s.st.Done(), tt.finish, s.content, tt.done)
+				}
+			}
+		})
+	}
+}
+
+// rewriterEscapes is how many more bytes the rewriter counts than the decoder: the rewriter
+// counts strings as written, so each backslash escape adds one byte.
+func rewriterEscapes(upstream string) int64 { return int64(strings.Count(upstream, `\"`)) }
