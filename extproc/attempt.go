@@ -16,7 +16,6 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/tollgate/tollgate/envoy/contract"
-	"github.com/tollgate/tollgate/extproc/anthropic"
 	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/catalog"
 	"github.com/tollgate/tollgate/extproc/ledger"
@@ -145,21 +144,7 @@ func (s *Server) answerAttempt(ctx context.Context, req *extprocv3.ProcessingReq
 	m.Set(":path", path)
 	m.Set("content-type", "application/json")
 	setUpstreamCredential(&m, provider)
-	if providerProtocol(provider.Kind) == protoAnthropic {
-		// The client's own version and betas when it speaks Anthropic, else the version the
-		// translation targets.
-		version, beta := anthropic.Version, ""
-		if x.req.proto == protoAnthropic {
-			if v := x.anthropicHeaders["anthropic-version"]; v != "" {
-				version = v
-			}
-			beta = x.anthropicHeaders["anthropic-beta"]
-		}
-		m.Set("anthropic-version", version)
-		if beta != "" {
-			m.Set("anthropic-beta", beta)
-		}
-	}
+	providerFor(backend).headers(&m, x.req, x.anthropicHeaders)
 	// Whatever else the client sent, the gateway's routing headers, and whatever a previous
 	// attempt set for its provider go no further.
 	removeUnforwarded(req.GetRequestHeaders().GetHeaders(), &m)
@@ -187,7 +172,7 @@ func attemptFailure(msg string) *extprocv3.ProcessingResponse {
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
 		Status:  &typev3.HttpStatus{Code: typev3.StatusCode(e.Status)},
 		Headers: m.proto(),
-		Body:    errorBody(protoOpenAI, e),
+		Body:    clientFor(protoOpenAI).errorBody(e),
 	}}}
 }
 
@@ -220,7 +205,7 @@ func holdFailure(e *apierror.Error) *extprocv3.ProcessingResponse {
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
 		Status:  &typev3.HttpStatus{Code: typev3.StatusCode_PaymentRequired},
 		Headers: m.proto(),
-		Body:    errorBody(protoOpenAI, e),
+		Body:    clientFor(protoOpenAI).errorBody(e),
 		Details: "tollgate_hold_" + e.Code,
 	}}}
 }
@@ -255,7 +240,7 @@ func (x *exchange) syncAttempt() {
 	x.attemptMu.Lock()
 	defer x.attemptMu.Unlock()
 	if x.lastAttempt != nil {
-		x.backend, x.provider = x.lastAttempt, providerProtocol(x.lastAttempt.ProviderRef().Kind)
+		x.backend, x.provider = x.lastAttempt, providerFor(x.lastAttempt)
 	}
 }
 

@@ -48,7 +48,7 @@ type exchange struct {
 	req      *clientRequest
 	route    catalog.Route
 	backend  *catalog.Backend
-	provider protocol
+	provider providerCodec
 	// The attempt streams record the backends they reached here.
 	attemptMu   sync.Mutex
 	lastAttempt *catalog.Backend
@@ -129,11 +129,7 @@ func (x *exchange) handle(ctx context.Context, req *extprocv3.ProcessingRequest)
 func (x *exchange) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	hm := h.GetHeaders()
 	method, path := header(hm, ":method"), header(hm, ":path")
-	x.ep = classify(path)
-	if (x.ep.kind == routeModels || x.ep.kind == routeModel) && x.ep.proto == protoOpenAI && header(hm, "anthropic-version") != "" {
-		// The Anthropic SDK lists models at OpenAI's path; its version header tells them apart.
-		x.ep.proto = protoAnthropic
-	}
+	x.ep = classifyListing(classify(path), header(hm, "anthropic-version") != "")
 
 	var m mutation
 	m.Remove(clientInternalHeaders(hm)...)
@@ -209,7 +205,7 @@ func (x *exchange) onRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 	if err := x.checkOrg(); err != nil {
 		return x.reject(err)
 	}
-	route, rerr := x.resolve(req.model, catalogEndpoint(req.proto))
+	route, rerr := x.resolve(req.model, clientFor(req.proto).endpoint())
 	if rerr != nil {
 		return x.reject(rerr)
 	}
@@ -217,7 +213,7 @@ func (x *exchange) onRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 		return x.reject(err)
 	}
 	backend := route.Backends[0]
-	x.req, x.route, x.backend, x.provider = req, route, backend, providerProtocol(backend.ProviderRef().Kind)
+	x.req, x.route, x.backend, x.provider = req, route, backend, providerFor(backend)
 	// The router filter only routes; each attempt's upstream filter translates the request for
 	// the backend it reached (attempt.go). The hold waits for the first attempt
 	// (holdForAttempt): Envoy's ratelimit filter, which runs after this one, must turn away a
@@ -451,7 +447,7 @@ func (x *exchange) onStreamChunk(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 				x.log().Warn("provider stream is malformed", "err", err, "provider", x.backend.Provider)
 				e = apierror.New(http.StatusBadGateway, apierror.CodeProviderError, "The upstream provider sent a malformed stream")
 			}
-			out = streamError(x.req.proto, out, e)
+			out = clientFor(x.req.proto).streamError(out, e)
 			x.streamFailed = true
 		}
 	}
@@ -491,7 +487,7 @@ func (x *exchange) errorFor(body []byte) *apierror.Error {
 		// through every retry, 504 when the request ran out of time).
 		return apierror.FromLocalReply(x.status)
 	}
-	return providerError(x.provider, x.status, body)
+	return x.provider.providerError(x.status, body)
 }
 
 // providerAnswered reports whether the response the router filter sees is a provider's: the
@@ -507,7 +503,7 @@ func (x *exchange) providerAnswered() bool {
 }
 
 // errorBody renders e in the client's protocol (OpenAI's until the body told which).
-func (x *exchange) errorBody(e *apierror.Error) []byte { return errorBody(x.ep.proto, e) }
+func (x *exchange) errorBody(e *apierror.Error) []byte { return clientFor(x.ep.proto).errorBody(e) }
 
 func (x *exchange) errorHeaders(m *mutation, e *apierror.Error, n int) {
 	m.Set(":status", strconv.Itoa(e.Status))

@@ -186,7 +186,7 @@ func (x *exchange) settle(bu billing.Usage, finish string, streamed bool) billin
 		RequestID:        x.requestID,
 		OrgID:            x.principal.OrgID,
 		KeyID:            x.principal.KeyID,
-		Endpoint:         catalogEndpoint(x.req.proto),
+		Endpoint:         clientFor(x.req.proto).endpoint(),
 		RequestedModel:   x.req.model,
 		Model:            x.served().ID,
 		Provider:         x.backend.Provider,
