@@ -52,6 +52,7 @@ func (openaiClient) models(listed []catalog.ListedModel, created int64, one bool
 			OwnedBy:                lm.Model.OwnedBy,
 			SupportedEndpointTypes: lm.Model.Endpoints,
 			Lifecycle:              lm.Model.Lifecycle,
+			MaxOutputTokens:        lm.Model.MaxOutputTokens,
 		})
 	}
 	if one {

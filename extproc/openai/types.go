@@ -201,4 +201,7 @@ type Model struct {
 	OwnedBy                string   `json:"owned_by"`
 	SupportedEndpointTypes []string `json:"supported_endpoint_types,omitempty"`
 	Lifecycle              string   `json:"lifecycle,omitempty"`
+	// MaxOutputTokens is the catalog's largest output for the model. OpenAI's model object has
+	// no such field; other protocols' listings show it (Gemini's outputTokenLimit).
+	MaxOutputTokens int64 `json:"-"`
 }
