@@ -16,7 +16,7 @@ type openaiClient struct{}
 func (openaiClient) endpoint() string { return catalog.EndpointChatCompletions }
 
 func (openaiClient) parse(_ endpoint, body []byte) (*clientRequest, *apierror.Error) {
-	chat, err := openai.ParseChatRequest(body)
+	chat, err := openai.ParseRequest(body)
 	if err != nil {
 		return nil, apierror.As(err)
 	}
@@ -30,7 +30,7 @@ func (openaiClient) parseCount(endpoint, []byte) (*clientRequest, *apierror.Erro
 }
 
 func (openaiClient) encodeResponse(_ *clientRequest, c *openai.ChatCompletion, model string) []byte {
-	return openai.EncodeCompletion(c, model)
+	return openai.EncodeResponse(c, model)
 }
 
 func (openaiClient) newStreamEncoder(req *clientRequest, model string) chunkEncoder {
@@ -52,6 +52,7 @@ func (openaiClient) models(listed []catalog.ListedModel, created int64, one bool
 			OwnedBy:                lm.Model.OwnedBy,
 			SupportedEndpointTypes: lm.Model.Endpoints,
 			Lifecycle:              lm.Model.Lifecycle,
+			MaxOutputTokens:        lm.Model.MaxOutputTokens,
 		})
 	}
 	if one {
@@ -86,8 +87,8 @@ func (o openaiProvider) request(req *clientRequest, b *catalog.Backend, limit in
 		// Anthropic and Gemini clients may send top_k; pivot is already a copy.
 		pivot.TopK = nil
 	}
-	body, err := openai.UpstreamBody(pivot, b.UpstreamModel)
-	return b.ProviderRef().PathPrefix() + "/v1/chat/completions", body, err
+	body, err := openai.BuildRequest(pivot, b.UpstreamModel)
+	return b.ProviderRef().PathPrefix() + openai.Path(b.UpstreamModel, req.stream), body, err
 }
 
 func (openaiProvider) headers(*mutation, *clientRequest, map[string]string) {}
@@ -97,7 +98,7 @@ func (openaiProvider) countRequest(*clientRequest, *catalog.Backend) (string, []
 }
 
 func (openaiProvider) decodeResponse(body []byte, model string) (*openai.ChatCompletion, billing.Usage, error) {
-	return openai.DecodeCompletion(body, model)
+	return openai.DecodeResponse(body, model)
 }
 
 func (openaiProvider) newStreamDecoder(model string) chunkDecoder {
@@ -105,12 +106,12 @@ func (openaiProvider) newStreamDecoder(model string) chunkDecoder {
 }
 
 func (openaiProvider) rewriteResponse(body []byte, model string) ([]byte, billing.Usage, string, error) {
-	out, res, err := openai.RewriteResponse(body, model)
-	return out, res.Usage.Billing(), res.FinishReason, err
+	return openai.RewriteResponse(body, model)
 }
 
 func (openaiProvider) newStreamRewriter(req *clientRequest, model string) streamProcessor {
-	return openaiPassthrough{openai.NewStreamRewriter(model, req.includeUsage)}
+	r := openai.NewStreamRewriter(model, req.includeUsage)
+	return &passthrough{feed: r.Feed, usage: r.Usage, final: r.UsageFinal, finish: r.FinishReason, content: r.ContentBytes}
 }
 
 func (openaiProvider) providerError(status int, body []byte) *apierror.Error {

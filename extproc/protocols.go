@@ -46,15 +46,6 @@ type streamProcessor interface {
 	ContentBytes() int64
 }
 
-// openaiPassthrough adapts the OpenAI same-protocol rewriter.
-type openaiPassthrough struct{ *openai.StreamRewriter }
-
-func (p openaiPassthrough) Usage() (billing.Usage, bool, bool) {
-	return p.Result.Usage.Billing(), p.Result.HasUsage, p.Result.HasUsage
-}
-func (p openaiPassthrough) FinishReason() string { return p.Result.FinishReason }
-func (p openaiPassthrough) ContentBytes() int64  { return p.Result.ContentBytes }
-
 // passthrough adapts a same-protocol stream rewriter that reports usage in both forms.
 type passthrough struct {
 	feed    func([]byte, bool) ([]byte, error)

@@ -45,7 +45,7 @@ func creditBody(i int) string {
 // bytes at the prompt price plus max_tokens at the completion price, plus markup, rounded up.
 func holdFor(t *testing.T, body string, markupBps int64) int64 {
 	t.Helper()
-	chat, err := openai.ParseChatRequest([]byte(body))
+	chat, err := openai.ParseRequest([]byte(body))
 	if err != nil {
 		t.Fatal(err)
 	}
