@@ -46,7 +46,7 @@ test: services e2e-deps ## run every test: unit, integration (Postgres, Redis), 
 .PHONY: fuzz
 fuzz: ## run each fuzz target briefly (FUZZTIME executions each)
 	go test ./extproc/sse -run '^$$' -fuzz '^FuzzDecoder$$' -fuzztime $(FUZZTIME)
-	go test ./extproc/openai -run '^$$' -fuzz '^FuzzParseChatRequest$$' -fuzztime $(FUZZTIME)
+	go test ./extproc/openai -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME)
 	go test ./extproc/anthropic -run '^$$' -fuzz '^FuzzStreamDecoder$$' -fuzztime $(FUZZTIME)
 	go test ./extproc/anthropic -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME)
 	go test ./extproc/gemini -run '^$$' -fuzz '^FuzzStreamDecoder$$' -fuzztime $(FUZZTIME)

@@ -74,7 +74,7 @@ func TestHoldMicros(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			chat, err := openai.ParseChatRequest([]byte(tt.body))
+			chat, err := openai.ParseRequest([]byte(tt.body))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -107,7 +107,7 @@ func TestInputMicros(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			chat, err := openai.ParseChatRequest([]byte(tt.body))
+			chat, err := openai.ParseRequest([]byte(tt.body))
 			if err != nil {
 				t.Fatal(err)
 			}

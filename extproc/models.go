@@ -1,18 +1,14 @@
 package extproc
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
-	"github.com/tollgate/tollgate/extproc/anthropic"
 	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/catalog"
-	"github.com/tollgate/tollgate/extproc/openai"
 )
 
 // answerModels serves the model listing from the catalog, in the client's protocol; no upstream
@@ -60,59 +56,7 @@ func (x *exchange) listedModel(listed []catalog.ListedModel) (catalog.ListedMode
 }
 
 func (x *exchange) renderModels(listed []catalog.ListedModel, one bool) []byte {
-	if x.ep.proto == protoGemini {
-		return geminiModels(listed, one)
-	}
-	models := make([]openai.Model, 0, len(listed))
-	for _, lm := range listed {
-		models = append(models, openai.Model{
-			ID:                     lm.ID,
-			Created:                x.s.created,
-			OwnedBy:                lm.Model.OwnedBy,
-			SupportedEndpointTypes: lm.Model.Endpoints,
-			Lifecycle:              lm.Model.Lifecycle,
-		})
-	}
-	if x.ep.proto == protoAnthropic {
-		if one {
-			return anthropic.ModelObject(models[0])
-		}
-		return anthropic.ModelList(models)
-	}
-	if one {
-		return openai.ModelObject(models[0])
-	}
-	return openai.ModelList(models)
-}
-
-// geminiModels renders the Gemini API's model list (or one model) shape. Only models offered
-// through the Gemini endpoint support its generation methods.
-func geminiModels(listed []catalog.ListedModel, one bool) []byte {
-	type model struct {
-		Name                       string   `json:"name"`
-		BaseModelID                string   `json:"baseModelId"`
-		Version                    string   `json:"version"`
-		DisplayName                string   `json:"displayName"`
-		OutputTokenLimit           int64    `json:"outputTokenLimit"`
-		SupportedGenerationMethods []string `json:"supportedGenerationMethods"`
-	}
-	data := make([]model, 0, len(listed))
-	for _, lm := range listed {
-		methods := []string{}
-		if lm.Model.Supports(catalog.EndpointGemini) {
-			methods = []string{"generateContent", "streamGenerateContent"}
-		}
-		data = append(data, model{Name: "models/" + lm.ID, BaseModelID: lm.Model.ID, Version: strings.ToLower(lm.Model.Lifecycle),
-			DisplayName: lm.ID, OutputTokenLimit: lm.Model.MaxOutputTokens, SupportedGenerationMethods: methods})
-	}
-	if one {
-		b, _ := json.Marshal(data[0])
-		return b
-	}
-	b, _ := json.Marshal(struct {
-		Models []model `json:"models"`
-	}{data})
-	return b
+	return clientFor(x.ep.proto).models(listed, x.s.created, one)
 }
 
 // answer ends the exchange with a 200 JSON ImmediateResponse.
@@ -120,12 +64,6 @@ func (x *exchange) answer(body []byte) *extprocv3.ProcessingResponse {
 	x.closed = true
 	var m mutation
 	m.Set("content-type", "application/json")
-	m.Set("x-request-id", x.requestID)
-	m.Set("request-id", x.requestID)
-	m.Set(headerRequestID, x.requestID)
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
-		Status:  &typev3.HttpStatus{Code: typev3.StatusCode_OK},
-		Headers: m.proto(),
-		Body:    body,
-	}}}
+	setRequestIDHeaders(&m, x.requestID)
+	return immediateReply(http.StatusOK, &m, body, "", nil)
 }

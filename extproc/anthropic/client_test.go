@@ -31,7 +31,7 @@ func TestClientGolden(t *testing.T) {
 			if pivot.PromptBytes() <= 0 {
 				t.Errorf("PromptBytes = %d, want > 0", pivot.PromptBytes())
 			}
-			upstream, err := openai.UpstreamBody(pivot, "gpt-upstream")
+			upstream, err := openai.BuildRequest(pivot, "gpt-upstream")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -16,7 +16,7 @@ func TestProviderGolden(t *testing.T) {
 	for _, path := range archives(t, "provider") {
 		t.Run(path, func(t *testing.T) {
 			a := readArchive(t, path)
-			pivot, err := openai.ParseChatRequest(a.input(t, "openai.json"))
+			pivot, err := openai.ParseRequest(a.input(t, "openai.json"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -49,7 +49,7 @@ func TestBuildRequestErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pivot, err := openai.ParseChatRequest([]byte(tt.body))
+			pivot, err := openai.ParseRequest([]byte(tt.body))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -74,7 +74,7 @@ func TestBuildRequestErrors(t *testing.T) {
 // tool_calls; and the same pivot answer, had an Anthropic client asked, renders as the original
 // tool_use block.
 func TestToolCallingRoundTrip(t *testing.T) {
-	pivotReq, err := openai.ParseChatRequest([]byte(`{"model":"gpt-5.4","messages":[{"role":"user","content":"Weather in SF?"}],
+	pivotReq, err := openai.ParseRequest([]byte(`{"model":"gpt-5.4","messages":[{"role":"user","content":"Weather in SF?"}],
 		"tools":[{"type":"function","function":{"name":"get_weather","description":"Get the weather","parameters":{"type":"object","properties":{"location":{"type":"string"}}}}}],
 		"tool_choice":"required"}`))
 	if err != nil {
@@ -129,7 +129,7 @@ func TestToolCallingRoundTrip(t *testing.T) {
 	}
 
 	// The tool's result goes back to Anthropic as a tool_result in the next user turn.
-	followUp, err := openai.ParseChatRequest([]byte(`{"model":"gpt-5.4","messages":[{"role":"user","content":"Weather in SF?"},
+	followUp, err := openai.ParseRequest([]byte(`{"model":"gpt-5.4","messages":[{"role":"user","content":"Weather in SF?"},
 		{"role":"assistant","content":null,"tool_calls":[{"id":"toolu_01A09q90qw90lq917835lq9","type":"function","function":{"name":"get_weather","arguments":"{\"location\":\"San Francisco, CA\"}"}}]},
 		{"role":"tool","tool_call_id":"toolu_01A09q90qw90lq917835lq9","content":"15 degrees"}]}`))
 	if err != nil {

@@ -56,7 +56,7 @@ func TestBuildRequestThinking(t *testing.T) {
 				fields["messages"] = json.RawMessage(`[` + user + `]`)
 			}
 			b, _ := json.Marshal(fields)
-			pivot, err := openai.ParseChatRequest(b)
+			pivot, err := openai.ParseRequest(b)
 			if err != nil {
 				t.Fatal(err)
 			}

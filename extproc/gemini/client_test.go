@@ -42,13 +42,13 @@ func TestClientGolden(t *testing.T) {
 			if c.PromptBytes() <= 0 {
 				t.Errorf("PromptBytes = %d", c.PromptBytes())
 			}
-			pivot, err := openai.UpstreamBody(c, "gpt-5.4")
+			pivot, err := openai.BuildRequest(c, "gpt-5.4")
 			if err != nil {
 				t.Fatal(err)
 			}
 			golden(t, path, a, "pivot.json", indent(t, pivot))
 			// The pivot must be a valid OpenAI request in its own right.
-			if _, err := openai.ParseChatRequest(pivot); err != nil {
+			if _, err := openai.ParseRequest(pivot); err != nil {
 				t.Errorf("pivot is not a valid chat request: %v", err)
 			}
 		})

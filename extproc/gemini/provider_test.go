@@ -86,7 +86,7 @@ func TestFromOpenAIGolden(t *testing.T) {
 	for _, path := range fixtures(t, "fromopenai") {
 		t.Run(fixtureName(path), func(t *testing.T) {
 			a := readArchive(t, path)
-			r, err := openai.ParseChatRequest(a.sections["openai.json"])
+			r, err := openai.ParseRequest(a.sections["openai.json"])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -113,7 +113,7 @@ func TestFromOpenAIErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := openai.ParseChatRequest([]byte(tt.body))
+			r, err := openai.ParseRequest([]byte(tt.body))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -80,7 +80,7 @@ var governedName = map[string]string{
 	"prompt_cache_retention": params.PromptCacheRetention,
 }
 
-// harmlessFields are the top-level fields, besides those ParseChatRequest consumes, that change
+// harmlessFields are the top-level fields, besides those ParseRequest consumes, that change
 // neither the bill beyond the catalog's prices nor data handling: sampling, output shape, and
 // end-user identifiers (which help a provider attribute abuse to one end user, not the
 // operator's whole account).

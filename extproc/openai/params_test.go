@@ -37,7 +37,7 @@ func TestGoverned(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := ParseChatRequest([]byte(tt.body))
+			r, err := ParseRequest([]byte(tt.body))
 			if err != nil {
 				t.Fatal(err)
 			}

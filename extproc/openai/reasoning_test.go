@@ -98,7 +98,7 @@ func TestReasoningEffortParsed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := ParseChatRequest([]byte(tt.body))
+			r, err := ParseRequest([]byte(tt.body))
 			if tt.wantErr {
 				var e *apierror.Error
 				if !errors.As(err, &e) || e.Param != "reasoning_effort" {
@@ -112,7 +112,7 @@ func TestReasoningEffortParsed(t *testing.T) {
 			if got := r.Reasoning.EffortLevel(); got != tt.wantEffort {
 				t.Errorf("pivot effort %q, want %q", got, tt.wantEffort)
 			}
-			body, err := UpstreamBody(r, "gpt-up")
+			body, err := BuildRequest(r, "gpt-up")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tollgate/tollgate/extproc/billing"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -87,8 +89,8 @@ func TestStreamRewriterGolden(t *testing.T) {
 						t.Fatalf("split at %v differs", cuts)
 					}
 				}
-				if !r.Result.HasUsage || r.Result.Usage.TotalTokens != 15 || r.Result.FinishReason != "stop" || !r.Done {
-					t.Errorf("result = %+v, done %v", r.Result, r.Done)
+				if u, _, ok := r.Usage(); !ok || !r.UsageFinal() || u.TotalTokens != 15 || r.FinishReason() != "stop" || !r.Done() {
+					t.Errorf("usage %+v (%v, final %v), finish %q, done %v", u, ok, r.UsageFinal(), r.FinishReason(), r.Done())
 				}
 			})
 		}
@@ -118,39 +120,6 @@ func TestStreamRewriterErrors(t *testing.T) {
 				t.Errorf("out = %q, want suffix %q", out, tt.wantTail)
 			}
 		})
-	}
-}
-
-func TestRewriteResponse(t *testing.T) {
-	in := `{"id":"x","object":"chat.completion","model":"gpt-5.4-2026-03-01","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"length"}],"usage":{"prompt_tokens":10,"completion_tokens":2,"total_tokens":12},"service_tier":"default"}`
-	out, res, err := RewriteResponse([]byte(in), "gpt-5.4")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(out), `"model":"gpt-5.4"`) || !strings.Contains(string(out), `"service_tier":"default"`) {
-		t.Errorf("out = %s", out)
-	}
-	if res.FinishReason != "length" || res.Usage.PromptTokens != 10 || !res.HasUsage {
-		t.Errorf("result = %+v", res)
-	}
-	for _, bad := range []string{`{"choices": [`, `null`} {
-		if _, _, err := RewriteResponse([]byte(bad), "m"); err == nil {
-			t.Errorf("RewriteResponse(%s) accepted a malformed body", bad)
-		}
-	}
-	// Usage that does not decode is no usage: the answer passes, and the gateway estimates it.
-	for _, bad := range []string{`{"usage": "lots"}`, `{"usage": {"completion_tokens": 1e12}}`} {
-		if _, res, err := RewriteResponse([]byte(bad), "m"); err != nil || res.HasUsage {
-			t.Errorf("RewriteResponse(%s) = %+v, %v; want no usage and no error", bad, res, err)
-		}
-	}
-}
-
-func TestUsageBilling(t *testing.T) {
-	u := Usage{PromptTokens: 100, CompletionTokens: 50, PromptTokensDetails: &PromptTokensDetails{CachedTokens: 30}, CompletionTokensDetails: &CompletionTokensDetails{ReasoningTokens: 20}}
-	b := u.Billing()
-	if b.InputTokens != 70 || b.CacheReadTokens != 30 || b.OutputTokens != 30 || b.ReasoningTokens != 20 {
-		t.Errorf("billing usage = %+v", b)
 	}
 }
 
@@ -213,3 +182,85 @@ func TestEndOfStreamRule(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamTypesAgree checks that the decoder and the rewriter, fed the same provider stream,
+// report the same usage, finish reason, content size and end: extproc meters either the same way.
+func TestStreamTypesAgree(t *testing.T) {
+	const (
+		textOnly  = "testdata/stream/basic.upstream.sse"
+		toolCalls = `data: {"id":"c","choices":[{"index":0,"delta":{"role":"assistant","reasoning_content":"think"}}]}
+
+data: {"id":"c","choices":[{"index":0,"delta":{"refusal":"no"}}]}
+
+data: {"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"t1","type":"function","function":{"name":"get","arguments":"{\"a\""}}]}}]}
+
+data: {"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":":1}"}}]},"finish_reason":"tool_calls"}]}
+
+data: {"id":"c","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":9,"total_tokens":14}}
+
+data: [DONE]
+
+`
+		noUsage = "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"length\"}]}\n\ndata: [DONE]\n\n"
+		cut     = "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n"
+	)
+	fixture, err := os.ReadFile(textOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		upstream   string
+		usage      bool
+		total      int64
+		finish     string
+		content    int64
+		done       bool
+		decoderErr bool // the decoder reports a stream cut short as an error; the rewriter writes it
+	}{
+		{name: "text", upstream: string(fixture), usage: true, total: 15, finish: "stop", content: int64(len("Héllo" + " 世界")), done: true},
+		// `{"a"` is written `{\"a\"` (6 bytes, escapes counted) and decodes to 4 bytes.
+		{name: "reasoning refusal and tools", upstream: toolCalls, usage: true, total: 14, finish: "tool_calls", content: int64(len("think" + "no" + "get" + `{"a"` + ":1}")), done: true},
+		{name: "no usage", upstream: noUsage, finish: "length", content: 2, done: true},
+		{name: "cut short", upstream: cut, content: 2, decoderErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := NewStreamDecoder("m")
+			_, derr := d.Feed([]byte(tt.upstream), true)
+			if (derr != nil) != tt.decoderErr {
+				t.Fatalf("decoder err = %v, want error %v", derr, tt.decoderErr)
+			}
+			r := NewStreamRewriter("m", false)
+			if _, err := r.Feed([]byte(tt.upstream), true); err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range []struct {
+				name string
+				st   interface {
+					Usage() (Usage, billing.Usage, bool)
+					UsageFinal() bool
+					FinishReason() string
+					ContentBytes() int64
+					Done() bool
+				}
+				content int64
+			}{
+				{"decoder", d, tt.content},
+				{"rewriter", r, tt.content + rewriterEscapes(tt.upstream)},
+			} {
+				u, bu, ok := s.st.Usage()
+				if ok != tt.usage || s.st.UsageFinal() != tt.usage || u.TotalTokens != tt.total || bu != u.Billing() {
+					t.Errorf("%s: usage %+v %+v, seen %v, final %v; want total %d, seen %v", s.name, u, bu, ok, s.st.UsageFinal(), tt.total, tt.usage)
+				}
+				if s.st.FinishReason() != tt.finish || s.st.ContentBytes() != s.content || s.st.Done() != tt.done {
+					t.Errorf("%s: finish %q, content %d, done %v; want %q, %d, %v", s.name, s.st.FinishReason(), s.st.ContentBytes(), s.st.Done(), tt.finish, s.content, tt.done)
+				}
+			}
+		})
+	}
+}
+
+// rewriterEscapes is how many more bytes the rewriter counts than the decoder: the rewriter
+// counts strings as written, so each backslash escape adds one byte.
+func rewriterEscapes(upstream string) int64 { return int64(strings.Count(upstream, `\"`)) }

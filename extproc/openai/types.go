@@ -7,6 +7,49 @@ import "encoding/json"
 // provider of another kind answers with a ChatCompletion or a stream of ChatCompletionChunks,
 // which the client's protocol package renders. Same-protocol pairs skip the pivot.
 
+// Message is one chat message. Content is either a string or an array of parts; an array made of
+// text parts only is flattened into one string (seed 000).
+type Message struct {
+	Role       string          `json:"role"`
+	Content    json.RawMessage `json:"content,omitempty"`
+	Name       string          `json:"name,omitempty"`
+	ToolCalls  json.RawMessage `json:"tool_calls,omitempty"`
+	ToolCallID string          `json:"tool_call_id,omitempty"`
+	Refusal    json.RawMessage `json:"refusal,omitempty"`
+}
+
+// Text returns the message's content when it is a plain string (arrays of text parts were
+// flattened into one when the request was parsed).
+func (m *Message) Text() (string, bool) {
+	var s string
+	if len(m.Content) == 0 || m.Content[0] != '"' || json.Unmarshal(m.Content, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// Parts returns the message's content as parts: a string becomes one text part.
+func (m *Message) Parts() []ContentPart {
+	if s, ok := m.Text(); ok {
+		return []ContentPart{{Type: "text", Text: s}}
+	}
+	var parts []ContentPart
+	_ = json.Unmarshal(m.Content, &parts)
+	return parts
+}
+
+// TextContent encodes s as a message content.
+func TextContent(s string) json.RawMessage {
+	b, _ := json.Marshal(s)
+	return b
+}
+
+// PartsContent encodes parts as a message content.
+func PartsContent(parts []ContentPart) json.RawMessage {
+	b, _ := json.Marshal(parts)
+	return b
+}
+
 // Tool is a function the model may call.
 type Tool struct {
 	Type     string       `json:"type"` // "function"
@@ -122,6 +165,25 @@ type Delta struct {
 	ReasoningContent string     `json:"reasoning_content,omitempty"`
 }
 
+// Usage is the OpenAI usage object.
+type Usage struct {
+	PromptTokens            int64                    `json:"prompt_tokens"`
+	CompletionTokens        int64                    `json:"completion_tokens"`
+	TotalTokens             int64                    `json:"total_tokens"`
+	PromptTokensDetails     *PromptTokensDetails     `json:"prompt_tokens_details,omitempty"`
+	CompletionTokensDetails *CompletionTokensDetails `json:"completion_tokens_details,omitempty"`
+}
+
+// PromptTokensDetails breaks prompt tokens down.
+type PromptTokensDetails struct {
+	CachedTokens int64 `json:"cached_tokens"`
+}
+
+// CompletionTokensDetails breaks completion tokens down.
+type CompletionTokensDetails struct {
+	ReasoningTokens int64 `json:"reasoning_tokens"`
+}
+
 // Finish reasons.
 const (
 	FinishStop          = "stop"
@@ -129,3 +191,17 @@ const (
 	FinishToolCalls     = "tool_calls"
 	FinishContentFilter = "content_filter"
 )
+
+// Model is one entry of GET /v1/models. It is also the neutral description of a catalog model
+// from which every protocol package renders its own model listing.
+type Model struct {
+	ID                     string   `json:"id"`
+	Object                 string   `json:"object"`
+	Created                int64    `json:"created"`
+	OwnedBy                string   `json:"owned_by"`
+	SupportedEndpointTypes []string `json:"supported_endpoint_types,omitempty"`
+	Lifecycle              string   `json:"lifecycle,omitempty"`
+	// MaxOutputTokens is the catalog's largest output for the model. OpenAI's model object has
+	// no such field; other protocols' listings show it (Gemini's outputTokenLimit).
+	MaxOutputTokens int64 `json:"-"`
+}

@@ -2,31 +2,47 @@ package openai
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 
 	"github.com/tollgate/tollgate/extproc/apierror"
+	"github.com/tollgate/tollgate/extproc/billing"
 )
 
-type errorBody struct {
-	Error errorObject `json:"error"`
-}
-
-type errorObject struct {
-	Message string  `json:"message"`
-	Type    string  `json:"type"`
-	Param   *string `json:"param"`
-	Code    string  `json:"code"`
-}
-
-// ErrorBody renders e in OpenAI's error shape: {"error":{"message","type","param","code"}}, with
-// the stable code in "code" and seed 003's category in "type".
-func ErrorBody(e *apierror.Error) []byte {
-	var param *string
-	if e.Param != "" {
-		param = &e.Param
+// DecodeResponse reads an OpenAI-kind provider's non-streaming response into the pivot, naming
+// model, and returns its usage for billing.
+func DecodeResponse(body []byte, model string) (*ChatCompletion, billing.Usage, error) {
+	var c ChatCompletion
+	if err := json.Unmarshal(body, &c); err != nil {
+		return nil, billing.Usage{}, fmt.Errorf("decode openai response: %w", err)
 	}
-	b, _ := json.Marshal(errorBody{Error: errorObject{Message: e.Message, Type: e.Type(), Param: param, Code: e.Code}})
-	return b
+	if len(c.Choices) == 0 {
+		return nil, billing.Usage{}, fmt.Errorf("decode openai response: no choices")
+	}
+	c.Model = model
+	var u billing.Usage
+	if c.Usage != nil {
+		u = c.Usage.Billing()
+	}
+	return &c, u, nil
+}
+
+// Billing converts OpenAI's overlapping counts (cached tokens are inside prompt_tokens,
+// reasoning tokens inside completion_tokens) into billing's disjoint ones.
+func (u Usage) Billing() billing.Usage {
+	var cached, reasoning int64
+	if u.PromptTokensDetails != nil {
+		cached = min(u.PromptTokensDetails.CachedTokens, u.PromptTokens)
+	}
+	if u.CompletionTokensDetails != nil {
+		reasoning = min(u.CompletionTokensDetails.ReasoningTokens, u.CompletionTokens)
+	}
+	return billing.Usage{
+		InputTokens:     u.PromptTokens - cached,
+		CacheReadTokens: cached,
+		OutputTokens:    u.CompletionTokens - reasoning,
+		ReasoningTokens: reasoning,
+	}
 }
 
 // safetyCodes are the error codes with which OpenAI and Azure OpenAI refuse a request's content:

@@ -9,7 +9,7 @@ import (
 	"github.com/tollgate/tollgate/extproc/apierror"
 )
 
-func TestParseChatRequestRejects(t *testing.T) {
+func TestParseRequestRejects(t *testing.T) {
 	user := `{"role":"user","content":"hi"}`
 	long := `{"role":"user","content":"` + strings.Repeat("é", MaxMessageChars+1) + `"}`
 	many := `[` + strings.TrimSuffix(strings.Repeat(user+",", MaxMessages+1), ",") + `]`
@@ -43,7 +43,7 @@ func TestParseChatRequestRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseChatRequest([]byte(tt.body))
+			_, err := ParseRequest([]byte(tt.body))
 			var e *apierror.Error
 			if !errors.As(err, &e) {
 				t.Fatalf("err = %v, want an *apierror.Error", err)
@@ -61,14 +61,14 @@ func TestParseChatRequestRejects(t *testing.T) {
 	}
 }
 
-func TestParseChatRequestAccepts(t *testing.T) {
+func TestParseRequestAccepts(t *testing.T) {
 	body := `{"model":"eu/m","stream":true,"stream_options":{"include_usage":true},"temperature":0.7,
 		"max_completion_tokens":50,"max_tokens":10,"top_p":0.9,"user":"u1",
 		"messages":[{"role":"developer","content":"d"},{"role":"system","content":"s"},
 		{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]},
 		{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},
 		{"role":"tool","tool_call_id":"c1","content":"42"}]}`
-	r, err := ParseChatRequest([]byte(body))
+	r, err := ParseRequest([]byte(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestParseChatRequestAccepts(t *testing.T) {
 		t.Error("uninterpreted fields must be kept for the provider")
 	}
 
-	up, err := UpstreamBody(r, "upstream-name")
+	up, err := BuildRequest(r, "upstream-name")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,23 +107,12 @@ func TestParseChatRequestAccepts(t *testing.T) {
 	}
 }
 
-func TestUpstreamBodyForcesUsageOnlyOnStreams(t *testing.T) {
-	r, err := ParseChatRequest([]byte(`{"model":"m","messages":[{"role":"user","content":"x"}]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	up, _ := UpstreamBody(r, "m")
-	if strings.Contains(string(up), "stream") {
-		t.Errorf("a non-streaming request must not gain stream fields: %s", up)
-	}
-}
-
-func FuzzParseChatRequest(f *testing.F) {
+func FuzzParseRequest(f *testing.F) {
 	f.Add([]byte(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`))
 	f.Add([]byte(`{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":[{"type":"text","text":"a"}]}]}`))
 	f.Add([]byte(`{"model":"m","messages":[{"role":"assistant","tool_calls":[]},{"role":"tool","content":null}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		r, err := ParseChatRequest(body)
+		r, err := ParseRequest(body)
 		if err != nil {
 			var e *apierror.Error
 			if !errors.As(err, &e) || e.Status != 400 {
@@ -131,14 +120,14 @@ func FuzzParseChatRequest(f *testing.F) {
 			}
 			return
 		}
-		up, err := UpstreamBody(r, "u")
+		up, err := BuildRequest(r, "u")
 		if err != nil {
 			t.Fatalf("valid request did not translate: %v", err)
 		}
 		if !json.Valid(up) {
 			t.Fatalf("upstream body is not JSON: %s", up)
 		}
-		if _, err := ParseChatRequest(up); err != nil {
+		if _, err := ParseRequest(up); err != nil {
 			t.Fatalf("upstream body no longer validates: %v\n%s", err, up)
 		}
 	})

@@ -5,13 +5,18 @@ import (
 	"fmt"
 )
 
-// UpstreamBody builds the body sent to an OpenAI-kind provider for r, naming the model the
+// Path is the path, below the provider's base URL, of an OpenAI-kind provider's chat
+// completions, the same for every model and for streams: the model and stream travel in the
+// body.
+func Path(upstreamModel string, stream bool) string { return "/v1/chat/completions" }
+
+// BuildRequest builds the body sent to an OpenAI-kind provider for r, naming the model the
 // provider knows. It is rebuilt from the parsed request every time, never edited in place, so a
 // retried attempt cannot inherit a previous attempt's bytes.
 //
 // Usage is always requested on streams (stream_options.include_usage) so that every stream can
 // be metered; the client's own choice is honoured on the way back.
-func UpstreamBody(r *ChatRequest, upstreamModel string) ([]byte, error) {
+func BuildRequest(r *ChatRequest, upstreamModel string) ([]byte, error) {
 	out := make(map[string]any, len(r.Extra)+6)
 	for k, v := range r.Extra {
 		out[k] = v

@@ -1,6 +1,3 @@
-// Package openai holds the OpenAI chat-completions wire format: request validation, the
-// client-facing shapes (responses, stream chunks, errors, model lists) and the translation to
-// and from an OpenAI-kind provider.
 package openai
 
 import (
@@ -43,24 +40,13 @@ type ChatRequest struct {
 	media               MediaParts
 }
 
-// Message is one chat message. Content is either a string or an array of parts; an array made of
-// text parts only is flattened into one string (seed 000).
-type Message struct {
-	Role       string          `json:"role"`
-	Content    json.RawMessage `json:"content,omitempty"`
-	Name       string          `json:"name,omitempty"`
-	ToolCalls  json.RawMessage `json:"tool_calls,omitempty"`
-	ToolCallID string          `json:"tool_call_id,omitempty"`
-	Refusal    json.RawMessage `json:"refusal,omitempty"`
-}
-
 // PromptBytes is an upper bound on the prompt's size in bytes: a prompt cannot have more tokens
 // than this, which makes it a safe basis for a credit hold.
 func (r *ChatRequest) PromptBytes() int64 { return r.promptBytesEstimate }
 
-// ParseChatRequest decodes and validates body. Its errors are *apierror.Error values naming the
+// ParseRequest decodes and validates body. Its errors are *apierror.Error values naming the
 // parameter at fault.
-func ParseChatRequest(body []byte) (*ChatRequest, error) {
+func ParseRequest(body []byte) (*ChatRequest, error) {
 	fields, derr := apierror.DecodeObject(body)
 	if derr != nil {
 		return nil, derr
@@ -288,38 +274,6 @@ func take(fields map[string]json.RawMessage, name string, dst any) error {
 }
 
 func isNull(raw json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(raw), []byte("null")) }
-
-// Text returns the message's content when it is a plain string (arrays of text parts were
-// flattened into one when the request was parsed).
-func (m *Message) Text() (string, bool) {
-	var s string
-	if len(m.Content) == 0 || m.Content[0] != '"' || json.Unmarshal(m.Content, &s) != nil {
-		return "", false
-	}
-	return s, true
-}
-
-// Parts returns the message's content as parts: a string becomes one text part.
-func (m *Message) Parts() []ContentPart {
-	if s, ok := m.Text(); ok {
-		return []ContentPart{{Type: "text", Text: s}}
-	}
-	var parts []ContentPart
-	_ = json.Unmarshal(m.Content, &parts)
-	return parts
-}
-
-// TextContent encodes s as a message content.
-func TextContent(s string) json.RawMessage {
-	b, _ := json.Marshal(s)
-	return b
-}
-
-// PartsContent encodes parts as a message content.
-func PartsContent(parts []ContentPart) json.RawMessage {
-	b, _ := json.Marshal(parts)
-	return b
-}
 
 // SetMaxTokens sets the output limit, sent to OpenAI-kind providers as max_completion_tokens.
 func (r *ChatRequest) SetMaxTokens(n int64) {

@@ -1,0 +1,168 @@
+package extproc
+
+import (
+	"encoding/json"
+	"strconv"
+
+	"github.com/tollgate/tollgate/extproc/anthropic"
+	"github.com/tollgate/tollgate/extproc/apierror"
+	"github.com/tollgate/tollgate/extproc/billing"
+	"github.com/tollgate/tollgate/extproc/catalog"
+	"github.com/tollgate/tollgate/extproc/openai"
+)
+
+// anthropicClient is the Anthropic Messages protocol as clients speak it.
+type anthropicClient struct{}
+
+func (anthropicClient) endpoint() string { return catalog.EndpointMessages }
+
+func (anthropicClient) parse(_ endpoint, body []byte) (*clientRequest, *apierror.Error) {
+	r, err := anthropic.ParseRequest(body)
+	if err != nil {
+		return nil, apierror.As(err)
+	}
+	pivot, err := r.ToPivot()
+	if err != nil {
+		return nil, apierror.As(err)
+	}
+	return &clientRequest{proto: protoAnthropic, model: r.Model, stream: r.Stream, pivot: pivot, native: r, governed: r.Governed()}, nil
+}
+
+// parseCount validates a count as the Messages request it counts, without max_tokens (which
+// counting does not take) or stream.
+func (anthropicClient) parseCount(_ endpoint, body []byte) (*clientRequest, *apierror.Error) {
+	fields, derr := apierror.DecodeObject(body)
+	if derr != nil {
+		return nil, derr
+	}
+	probe := make(map[string]json.RawMessage, len(fields)+1)
+	for k, v := range fields {
+		probe[k] = v
+	}
+	delete(probe, "stream")
+	probe["max_tokens"] = json.RawMessage("1")
+	b, err := json.Marshal(probe)
+	if err != nil {
+		return nil, apierror.InvalidParam("", "Request body is not valid JSON")
+	}
+	r, err := anthropic.ParseRequest(b)
+	if err != nil {
+		return nil, apierror.As(err)
+	}
+	pivot, err := r.ToPivot()
+	if err != nil {
+		return nil, apierror.As(err)
+	}
+	// Governed parameters (MCP servers, betas, …) are checked as for a generation: a count
+	// reaches the same provider account.
+	return &clientRequest{proto: protoAnthropic, model: r.Model, pivot: pivot, count: &countRequest{fields: fields}, governed: r.Governed()}, nil
+}
+
+func (anthropicClient) encodeResponse(_ *clientRequest, c *openai.ChatCompletion, model string) []byte {
+	return anthropic.EncodeResponse(c, model)
+}
+
+func (anthropicClient) newStreamEncoder(_ *clientRequest, model string) chunkEncoder {
+	return anthropic.NewStreamEncoder(model)
+}
+
+func (anthropicClient) errorBody(e *apierror.Error) []byte { return anthropic.ErrorBody(e) }
+
+func (anthropicClient) streamError(dst []byte, e *apierror.Error) []byte {
+	return anthropic.StreamError(dst, e)
+}
+
+// models renders Anthropic's model list (or one model) shape.
+func (anthropicClient) models(listed []catalog.ListedModel, created int64, one bool) []byte {
+	models := make([]openai.Model, 0, len(listed))
+	for _, lm := range listed {
+		models = append(models, openai.Model{
+			ID:                     lm.ID,
+			Created:                created,
+			OwnedBy:                lm.Model.OwnedBy,
+			SupportedEndpointTypes: lm.Model.Endpoints,
+			Lifecycle:              lm.Model.Lifecycle,
+			MaxOutputTokens:        lm.Model.MaxOutputTokens,
+		})
+	}
+	if one {
+		return anthropic.ModelObject(models[0])
+	}
+	return anthropic.ModelList(models)
+}
+
+func (anthropicClient) countBody(tokens int64) []byte {
+	return []byte(`{"input_tokens":` + strconv.FormatInt(tokens, 10) + `}`)
+}
+
+// anthropicProvider is an Anthropic-kind provider (the Messages API).
+type anthropicProvider struct{}
+
+func (anthropicProvider) native() protocol { return protoAnthropic }
+
+func (anthropicProvider) credential(p *catalog.Provider) (string, string) {
+	if name, ok := customCredential(p); ok {
+		return name, p.APIKey()
+	}
+	return "x-api-key", p.APIKey()
+}
+
+func (a anthropicProvider) request(req *clientRequest, b *catalog.Backend, limit int64) (string, []byte, error) {
+	var body []byte
+	var err error
+	if native, ok := req.native.(*anthropic.Request); ok {
+		body, err = anthropic.PassthroughBody(native.WithMaxTokens(limit), b.UpstreamModel)
+	} else {
+		body, err = anthropic.BuildRequest(req.pivot.WithMaxTokens(limit, "max_tokens"), b.UpstreamModel, limit)
+	}
+	return b.ProviderRef().PathPrefix() + anthropic.Path(b.UpstreamModel, req.stream), body, err
+}
+
+// headers: Anthropic requires a version header. A client speaking Anthropic keeps its own
+// version and the betas checkParams let through; any other client's request is translated to
+// the version the translation targets, with no betas.
+func (a anthropicProvider) headers(m *mutation, req *clientRequest, client map[string]string) {
+	version, beta := anthropic.Version, ""
+	if req.proto == a.native() {
+		if v := client["anthropic-version"]; v != "" {
+			version = v
+		}
+		beta = client["anthropic-beta"]
+	}
+	m.Set("anthropic-version", version)
+	if beta != "" {
+		m.Set("anthropic-beta", beta)
+	}
+}
+
+func (anthropicProvider) countRequest(req *clientRequest, b *catalog.Backend) (string, []byte, bool, error) {
+	fields := make(map[string]json.RawMessage, len(req.count.fields))
+	for k, v := range req.count.fields {
+		fields[k] = v
+	}
+	model, _ := json.Marshal(b.UpstreamModel)
+	fields["model"] = model
+	body, err := json.Marshal(fields)
+	return b.ProviderRef().PathPrefix() + anthropic.Path(b.UpstreamModel, false) + "/count_tokens", body, true, err
+}
+
+func (anthropicProvider) decodeResponse(body []byte, model string) (*openai.ChatCompletion, billing.Usage, error) {
+	return anthropic.DecodeResponse(body, model)
+}
+
+func (anthropicProvider) newStreamDecoder(model string) chunkDecoder {
+	return anthropic.NewStreamDecoder(model)
+}
+
+func (anthropicProvider) rewriteResponse(body []byte, model string) ([]byte, billing.Usage, string, error) {
+	return anthropic.RewriteResponse(body, model)
+}
+
+func (anthropicProvider) newStreamRewriter(_ *clientRequest, model string) streamProcessor {
+	r := anthropic.NewStreamRewriter(model)
+	return &passthrough{feed: r.Feed, usage: r.Usage, final: r.UsageFinal, finish: r.FinishReason, content: r.ContentBytes}
+}
+
+func (anthropicProvider) providerError(status int, body []byte) *apierror.Error {
+	return anthropic.ProviderError(status, body)
+}
