@@ -95,7 +95,7 @@ func parseCountTokens(ep endpoint, body []byte) (*clientRequest, *apierror.Error
 		if err != nil {
 			return nil, apierror.As(err)
 		}
-		pivot, err := r.ToOpenAI()
+		pivot, err := r.ToPivot()
 		if err != nil {
 			return nil, apierror.As(err)
 		}

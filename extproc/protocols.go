@@ -175,7 +175,7 @@ func streamError(p protocol, dst []byte, e *apierror.Error) []byte {
 	case protoAnthropic:
 		return anthropic.StreamErrorEvent(dst, e)
 	case protoGemini:
-		return gemini.StreamErrorFrame(dst, e)
+		return gemini.StreamError(dst, e)
 	default:
 		return openai.StreamError(dst, e)
 	}

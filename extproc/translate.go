@@ -40,7 +40,7 @@ func parseClient(ep endpoint, body []byte) (*clientRequest, *apierror.Error) {
 		if err != nil {
 			return nil, apierror.As(err)
 		}
-		pivot, err := r.ToOpenAI()
+		pivot, err := r.ToPivot()
 		if err != nil {
 			return nil, apierror.As(err)
 		}
@@ -79,9 +79,9 @@ func upstreamRequest(req *clientRequest, b *catalog.Backend, m *catalog.Model) (
 		return p.PathPrefix() + anthropic.Path, body, err
 	case protoGemini:
 		if native, ok := req.native.(*gemini.Request); ok {
-			body, err = gemini.UpstreamBody(native.WithMaxOutputTokens(limit))
+			body, err = gemini.PassthroughBody(native.WithMaxOutputTokens(limit), b.UpstreamModel)
 		} else {
-			body, err = gemini.FromOpenAI(req.pivot.WithMaxTokens(limit, "max_tokens"))
+			body, err = gemini.BuildRequest(req.pivot.WithMaxTokens(limit, "max_tokens"), b.UpstreamModel)
 		}
 		return p.PathPrefix() + gemini.Path(b.UpstreamModel, req.stream), body, err
 	default:
@@ -151,7 +151,7 @@ func translateResponse(req *clientRequest, provider protocol, body []byte, model
 	case protoAnthropic:
 		c, u, err = anthropic.ToOpenAI(body, model)
 	case protoGemini:
-		c, u, err = gemini.ToOpenAI(body, model)
+		c, u, err = gemini.DecodeResponse(body, model)
 	default:
 		c, u, err = openai.DecodeCompletion(body, model)
 	}
@@ -165,7 +165,7 @@ func translateResponse(req *clientRequest, provider protocol, body []byte, model
 	case protoAnthropic:
 		out = anthropic.ResponseFromOpenAI(c, model)
 	case protoGemini:
-		out = gemini.ResponseFromOpenAI(c, model, gemini.ShowThoughts(req.pivot))
+		out = gemini.EncodeResponse(c, model, gemini.ShowThoughts(req.pivot))
 	default:
 		out = openai.EncodeCompletion(c, model)
 	}

@@ -222,7 +222,7 @@ func thinkingLevelEffort(level string) string {
 	return ""
 }
 
-// ToOpenAI converts the request into the pivot, for a provider that is not Gemini.
+// ToPivot converts the request into the pivot, for a provider that is not Gemini.
 //
 // systemInstruction becomes a system message; model turns become assistant messages whose
 // functionCall parts are tool_calls (the part's id, else a deterministic "call_<n>"); a user
@@ -231,7 +231,7 @@ func thinkingLevelEffort(level string) string {
 // to its call by id, else to the earliest unanswered call of the same name. Thought parts are
 // the model's own reasoning and are dropped. What the pivot cannot express (non-image media,
 // built-in tools such as googleSearch) is refused with a 400 rather than silently lost.
-func (r *Request) ToOpenAI() (*openai.ChatRequest, error) {
+func (r *Request) ToPivot() (*openai.ChatRequest, error) {
 	c := openai.NewChatRequest()
 	c.Model = r.Model
 	c.Stream = r.Stream

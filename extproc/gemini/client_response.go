@@ -10,13 +10,13 @@ import (
 	"github.com/tollgate/tollgate/extproc/sse"
 )
 
-// ResponseFromOpenAI renders a pivot completion as a GenerateContentResponse for a Gemini
+// EncodeResponse renders a pivot completion as a GenerateContentResponse for a Gemini
 // client: the reasoning as a thought part, then the text, then one functionCall part per tool
 // call (carrying the call's id, which the client may echo in its functionResponse), the finish
 // reason, usageMetadata, and the canonical model in modelVersion. thoughts is whether the
 // client asked for thought parts (ShowThoughts); without it the reasoning is left out, as Gemini
 // itself leaves it out, though its tokens are still counted in thoughtsTokenCount.
-func ResponseFromOpenAI(c *openai.ChatCompletion, model string, thoughts bool) []byte {
+func EncodeResponse(c *openai.ChatCompletion, model string, thoughts bool) []byte {
 	resp := GenerateContentResponse{ModelVersion: model, ResponseID: c.ID}
 	cand := Candidate{Content: &Content{Role: RoleModel, Parts: []Part{}}}
 	if len(c.Choices) > 0 {
@@ -168,9 +168,9 @@ func ErrorBody(e *apierror.Error) []byte {
 	return b
 }
 
-// StreamErrorFrame appends e as one SSE frame. @google/genai throws an ApiError for a frame
+// StreamError appends e as one SSE frame. @google/genai throws an ApiError for a frame
 // holding an "error" object, which is how Gemini itself fails a stream.
-func StreamErrorFrame(dst []byte, e *apierror.Error) []byte {
+func StreamError(dst []byte, e *apierror.Error) []byte {
 	return sse.AppendData(dst, ErrorBody(e))
 }
 

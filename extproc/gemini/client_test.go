@@ -20,7 +20,7 @@ func TestClientGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			up, err := UpstreamBody(r)
+			up, err := PassthroughBody(r, "m")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -31,11 +31,11 @@ func TestClientGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("reparse: %v", err)
 			}
-			if up2, _ := UpstreamBody(again); string(up2) != string(up) {
-				t.Errorf("UpstreamBody is not stable:\n%s\n%s", up, up2)
+			if up2, _ := PassthroughBody(again, "m"); string(up2) != string(up) {
+				t.Errorf("PassthroughBody is not stable:\n%s\n%s", up, up2)
 			}
 
-			c, err := r.ToOpenAI()
+			c, err := r.ToPivot()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -55,7 +55,7 @@ func TestClientGolden(t *testing.T) {
 	}
 }
 
-func TestResponseFromOpenAIGolden(t *testing.T) {
+func TestEncodeResponseGolden(t *testing.T) {
 	for _, path := range fixtures(t, "response") {
 		t.Run(fixtureName(path), func(t *testing.T) {
 			a := readArchive(t, path)
@@ -63,7 +63,7 @@ func TestResponseFromOpenAIGolden(t *testing.T) {
 			if err := json.Unmarshal(a.sections["completion.json"], &c); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, path, a, "gemini.json", indent(t, ResponseFromOpenAI(&c, "canonical-model", true)))
+			golden(t, path, a, "gemini.json", indent(t, EncodeResponse(&c, "canonical-model", true)))
 		})
 	}
 }
@@ -122,17 +122,17 @@ func TestParseRequestKeepsUnknownAndDropsModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, err := UpstreamBody(r)
+	up, err := PassthroughBody(r, "m")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := `{"contents":[{"role":"user","parts":[{"text":"hi","thoughtSignature":"c2ln"}]}],"cachedContent":"cachedContents/x","labels":{"a_b":"c"}}`
 	if string(up) != want {
-		t.Errorf("UpstreamBody = %s\nwant %s", up, want)
+		t.Errorf("PassthroughBody = %s\nwant %s", up, want)
 	}
 }
 
-func TestToOpenAIErrors(t *testing.T) {
+func TestToPivotErrors(t *testing.T) {
 	const user = `{"role":"user","parts":[{"text":"hi"}]}`
 	tests := []struct {
 		name, body, param string
@@ -149,7 +149,7 @@ func TestToOpenAIErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = r.ToOpenAI()
+			_, err = r.ToPivot()
 			var e *apierror.Error
 			if !errors.As(err, &e) || e.Status != 400 || e.Param != tt.param {
 				t.Fatalf("err = %v (param %q), want 400 naming %q", err, paramOf(e), tt.param)
@@ -165,7 +165,7 @@ func paramOf(e *apierror.Error) string {
 	return e.Param
 }
 
-func TestToOpenAIToolChoice(t *testing.T) {
+func TestToPivotToolChoice(t *testing.T) {
 	tools := `"tools":[{"functionDeclarations":[{"name":"a"},{"name":"b"}]}]`
 	tests := []struct {
 		name, config, want string
@@ -185,7 +185,7 @@ func TestToOpenAIToolChoice(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := r.ToOpenAI()
+			c, err := r.ToPivot()
 			if err != nil {
 				t.Fatal(err)
 			}

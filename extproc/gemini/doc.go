@@ -6,7 +6,7 @@
 // reads the model and streaming flag from the path, ParseRequest validates the body, and the
 // request either goes to a Gemini provider as it came (UpstreamBody, Path) or into the pivot
 // (Request.ToOpenAI) for a provider of another kind. The answer is rendered back with
-// ResponseFromOpenAI or StreamEncoder; errors with ErrorBody and StreamErrorFrame.
+// EncodeResponse or StreamEncoder; errors with ErrorBody and StreamError.
 //
 // Provider side: a request that arrived in another protocol, already in the pivot, is sent to
 // Gemini with FromOpenAI; the answer comes back through ToOpenAI or StreamDecoder, and provider

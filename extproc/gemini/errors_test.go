@@ -52,9 +52,9 @@ func TestErrorBody(t *testing.T) {
 			}
 		})
 	}
-	frame := string(StreamErrorFrame([]byte("x"), apierror.New(502, apierror.CodeProviderError, "m")))
+	frame := string(StreamError([]byte("x"), apierror.New(502, apierror.CodeProviderError, "m")))
 	if want := "xdata: " + string(ErrorBody(apierror.New(502, apierror.CodeProviderError, "m"))) + "\n\n"; frame != want {
-		t.Errorf("StreamErrorFrame = %q, want %q", frame, want)
+		t.Errorf("StreamError = %q, want %q", frame, want)
 	}
 }
 

@@ -12,11 +12,12 @@ import (
 	"github.com/tollgate/tollgate/extproc/sse"
 )
 
-// UpstreamBody is the body sent to a Gemini provider for a Gemini client's request. It is
+// PassthroughBody is the body sent to a Gemini provider for a Gemini client's request. It is
 // rebuilt from the parsed request every time, never edited in place, so a retried attempt cannot
 // inherit a previous attempt's bytes; fields come out in camelCase whatever the client used. The
-// model travels in the path (see Path).
-func UpstreamBody(r *Request) ([]byte, error) {
+// model travels in the path (see Path), so upstreamModel does not reach the body; it is taken so
+// every protocol's PassthroughBody has one signature.
+func PassthroughBody(r *Request, upstreamModel string) ([]byte, error) {
 	type plain Request
 	b, err := encodeObject(plain(*r), r.Extra)
 	if err != nil {
@@ -179,7 +180,7 @@ func (s *StreamRewriter) Feed(chunk []byte, endOfStream bool) ([]byte, error) {
 	}
 	if endOfStream && !s.done && !s.failed {
 		e := apierror.New(http.StatusBadGateway, apierror.CodeProviderError, "The upstream provider's stream ended before it was complete")
-		out = StreamErrorFrame(out, e)
+		out = StreamError(out, e)
 		s.failed = true
 	}
 	return out, nil

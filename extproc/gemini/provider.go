@@ -36,8 +36,9 @@ func Path(upstreamModel string, stream bool) string {
 // the pivot does not keep Gemini's own signatures.
 const skipSignature = "skip_thought_signature_validator"
 
-// FromOpenAI builds the body sent to a Gemini provider for a pivot request (the model and
-// streaming flag travel in the path: see Path).
+// BuildRequest builds the body sent to a Gemini provider for a pivot request. The model and
+// streaming flag travel in the path (see Path), so upstreamModel does not reach the body; it is
+// taken so every protocol's BuildRequest has one signature.
 //
 // System and developer messages become systemInstruction; assistant turns become model turns
 // with functionCall parts; "tool" messages become functionResponse parts of a user turn, named
@@ -48,7 +49,7 @@ const skipSignature = "skip_thought_signature_validator"
 // responseJsonSchema, and tool parameters go in parametersJsonSchema: both take JSON Schema as
 // is, where responseSchema and parameters would need a lossy conversion to Gemini's OpenAPI
 // subset.
-func FromOpenAI(r *openai.ChatRequest) ([]byte, error) {
+func BuildRequest(r *openai.ChatRequest, upstreamModel string) ([]byte, error) {
 	req := Request{}
 	names := map[string]string{} // tool_call_id → function name
 	var system []Part
@@ -95,7 +96,7 @@ func FromOpenAI(r *openai.ChatRequest) ([]byte, error) {
 	if err := geminiTools(&req, r); err != nil {
 		return nil, err
 	}
-	b, err := UpstreamBody(&req)
+	b, err := PassthroughBody(&req, upstreamModel)
 	if err != nil {
 		return nil, err
 	}

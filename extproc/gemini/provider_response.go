@@ -13,11 +13,11 @@ import (
 	"github.com/tollgate/tollgate/extproc/openai"
 )
 
-// ToOpenAI converts a Gemini provider's generateContent response into the pivot, naming model,
+// DecodeResponse converts a Gemini provider's generateContent response into the pivot, naming model,
 // and reports its usage. Thought parts become ReasoningContent; functionCall parts become
 // tool_calls (ids from the parts, else generated: see callID). A body in Google's error shape
 // is returned as the provider's error; a malformed body is an error.
-func ToOpenAI(body []byte, model string) (*openai.ChatCompletion, billing.Usage, error) {
+func DecodeResponse(body []byte, model string) (*openai.ChatCompletion, billing.Usage, error) {
 	var resp struct {
 		GenerateContentResponse
 		Error *googleError `json:"error"`

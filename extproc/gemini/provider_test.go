@@ -16,7 +16,7 @@ func TestProviderResponseGolden(t *testing.T) {
 		t.Run(fixtureName(path), func(t *testing.T) {
 			a := readArchive(t, path)
 			body := a.sections["response.json"]
-			c, bu, err := ToOpenAI(body, "canonical-model")
+			c, bu, err := DecodeResponse(body, "canonical-model")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -29,7 +29,7 @@ func TestProviderResponseGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			if bu2 != bu || finish != c.Choices[0].FinishReason {
-				t.Errorf("RewriteResponse usage %+v finish %q; ToOpenAI %+v %q", bu2, finish, bu, c.Choices[0].FinishReason)
+				t.Errorf("RewriteResponse usage %+v finish %q; DecodeResponse %+v %q", bu2, finish, bu, c.Choices[0].FinishReason)
 			}
 			golden(t, path, a, "rewritten.json", indent(t, out))
 		})
@@ -82,7 +82,7 @@ func TestUsageMapping(t *testing.T) {
 	}
 }
 
-func TestFromOpenAIGolden(t *testing.T) {
+func TestBuildRequestGolden(t *testing.T) {
 	for _, path := range fixtures(t, "fromopenai") {
 		t.Run(fixtureName(path), func(t *testing.T) {
 			a := readArchive(t, path)
@@ -90,20 +90,20 @@ func TestFromOpenAIGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			body, err := FromOpenAI(r)
+			body, err := BuildRequest(r, "m")
 			if err != nil {
 				t.Fatal(err)
 			}
 			golden(t, path, a, "gemini.json", indent(t, body))
 			// What the gateway sends Gemini must pass the gateway's own Gemini validation.
 			if _, err := ParseRequest(body, "gemini-2.5-flash", false); err != nil {
-				t.Errorf("FromOpenAI body fails ParseRequest: %v", err)
+				t.Errorf("BuildRequest body fails ParseRequest: %v", err)
 			}
 		})
 	}
 }
 
-func TestFromOpenAIErrors(t *testing.T) {
+func TestBuildRequestErrors(t *testing.T) {
 	tests := []struct {
 		name, body, param string
 	}{
@@ -117,7 +117,7 @@ func TestFromOpenAIErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = FromOpenAI(r)
+			_, err = BuildRequest(r, "m")
 			var e *apierror.Error
 			if !errors.As(err, &e) || e.Status != 400 || e.Param != tt.param {
 				t.Fatalf("err = %v, want 400 naming %q", err, tt.param)
@@ -135,11 +135,11 @@ func TestToolRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pivot, err := r.ToOpenAI()
+	pivot, err := r.ToPivot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, err := FromOpenAI(pivot)
+	body, err := BuildRequest(pivot, "m")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,12 +164,12 @@ func TestToolRoundTrip(t *testing.T) {
 
 	// And a provider's function call answer rendered for the Gemini client keeps the id the
 	// client will echo.
-	c, _, err := ToOpenAI(readArchive(t, "testdata/provider/function_call.txtar").sections["response.json"], "m")
+	c, _, err := DecodeResponse(readArchive(t, "testdata/provider/function_call.txtar").sections["response.json"], "m")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var g GenerateContentResponse
-	if err := json.Unmarshal(ResponseFromOpenAI(c, "m", true), &g); err != nil {
+	if err := json.Unmarshal(EncodeResponse(c, "m", true), &g); err != nil {
 		t.Fatal(err)
 	}
 	fc := g.Candidates[0].Content.Parts[0].FunctionCall
@@ -178,13 +178,13 @@ func TestToolRoundTrip(t *testing.T) {
 	}
 }
 
-func TestToOpenAIMalformed(t *testing.T) {
+func TestDecodeResponseMalformed(t *testing.T) {
 	for _, body := range []string{``, `{`, `[]`, `{"candidates":"x"}`} {
-		if _, _, err := ToOpenAI([]byte(body), "m"); err == nil {
-			t.Errorf("ToOpenAI(%q): no error", body)
+		if _, _, err := DecodeResponse([]byte(body), "m"); err == nil {
+			t.Errorf("DecodeResponse(%q): no error", body)
 		}
 	}
-	_, _, err := ToOpenAI([]byte(`{"error":{"code":429,"message":"Resource has been exhausted","status":"RESOURCE_EXHAUSTED"}}`), "m")
+	_, _, err := DecodeResponse([]byte(`{"error":{"code":429,"message":"Resource has been exhausted","status":"RESOURCE_EXHAUSTED"}}`), "m")
 	var e *apierror.Error
 	if !errors.As(err, &e) || e.Status != 429 || e.Code != apierror.CodeRateLimit {
 		t.Errorf("error body: %v", err)

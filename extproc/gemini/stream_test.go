@@ -248,7 +248,7 @@ func FuzzParseRequest(f *testing.F) {
 			}
 			return
 		}
-		up, err := UpstreamBody(r)
+		up, err := PassthroughBody(r, "m")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -256,12 +256,12 @@ func FuzzParseRequest(f *testing.F) {
 		if err != nil {
 			t.Fatalf("rebuilt body refused: %v\n%s", err, up)
 		}
-		if up2, _ := UpstreamBody(r2); !bytes.Equal(up, up2) {
+		if up2, _ := PassthroughBody(r2, "m"); !bytes.Equal(up, up2) {
 			t.Fatalf("rebuild not stable:\n%s\n%s", up, up2)
 		}
-		if _, err := r.ToOpenAI(); err != nil {
+		if _, err := r.ToPivot(); err != nil {
 			if _, ok := err.(*apierror.Error); !ok {
-				t.Fatalf("ToOpenAI error %T is not *apierror.Error", err)
+				t.Fatalf("ToPivot error %T is not *apierror.Error", err)
 			}
 		}
 	})
