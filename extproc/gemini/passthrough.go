@@ -240,3 +240,7 @@ func (s *StreamRewriter) ContentBytes() int64 { return s.content }
 
 // Done reports whether a frame with a finish reason was seen: its usageMetadata is final.
 func (s *StreamRewriter) Done() bool { return s.done }
+
+// UsageFinal reports whether the frame with a finish reason passed: its usageMetadata is the
+// stream's final count, earlier frames' are running totals.
+func (s *StreamRewriter) UsageFinal() bool { return s.done }
