@@ -12,6 +12,7 @@ import (
 
 	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/catalog"
+	"github.com/tollgate/tollgate/extproc/gemini"
 	"github.com/tollgate/tollgate/extproc/openai"
 )
 
@@ -112,34 +113,18 @@ func anthropicModels(listed []catalog.ListedModel, created int64, one bool) []by
 	return b
 }
 
-// geminiModels renders the Gemini API's model list (or one model) shape. Only models offered
-// through the Gemini endpoint support its generation methods.
+// geminiModels renders the Gemini API's model list (or one model) shape.
 func geminiModels(listed []catalog.ListedModel, one bool) []byte {
-	type model struct {
-		Name                       string   `json:"name"`
-		BaseModelID                string   `json:"baseModelId"`
-		Version                    string   `json:"version"`
-		DisplayName                string   `json:"displayName"`
-		OutputTokenLimit           int64    `json:"outputTokenLimit"`
-		SupportedGenerationMethods []string `json:"supportedGenerationMethods"`
-	}
-	data := make([]model, 0, len(listed))
+	models := make([]openai.Model, 0, len(listed))
+	limits := make(map[string]int64, len(listed))
 	for _, lm := range listed {
-		methods := []string{}
-		if lm.Model.Supports(catalog.EndpointGemini) {
-			methods = []string{"generateContent", "streamGenerateContent"}
-		}
-		data = append(data, model{Name: "models/" + lm.ID, BaseModelID: lm.Model.ID, Version: strings.ToLower(lm.Model.Lifecycle),
-			DisplayName: lm.ID, OutputTokenLimit: lm.Model.MaxOutputTokens, SupportedGenerationMethods: methods})
+		models = append(models, openai.Model{ID: lm.ID, OwnedBy: lm.Model.OwnedBy, SupportedEndpointTypes: lm.Model.Endpoints, Lifecycle: lm.Model.Lifecycle})
+		limits[lm.ID] = lm.Model.MaxOutputTokens
 	}
 	if one {
-		b, _ := json.Marshal(data[0])
-		return b
+		return gemini.ModelObject(models[0], limits[models[0].ID])
 	}
-	b, _ := json.Marshal(struct {
-		Models []model `json:"models"`
-	}{data})
-	return b
+	return gemini.ModelList(models, limits)
 }
 
 // answer ends the exchange with a 200 JSON ImmediateResponse.

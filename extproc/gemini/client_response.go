@@ -3,9 +3,11 @@ package gemini
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/tollgate/tollgate/extproc/apierror"
+	"github.com/tollgate/tollgate/extproc/catalog"
 	"github.com/tollgate/tollgate/extproc/openai"
 	"github.com/tollgate/tollgate/extproc/sse"
 )
@@ -206,4 +208,46 @@ func geminiFinish(reason string) string {
 	default:
 		return FinishOther
 	}
+}
+
+// model is one entry of the Gemini API's model list (models.list, models.get).
+type model struct {
+	Name                       string   `json:"name"`
+	BaseModelID                string   `json:"baseModelId"`
+	Version                    string   `json:"version"`
+	DisplayName                string   `json:"displayName"`
+	OutputTokenLimit           int64    `json:"outputTokenLimit"`
+	SupportedGenerationMethods []string `json:"supportedGenerationMethods"`
+}
+
+// ModelList renders models as the Gemini API's model list. outputLimits holds each model's
+// outputTokenLimit (the catalog's max output tokens) by id, which openai.Model does not carry.
+func ModelList(models []openai.Model, outputLimits map[string]int64) []byte {
+	data := make([]model, 0, len(models))
+	for _, m := range models {
+		data = append(data, geminiModel(m, outputLimits[m.ID]))
+	}
+	b, _ := json.Marshal(struct {
+		Models []model `json:"models"`
+	}{data})
+	return b
+}
+
+// ModelObject renders one model as the Gemini API's model object, outputLimit being its
+// outputTokenLimit.
+func ModelObject(m openai.Model, outputLimit int64) []byte {
+	b, _ := json.Marshal(geminiModel(m, outputLimit))
+	return b
+}
+
+// geminiModel names the model as a Gemini SDK expects ("models/{id}", the base id without the
+// eu/ region prefix). Only models offered through the Gemini endpoint support its generation
+// methods.
+func geminiModel(m openai.Model, outputLimit int64) model {
+	methods := []string{}
+	if slices.Contains(m.SupportedEndpointTypes, catalog.EndpointGemini) {
+		methods = []string{methodGenerate, methodStream}
+	}
+	return model{Name: "models/" + m.ID, BaseModelID: strings.TrimPrefix(m.ID, catalog.EUPrefix), Version: strings.ToLower(m.Lifecycle),
+		DisplayName: m.ID, OutputTokenLimit: outputLimit, SupportedGenerationMethods: methods}
 }

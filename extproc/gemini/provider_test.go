@@ -3,80 +3,30 @@ package gemini
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"testing"
 
 	"github.com/tollgate/tollgate/extproc/apierror"
-	"github.com/tollgate/tollgate/extproc/billing"
 	"github.com/tollgate/tollgate/extproc/openai"
 )
 
-func TestProviderResponseGolden(t *testing.T) {
-	for _, path := range fixtures(t, "provider") {
-		t.Run(fixtureName(path), func(t *testing.T) {
-			a := readArchive(t, path)
-			body := a.sections["response.json"]
-			c, bu, err := DecodeResponse(body, "canonical-model")
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.Created = 0
-			golden(t, path, a, "pivot.json", mustJSON(t, c))
-			golden(t, path, a, "billing.json", mustJSON(t, bu))
-
-			out, bu2, finish, err := RewriteResponse(body, "canonical-model")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if bu2 != bu || finish != c.Choices[0].FinishReason {
-				t.Errorf("RewriteResponse usage %+v finish %q; DecodeResponse %+v %q", bu2, finish, bu, c.Choices[0].FinishReason)
-			}
-			golden(t, path, a, "rewritten.json", indent(t, out))
-		})
-	}
-}
-
-// TestUsageMapping pins the arithmetic: Gemini's prompt count includes cached tokens and its
-// candidates count excludes thoughts; billing's counts are disjoint.
-func TestUsageMapping(t *testing.T) {
+func TestPath(t *testing.T) {
 	tests := []struct {
-		name    string
-		meta    UsageMetadata
-		pivot   openai.Usage
-		billing billing.Usage
+		name, model string
+		stream      bool
+		want        string
 	}{
-		{
-			name:    "plain",
-			meta:    UsageMetadata{PromptTokenCount: 10, CandidatesTokenCount: 5, TotalTokenCount: 15},
-			pivot:   openai.Usage{PromptTokens: 10, CompletionTokens: 5, TotalTokens: 15},
-			billing: billing.Usage{InputTokens: 10, OutputTokens: 5},
-		},
-		{
-			name: "cached and thoughts",
-			meta: UsageMetadata{PromptTokenCount: 1200, CandidatesTokenCount: 10, TotalTokenCount: 1250, CachedContentTokenCount: 1000, ThoughtsTokenCount: 40},
-			pivot: openai.Usage{PromptTokens: 1200, CompletionTokens: 50, TotalTokens: 1250,
-				PromptTokensDetails:     &openai.PromptTokensDetails{CachedTokens: 1000},
-				CompletionTokensDetails: &openai.CompletionTokensDetails{ReasoningTokens: 40}},
-			billing: billing.Usage{InputTokens: 200, CacheReadTokens: 1000, OutputTokens: 10, ReasoningTokens: 40},
-		},
-		{
-			name:    "tool use prompt",
-			meta:    UsageMetadata{PromptTokenCount: 10, CandidatesTokenCount: 5, ToolUsePromptTokenCount: 100, TotalTokenCount: 115},
-			pivot:   openai.Usage{PromptTokens: 110, CompletionTokens: 5, TotalTokens: 115},
-			billing: billing.Usage{InputTokens: 110, OutputTokens: 5},
-		},
+		{"generate", "gemini-2.5-flash", false, "/v1beta/models/gemini-2.5-flash:generateContent"},
+		{"stream", "gemini-2.5-flash", true, "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"},
+		{"models prefix", "models/gemini-2.5-pro", false, "/v1beta/models/gemini-2.5-pro:generateContent"},
+		{"tuned", "tunedModels/my-model", false, "/v1beta/tunedModels/my-model:generateContent"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			u, b := usages(tt.meta)
-			if fmt.Sprint(mustJSON(t, u)) != fmt.Sprint(mustJSON(t, tt.pivot)) || b != tt.billing {
-				t.Errorf("got %+v / %+v; want %+v / %+v", u, b, tt.pivot, tt.billing)
+			if got := Path(tt.model, tt.stream); got != tt.want {
+				t.Errorf("Path(%q, %v) = %q, want %q", tt.model, tt.stream, got, tt.want)
 			}
-			// And back: what a Gemini client is shown for the pivot usage.
-			m := usageMetadata(u)
-			if m.PromptTokenCount != u.PromptTokens || m.CachedContentTokenCount != tt.meta.CachedContentTokenCount ||
-				m.ThoughtsTokenCount != tt.meta.ThoughtsTokenCount || m.CandidatesTokenCount != tt.meta.CandidatesTokenCount {
-				t.Errorf("usageMetadata(%+v) = %+v", u, m)
+			if model, stream, ok := ParsePath(tt.want); tt.model[0] != 't' && (!ok || stream != tt.stream) {
+				t.Errorf("ParsePath(Path(…)) = %q, %v, %v", model, stream, ok)
 			}
 		})
 	}
@@ -175,21 +125,5 @@ func TestToolRoundTrip(t *testing.T) {
 	fc := g.Candidates[0].Content.Parts[0].FunctionCall
 	if fc == nil || fc.ID != c.Choices[0].Message.ToolCalls[0].ID || g.Candidates[0].FinishReason != FinishStop {
 		t.Errorf("rendered %+v from %+v", g.Candidates[0], c.Choices[0])
-	}
-}
-
-func TestDecodeResponseMalformed(t *testing.T) {
-	for _, body := range []string{``, `{`, `[]`, `{"candidates":"x"}`} {
-		if _, _, err := DecodeResponse([]byte(body), "m"); err == nil {
-			t.Errorf("DecodeResponse(%q): no error", body)
-		}
-	}
-	_, _, err := DecodeResponse([]byte(`{"error":{"code":429,"message":"Resource has been exhausted","status":"RESOURCE_EXHAUSTED"}}`), "m")
-	var e *apierror.Error
-	if !errors.As(err, &e) || e.Status != 429 || e.Code != apierror.CodeRateLimit {
-		t.Errorf("error body: %v", err)
-	}
-	if _, _, _, err := RewriteResponse([]byte(`null`), "m"); err == nil {
-		t.Error("RewriteResponse(null): no error")
 	}
 }

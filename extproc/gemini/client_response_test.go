@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/tollgate/tollgate/extproc/apierror"
+	"github.com/tollgate/tollgate/extproc/openai"
 )
 
 func TestErrorBody(t *testing.T) {
@@ -58,32 +59,42 @@ func TestErrorBody(t *testing.T) {
 	}
 }
 
-func TestProviderError(t *testing.T) {
+func TestEncodeResponseGolden(t *testing.T) {
+	for _, path := range fixtures(t, "response") {
+		t.Run(fixtureName(path), func(t *testing.T) {
+			a := readArchive(t, path)
+			var c openai.ChatCompletion
+			if err := json.Unmarshal(a.sections["completion.json"], &c); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, path, a, "gemini.json", indent(t, EncodeResponse(&c, "canonical-model", true)))
+		})
+	}
+}
+
+// TestModelList checks the Gemini model list and model shapes: the "models/" name, the base id
+// without the eu/ prefix, the lifecycle as version, and generation methods only for models
+// offered through the Gemini endpoint.
+func TestModelList(t *testing.T) {
+	models := []openai.Model{
+		{ID: "eu/gemini-2.5-pro", OwnedBy: "google", SupportedEndpointTypes: []string{"chat_completions", "gemini"}, Lifecycle: "GA"},
+		{ID: "gpt-5.4", OwnedBy: "openai", SupportedEndpointTypes: []string{"chat_completions"}, Lifecycle: "Preview"},
+	}
+	limits := map[string]int64{"eu/gemini-2.5-pro": 65536, "gpt-5.4": 128000}
+	pro := `{"name":"models/eu/gemini-2.5-pro","baseModelId":"gemini-2.5-pro","version":"ga","displayName":"eu/gemini-2.5-pro","outputTokenLimit":65536,"supportedGenerationMethods":["generateContent","streamGenerateContent"]}`
+	gpt := `{"name":"models/gpt-5.4","baseModelId":"gpt-5.4","version":"preview","displayName":"gpt-5.4","outputTokenLimit":128000,"supportedGenerationMethods":[]}`
 	tests := []struct {
-		name    string
-		status  int
-		body    string
-		want    int
-		code    string
-		message string
+		name string
+		got  []byte
+		want string
 	}{
-		{"invalid argument kept", 400, `{"error":{"code":400,"message":"Invalid value at 'contents[0]'","status":"INVALID_ARGUMENT"}}`, 400, apierror.CodeInvalidParams, "Upstream provider: Invalid value at 'contents[0]'"},
-		{"bad api key hidden", 400, `{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID"}]}}`, 502, apierror.CodeProviderError, "The upstream provider refused the gateway's credentials"},
-		{"permission hidden", 403, `{"error":{"code":403,"message":"Project 123 has no access","status":"PERMISSION_DENIED"}}`, 502, apierror.CodeProviderError, "The upstream provider refused the gateway's credentials"},
-		{"billing hidden", 400, `{"error":{"code":400,"message":"User location is not supported","status":"FAILED_PRECONDITION"}}`, 502, apierror.CodeProviderError, "The upstream provider refused the gateway's credentials"},
-		{"rate limit", 429, `{"error":{"code":429,"message":"Resource has been exhausted","status":"RESOURCE_EXHAUSTED"}}`, 429, apierror.CodeRateLimit, "The upstream provider is rate limiting requests; retry later"},
-		{"overloaded", 503, `{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}`, 502, apierror.CodeProviderError, "The upstream provider failed (status 503)"},
-		{"internal", 500, `{"error":{"code":500,"message":"An internal error has occurred.","status":"INTERNAL"}}`, 502, apierror.CodeProviderError, "The upstream provider failed (status 500)"},
-		{"array form", 404, `[{"error":{"code":404,"message":"models/x is not found","status":"NOT_FOUND"}}]`, 404, apierror.CodeInvalidParams, "Upstream provider: models/x is not found"},
-		{"bare 503", 503, `no healthy upstream`, 502, apierror.CodeProviderError, "The upstream provider failed (status 503)"},
-		{"bare 504", 504, `upstream request timeout`, 524, apierror.CodeProviderTimeout, "The upstream provider timed out"},
+		{"list", ModelList(models, limits), `{"models":[` + pro + `,` + gpt + `]}`},
+		{"empty list", ModelList(nil, nil), `{"models":[]}`},
+		{"object", ModelObject(models[1], limits["gpt-5.4"]), gpt},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e := ProviderError(tt.status, []byte(tt.body))
-			if e.Status != tt.want || e.Code != tt.code || e.Message != tt.message {
-				t.Errorf("got %d %s %q; want %d %s %q", e.Status, e.Code, e.Message, tt.want, tt.code, tt.message)
-			}
-		})
+		if string(tt.got) != tt.want {
+			t.Errorf("%s:\n got %s\nwant %s", tt.name, tt.got, tt.want)
+		}
 	}
 }
