@@ -10,13 +10,11 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/tollgate/tollgate/envoy/contract"
-	"github.com/tollgate/tollgate/extproc/anthropic"
 	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/catalog"
 	"github.com/tollgate/tollgate/extproc/ledger"
@@ -145,37 +143,20 @@ func (s *Server) answerAttempt(ctx context.Context, req *extprocv3.ProcessingReq
 	m.Set(":path", path)
 	m.Set("content-type", "application/json")
 	setUpstreamCredential(&m, provider)
-	if providerProtocol(provider.Kind) == protoAnthropic {
-		// The client's own version and betas when it speaks Anthropic, else the version the
-		// translation targets.
-		version, beta := anthropic.Version, ""
-		if x.req.proto == protoAnthropic {
-			if v := x.anthropicHeaders["anthropic-version"]; v != "" {
-				version = v
-			}
-			beta = x.anthropicHeaders["anthropic-beta"]
-		}
-		m.Set("anthropic-version", version)
-		if beta != "" {
-			m.Set("anthropic-beta", beta)
-		}
-	}
+	providerFor(backend).headers(&m, x.req, x.anthropicHeaders)
 	// Whatever else the client sent, the gateway's routing headers, and whatever a previous
 	// attempt set for its provider go no further.
 	removeUnforwarded(req.GetRequestHeaders().GetHeaders(), &m)
 	done = x.attempted(backend)
-	return &extprocv3.ProcessingResponse{
-		Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
-			Status:         extprocv3.CommonResponse_CONTINUE_AND_REPLACE,
-			HeaderMutation: m.proto(),
-			BodyMutation:   &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: body}},
-		}}},
-		// Envoy drops content-length when a headers reply replaces the body; the cluster's
-		// header_mutation filter sets it again from this value.
-		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{contract.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{
-			Fields: map[string]*structpb.Value{contract.ContentLengthKey: structpb.NewStringValue(strconv.Itoa(len(body)))},
-		})}},
-	}, done
+	// Envoy drops content-length when a headers reply replaces the body; the cluster's
+	// header_mutation filter sets it again from this metadata.
+	return requestHeadersReply(&extprocv3.CommonResponse{
+		Status:         extprocv3.CommonResponse_CONTINUE_AND_REPLACE,
+		HeaderMutation: m.proto(),
+		BodyMutation:   replaceBody(body),
+	}, &structpb.Struct{Fields: map[string]*structpb.Value{contract.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{
+		Fields: map[string]*structpb.Value{contract.ContentLengthKey: structpb.NewStringValue(strconv.Itoa(len(body)))},
+	})}}), done
 }
 
 // attemptFailure ends an attempt with a 502 that the router filter's exchange rewrites into the
@@ -184,11 +165,7 @@ func attemptFailure(msg string) *extprocv3.ProcessingResponse {
 	e := apierror.New(http.StatusBadGateway, apierror.CodeNoProviderAvailable, "%s", msg)
 	var m mutation
 	m.Set("content-type", "application/json")
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
-		Status:  &typev3.HttpStatus{Code: typev3.StatusCode(e.Status)},
-		Headers: m.proto(),
-		Body:    errorBody(protoOpenAI, e),
-	}}}
+	return immediateReply(e.Status, &m, clientFor(protoOpenAI).errorBody(e), "", nil)
 }
 
 // holdForAttempt places the request's credit hold when its first attempt starts: only then has
@@ -217,12 +194,7 @@ func (x *exchange) holdForAttempt(ctx context.Context) *apierror.Error {
 func holdFailure(e *apierror.Error) *extprocv3.ProcessingResponse {
 	var m mutation
 	m.Set("content-type", "application/json")
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
-		Status:  &typev3.HttpStatus{Code: typev3.StatusCode_PaymentRequired},
-		Headers: m.proto(),
-		Body:    errorBody(protoOpenAI, e),
-		Details: "tollgate_hold_" + e.Code,
-	}}}
+	return immediateReply(http.StatusPaymentRequired, &m, clientFor(protoOpenAI).errorBody(e), "tollgate_hold_"+e.Code, nil)
 }
 
 // attempted records that an attempt went to b and returns the function that records its outcome.
@@ -255,7 +227,7 @@ func (x *exchange) syncAttempt() {
 	x.attemptMu.Lock()
 	defer x.attemptMu.Unlock()
 	if x.lastAttempt != nil {
-		x.backend, x.provider = x.lastAttempt, providerProtocol(x.lastAttempt.ProviderRef().Kind)
+		x.backend, x.provider = x.lastAttempt, providerFor(x.lastAttempt)
 	}
 }
 
@@ -283,9 +255,7 @@ func (s *Server) serveAttempt(stream extprocv3.ExternalProcessor_ProcessServer, 
 		}
 		code, _ := strconv.Atoi(header(rh.GetHeaders(), ":status"))
 		done(code)
-		if err := stream.Send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
-			ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
-				HeaderMutation: providerAccountHeaders(rh.GetHeaders())}}}}); err != nil {
+		if err := stream.Send(responseHeadersReply(&extprocv3.CommonResponse{HeaderMutation: providerAccountHeaders(rh.GetHeaders())}, nil)); err != nil {
 			return fmt.Errorf("send: %w", err)
 		}
 	}

@@ -299,3 +299,14 @@ func poll(t testing.TB, cond func() bool) {
 		<-tick.C
 	}
 }
+
+// nativeProvider is the codec of the provider kind that speaks p natively (OpenAI itself for the
+// OpenAI protocol), for tests that pick a provider by protocol.
+func nativeProvider(p protocol) providerCodec {
+	for _, kind := range []string{catalog.KindOpenAI, catalog.KindAnthropic, catalog.KindGemini} {
+		if pc := providerCodecs[kind]; pc.native() == p {
+			return pc
+		}
+	}
+	panic("no provider kind speaks " + string(p))
+}

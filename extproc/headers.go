@@ -48,7 +48,7 @@ func headerValues(hm *corev3.HeaderMap, name string) string {
 }
 
 // mutation accumulates a header mutation. Envoy honours only the deprecated append flag (false
-// means overwrite) and reads only raw_value (research/envoy.md 1.6).
+// means overwrite) and reads only raw_value (docs/envoy.md 1.6).
 type mutation struct {
 	set    []*corev3.HeaderValueOption
 	remove []string

@@ -22,17 +22,10 @@ func (x *exchange) routeManagement(m *mutation) *extprocv3.ProcessingResponse {
 		return x.reject(apierror.New(http.StatusForbidden, apierror.CodeAccessDenied, "The management API needs a management key; this is a standard key"))
 	}
 	m.Set(contract.ClusterHeader, contract.ManagementCluster)
-	return &extprocv3.ProcessingResponse{
-		Response: &extprocv3.ProcessingResponse_RequestHeaders{
-			RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
-				HeaderMutation:  m.proto(),
-				ClearRouteCache: true,
-			}},
-		},
-		DynamicMetadata: x.metadata(map[string]any{
+	return requestHeadersReply(&extprocv3.CommonResponse{HeaderMutation: m.proto(), ClearRouteCache: true},
+		x.metadata(map[string]any{
 			contract.RequestIDKey: x.requestID,
 			contract.OrgIDKey:     x.principal.OrgID,
 			contract.KeyIDKey:     x.principal.KeyID,
-		}),
-	}
+		}))
 }

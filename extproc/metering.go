@@ -186,7 +186,7 @@ func (x *exchange) settle(bu billing.Usage, finish string, streamed bool) billin
 		RequestID:        x.requestID,
 		OrgID:            x.principal.OrgID,
 		KeyID:            x.principal.KeyID,
-		Endpoint:         catalogEndpoint(x.req.proto),
+		Endpoint:         clientFor(x.req.proto).endpoint(),
 		RequestedModel:   x.req.model,
 		Model:            x.served().ID,
 		Provider:         x.backend.Provider,
@@ -233,7 +233,7 @@ func (x *exchange) settle(bu billing.Usage, finish string, streamed bool) billin
 }
 
 // hold reserves an upper bound of the request's cost before it goes upstream, so that no number
-// of concurrent requests can spend credit the organisation does not have (DESIGN.md section 6).
+// of concurrent requests can spend credit the organisation does not have (docs/design.md section 6).
 // Failing to reach the ledger fails the request: admitting it unheld could overspend.
 func (x *exchange) hold(ctx context.Context) *apierror.Error {
 	// Any model of the fallback chain may end up serving, so the bound is the dearest of them.

@@ -81,7 +81,7 @@ func TestCutStreamsCharged(t *testing.T) {
 			b := requestBounds(m, req.pivot)
 			for k := 0; k <= len(events); k++ {
 				t.Run(fmt.Sprintf("%s/to_%s/cut_after_%d", f.provider, c.proto, k), func(t *testing.T) {
-					proc := newStreamProcessor(req, f.provider, "m")
+					proc := newStreamProcessor(req, nativeProvider(f.provider), "m")
 					for _, ev := range events[:k] {
 						if _, err := proc.Feed([]byte(ev), false); err != nil {
 							t.Fatal(err)

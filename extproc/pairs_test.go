@@ -66,7 +66,7 @@ func TestPairs(t *testing.T) {
 				}
 				g.check(t, "upstream.json", append([]byte(upPath+"\n"), indentJSON(t, upBody)...))
 
-				proto := providerProtocol(backend.ProviderRef().Kind)
+				proto := providerFor(backend)
 				if !stream {
 					out, u, finish, err := translateResponse(req, proto, g.input(t, "provider.json"), "m")
 					if err != nil {
@@ -102,7 +102,7 @@ type fed struct {
 }
 
 // feedStream feeds the provider's stream in the given chunks, the last marked as the end.
-func feedStream(t *testing.T, req *clientRequest, provider protocol, chunks ...[]byte) fed {
+func feedStream(t *testing.T, req *clientRequest, provider providerCodec, chunks ...[]byte) fed {
 	t.Helper()
 	p := newStreamProcessor(req, provider, "m")
 	var f fed

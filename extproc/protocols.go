@@ -1,44 +1,20 @@
 package extproc
 
 import (
-	"github.com/tollgate/tollgate/extproc/anthropic"
-	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/billing"
-	"github.com/tollgate/tollgate/extproc/catalog"
-	"github.com/tollgate/tollgate/extproc/gemini"
 	"github.com/tollgate/tollgate/extproc/openai"
 	"github.com/tollgate/tollgate/extproc/params"
 )
 
-// protocol is a wire protocol: the client's, or a provider kind's.
-type protocol int
+// protocol is a client protocol, the key of clientCodecs; a provider codec's native protocol is
+// the one whose requests it takes natively.
+type protocol string
 
 const (
-	protoOpenAI protocol = iota
-	protoAnthropic
-	protoGemini
+	protoOpenAI    protocol = "openai"
+	protoAnthropic protocol = "anthropic"
+	protoGemini    protocol = "gemini"
 )
-
-func (p protocol) String() string {
-	switch p {
-	case protoAnthropic:
-		return "anthropic"
-	case protoGemini:
-		return "gemini"
-	}
-	return "openai"
-}
-
-// providerProtocol is the protocol a provider kind speaks.
-func providerProtocol(kind string) protocol {
-	switch kind {
-	case catalog.KindAnthropic:
-		return protoAnthropic
-	case catalog.KindGemini:
-		return protoGemini
-	}
-	return protoOpenAI
-}
 
 // clientRequest is a client's request, parsed and validated. Every request is also held in the
 // pivot (OpenAI chat) form, which bounds the credit hold and feeds cross-protocol translation;
@@ -156,27 +132,3 @@ func (b *bridge) Usage() (billing.Usage, bool, bool) {
 }
 func (b *bridge) FinishReason() string { return b.dec.FinishReason() }
 func (b *bridge) ContentBytes() int64  { return b.content }
-
-// errorBody renders e in the client's protocol.
-func errorBody(p protocol, e *apierror.Error) []byte {
-	switch p {
-	case protoAnthropic:
-		return anthropic.ErrorBody(e)
-	case protoGemini:
-		return gemini.ErrorBody(e)
-	default:
-		return openai.ErrorBody(e)
-	}
-}
-
-// streamError appends e as the client's stream error event, ending its stream.
-func streamError(p protocol, dst []byte, e *apierror.Error) []byte {
-	switch p {
-	case protoAnthropic:
-		return anthropic.StreamErrorEvent(dst, e)
-	case protoGemini:
-		return gemini.StreamError(dst, e)
-	default:
-		return openai.StreamError(dst, e)
-	}
-}

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/tollgate/tollgate/extproc/catalog"
 )
 
 // leaks are what must never reach a client from a provider's error: the operator's organisation,
@@ -78,9 +80,10 @@ func TestProviderErrorsScrubbed(t *testing.T) {
 			if _, err := fmtSscan(rest, &status); err != nil {
 				t.Fatal(err)
 			}
-			provider := map[string]protocol{"openai": protoOpenAI, "compatible": protoOpenAI, "anthropic": protoAnthropic, "gemini": protoGemini}[kind]
-
-			e := providerError(provider, status, body)
+			if kind == "compatible" {
+				kind = catalog.KindOpenAICompatible
+			}
+			e := providerCodecs[kind].providerError(status, body)
 			if e.Status != tt.wantStatus || e.Code != tt.wantCode {
 				t.Fatalf("got %d %s (%q), want %d %s", e.Status, e.Code, e.Message, tt.wantStatus, tt.wantCode)
 			}
@@ -102,10 +105,10 @@ func TestProviderErrorsScrubbed(t *testing.T) {
 				}
 			}
 			for _, client := range []protocol{protoOpenAI, protoAnthropic, protoGemini} {
-				if s := streamError(client, nil, e); !strings.Contains(string(s), "data: ") {
+				if s := clientFor(client).streamError(nil, e); !strings.Contains(string(s), "data: ") {
 					t.Errorf("%s stream error event: %q", client, s)
 				}
-				checkShape(t, client, errorBody(client, e), tt.wantStatus, tt.wantCode)
+				checkShape(t, client, clientFor(client).errorBody(e), tt.wantStatus, tt.wantCode)
 			}
 		})
 	}

@@ -69,3 +69,12 @@ func classify(path string) endpoint {
 	}
 	return endpoint{kind: routeUnknown}
 }
+
+// classifyListing tells the Anthropic SDK's model listing, which it asks for at OpenAI's path
+// (/v1/models), from OpenAI's by the anthropic-version header every Anthropic request carries.
+func classifyListing(ep endpoint, anthropicVersion bool) endpoint {
+	if anthropicVersion && ep.proto == protoOpenAI && (ep.kind == routeModels || ep.kind == routeModel) {
+		ep.proto = protoAnthropic
+	}
+	return ep
+}

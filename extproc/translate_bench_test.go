@@ -80,7 +80,7 @@ var protocols = []protocol{protoOpenAI, protoAnthropic, protoGemini}
 func BenchmarkTranslateRequest(b *testing.B) {
 	for _, client := range protocols {
 		for _, provider := range protocols {
-			b.Run(client.String()+"_to_"+provider.String(), func(b *testing.B) {
+			b.Run(string(client)+"_to_"+string(provider), func(b *testing.B) {
 				in := benchClientRequests[client]
 				backend, model := benchBackend(provider)
 				b.ReportAllocs()
@@ -104,7 +104,7 @@ func BenchmarkTranslateRequest(b *testing.B) {
 func BenchmarkTranslateStream(b *testing.B) {
 	for _, client := range protocols {
 		for _, provider := range protocols {
-			b.Run(provider.String()+"_stream_to_"+client.String(), func(b *testing.B) {
+			b.Run(string(provider)+"_stream_to_"+string(client), func(b *testing.B) {
 				in := benchClientRequests[client]
 				req, perr := parseClient(in.ep, []byte(in.body))
 				if perr != nil {
@@ -119,7 +119,7 @@ func BenchmarkTranslateStream(b *testing.B) {
 				b.ReportAllocs()
 				b.SetBytes(int64(len(stream)))
 				for b.Loop() {
-					proc := newStreamProcessor(req, provider, "gpt")
+					proc := newStreamProcessor(req, nativeProvider(provider), "gpt")
 					for _, ev := range events {
 						if _, err := proc.Feed([]byte(ev), false); err != nil {
 							b.Fatal(err)

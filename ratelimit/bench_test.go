@@ -142,7 +142,7 @@ func measure(b *testing.B, decisionsPerCall int, parallel bool, call func() erro
 		b.ReportMetric(float64(len(all)*decisionsPerCall)/elapsed.Seconds(), "decisions/s")
 	}
 	// This process's CPU (server and Redis client, not Redis itself), the
-	// figure DESIGN.md compares with envoyproxy/ratelimit.
+	// figure docs/design.md compares with envoyproxy/ratelimit.
 	b.ReportMetric(float64(cpu.Microseconds())/float64(len(all)), "cpu-µs/op")
 }
 

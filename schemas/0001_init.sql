@@ -1,4 +1,4 @@
--- Tollgate ledger: organisations, API keys, credit, holds and usage (DESIGN.md section 6).
+-- Tollgate ledger: organisations, API keys, credit, holds and usage (docs/design.md section 6).
 --
 -- Money is bigint micro-USD everywhere (columns end in _micros). Nothing here is floating point.
 -- Objects are created unqualified, in the first schema of search_path, so tests can give each

@@ -1,4 +1,4 @@
--- Per-org and per-key rate-limit overrides (DESIGN.md section 7), read by the rate-limit
+-- Per-org and per-key rate-limit overrides (docs/design.md section 7), read by the rate-limit
 -- service on top of the catalog's per-model defaults.
 --
 -- key_id NULL means "every key of the org"; model NULL means "every model". A NULL limit

@@ -13,7 +13,7 @@ import (
 )
 
 // command is one subcommand. Operator commands print the single value a script needs on stdout
-// and everything meant for people on stderr (DESIGN.md section 8).
+// and everything meant for people on stderr (docs/design.md section 8).
 type command struct {
 	summary string
 	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error

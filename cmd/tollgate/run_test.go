@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// TestEveryCommandIsListed guards the dispatch table: each subcommand the README and DESIGN.md
+// TestEveryCommandIsListed guards the dispatch table: each subcommand the README and docs/design.md
 // name must run (here: answer -h) rather than be unknown.
 func TestEveryCommandIsListed(t *testing.T) {
 	for _, name := range []string{"extproc", "ratelimit", "migrate", "envoy-config", "standin", "mockprovider", "dev",

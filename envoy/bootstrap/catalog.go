@@ -51,7 +51,7 @@ func FromCatalog(cat *catalog.Catalog, listen, extprocAddr string, opts ...Catal
 
 // modelClusterParams is the cluster of m in region, if m has backends there. A model
 // without backends of its own in the region has no cluster, even if a fallback would serve:
-// extproc answers such requests (eu/ residency, DESIGN.md section 5).
+// extproc answers such requests (eu/ residency, docs/design.md section 5).
 func modelClusterParams(cat *catalog.Catalog, m *catalog.Model, region string) (Cluster, bool) {
 	if len(m.BackendsIn(region)) == 0 {
 		return Cluster{}, false

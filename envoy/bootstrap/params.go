@@ -1,4 +1,4 @@
-// Package bootstrap renders Tollgate's Envoy bootstrap (DESIGN.md sections 1, 2 and 5) as
+// Package bootstrap renders Tollgate's Envoy bootstrap (docs/design.md sections 1, 2 and 5) as
 // go-control-plane protos, marshals it to the YAML that `envoy -c` reads, and loads such YAML
 // back with every typed extension resolved and validated, so a typo fails a test rather than a
 // deployment. The development stand-in (envoy/standin) reads the same bootstrap.
@@ -85,7 +85,7 @@ type Params struct {
 	// policy and the cluster's outlier detection. Nil takes the defaults.
 	Retry *Retry
 	// RateLimit, if set, adds the HTTP ratelimit filter right after ext_proc, the RLS
-	// cluster (RateLimitClusterName) and the route's RateLimitPerRoute (DESIGN.md section
+	// cluster (RateLimitClusterName) and the route's RateLimitPerRoute (docs/design.md section
 	// 7). Nil renders no rate limiting.
 	RateLimit *RateLimit
 

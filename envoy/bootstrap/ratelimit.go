@@ -83,7 +83,7 @@ func (r *RateLimit) validate() error {
 	return errors.Join(errs...)
 }
 
-// RateLimitFilter is the HTTP ratelimit filter of DESIGN.md section 7: domain tollgate, the
+// RateLimitFilter is the HTTP ratelimit filter of docs/design.md section 7: domain tollgate, the
 // RLS at RateLimitClusterName, DRAFT_VERSION_03 x-ratelimit-* headers, and no filter-level
 // rate_limits (they live in the route's RateLimitPerRoute, RateLimitPerRoute).
 func RateLimitFilter(r RateLimit) *ratelimitv3.RateLimit {
@@ -104,7 +104,7 @@ func RateLimitFilter(r RateLimit) *ratelimitv3.RateLimit {
 	}
 }
 
-// rateLimitScope is one scope of DESIGN.md section 7: org, plus the key and/or the model.
+// rateLimitScope is one scope of docs/design.md section 7: org, plus the key and/or the model.
 type rateLimitScope struct{ key, model bool }
 
 // rateLimitScopes is the order of scopes in the route's rate_limits.
@@ -115,7 +115,7 @@ var rateLimitScopes = []rateLimitScope{
 	{key: true, model: true}, // org+key+model
 }
 
-// RateLimitPerRoute is the route's rate-limit policy (DESIGN.md section 7). For each scope
+// RateLimitPerRoute is the route's rate-limit policy (docs/design.md section 7). For each scope
 // in [org+model, org, org+key, org+key+model] it holds five entries whose descriptors are
 // {quota}, {org}, then {key} and {model} as the scope says:
 //   - rpm on the request path (hits_addend unset: the RLS counts 1);
@@ -131,7 +131,7 @@ var rateLimitScopes = []rateLimitScope{
 // MetaDataAction::populateDescriptor).
 // These entries must sit in RateLimitPerRoute: hits_addend is only allowed there and the
 // filter-level rate_limits never evaluate apply_on_stream_done (ratelimit.cc
-// populateRateLimitDescriptors; research doc section 3.3).
+// populateRateLimitDescriptors; docs/envoy.md section 3).
 func RateLimitPerRoute() *ratelimitv3.RateLimitPerRoute {
 	tokens := "%DYNAMIC_METADATA(" + contract.MetadataNamespace + ":" + contract.TotalTokensKey + ")%"
 	var limits []*routev3.RateLimit

@@ -15,7 +15,7 @@ import (
 	"github.com/tollgate/tollgate/envoy/contract"
 )
 
-// TestRateLimitPerRouteEntries pins DESIGN.md section 7: per scope in [org+model, org,
+// TestRateLimitPerRouteEntries pins docs/design.md section 7: per scope in [org+model, org,
 // org+key, org+key+model], rpm on the request path, tpm and tpd checked with hits_addend 0,
 // then tpm and tpd consumed on stream done with hits_addend from total_tokens.
 func TestRateLimitPerRouteEntries(t *testing.T) {

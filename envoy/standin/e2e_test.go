@@ -27,7 +27,7 @@ var sseEvents = []string{
 }
 
 // TestEndToEndSSE runs Tollgate's rendered bootstrap through the stand-in the way extproc
-// drives real Envoy (DESIGN.md section 2): the request_body reply sets x-tollgate-cluster
+// drives real Envoy (docs/design.md section 2): the request_body reply sets x-tollgate-cluster
 // with clear_route_cache, rewrites :path, the body and content-length, and writes dynamic
 // metadata; the response_headers reply switches the response to STREAMED; each streamed
 // chunk is replaced. The client must receive exactly the processor's per-chunk
@@ -35,7 +35,7 @@ var sseEvents = []string{
 //
 // Envoy: ext_proc.cc (onReceiveMessage, handleDataStreamedMode), processor_state.cc
 // (handleBufferedBodyCallback, clearRouteCache, handleStreamedBodyResponse),
-// router config_impl.cc (cluster_header), research doc sections 1.7, 1.8, 2.
+// router config_impl.cc (cluster_header), docs/envoy.md sections 1.5, 1.7, 2.
 func TestEndToEndSSE(t *testing.T) {
 	for _, seed := range []int64{testSeed, 1, 2, 3} {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { testEndToEndSSE(t, seed) })

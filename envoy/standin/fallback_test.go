@@ -24,7 +24,7 @@ import (
 	"github.com/tollgate/tollgate/envoy/standin"
 )
 
-// Conformance tests for retries and fallback (DESIGN.md section 2, "the second filter"): the
+// Conformance tests for retries and fallback (docs/design.md section 2, "the second filter"): the
 // bootstrap is bootstrap.Render's model cluster, its retry timings shrunk so nothing waits long.
 
 // fastFallback keeps back-off in milliseconds: tests never sleep.

@@ -72,7 +72,7 @@ func (h *headerMap) byteSize() int {
 // toProto renders h for a ProcessingRequest, values in raw_value.
 //
 // Envoy: source/extensions/filters/http/ext_proc/mutation_utils.cc headersToProto; raw_value
-// is the only encoding since send_header_raw_value was removed (research doc section 7).
+// is the only encoding since send_header_raw_value was removed.
 func (h *headerMap) toProto() *corev3.HeaderMap {
 	out := &corev3.HeaderMap{Headers: make([]*corev3.HeaderValue, 0, len(h.entries))}
 	for _, e := range h.entries {

@@ -27,7 +27,7 @@ func immediate(ir *extprocsvc.ImmediateResponse) *extprocsvc.ProcessingResponse 
 //
 // Envoy: ext_proc.cc onReceiveMessage (kImmediateResponse), sendImmediateResponse;
 // mutation_utils.cc isValidHttpStatus; utility.cc sendLocalReply; filter_manager.cc
-// sendLocalReply; research doc section 1.9.
+// sendLocalReply; docs/envoy.md section 1.8.
 func TestImmediateResponse(t *testing.T) {
 	withHeaders := &extprocsvc.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
 		setHeader("content-type", "application/json"), setHeader("x-custom", "1"), setHeader("x-envoy-foo", "no"),

@@ -50,7 +50,7 @@ func rewriteErrors(m *extprocsvc.ProcessingRequest) *extprocsvc.ProcessingRespon
 // Large"); router.cc decodeHeaders (cluster_not_found, body ""), onUpstreamReset ("upstream
 // connect error or disconnect/reset before headers. reset reason: …"),
 // onUpstreamTimeoutAbort ("upstream request timeout"); conn_manager_impl.cc onIdleTimeout
-// (408 "stream timeout"); research doc section 7.
+// (408 "stream timeout").
 func TestLocalRepliesGoThroughExtProc(t *testing.T) {
 	closedPort := func(t *testing.T) upstream {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -15,7 +15,7 @@ import (
 // forwarding_namespaces are sent back in metadata_context.
 //
 // Envoy: ext_proc.cc Filter::setDynamicMetadata, addDynamicMetadata; StreamInfo
-// setDynamicMetadata merges; research doc section 1.10.
+// setDynamicMetadata merges; docs/envoy.md section 1.8.
 func TestDynamicMetadata(t *testing.T) {
 	tests := []struct {
 		name       string

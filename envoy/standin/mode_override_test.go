@@ -17,7 +17,7 @@ import (
 // request loudly.
 //
 // Envoy: ext_proc.cc Filter::onReceiveMessage (allow_mode_override, inHeaderProcessState,
-// allowed_override_modes), effectiveModeOverride; research doc section 1.4.
+// allowed_override_modes), effectiveModeOverride; docs/envoy.md section 1.4.
 func TestModeOverride(t *testing.T) {
 	streamed := &extprocv3.ProcessingMode{ResponseBodyMode: extprocv3.ProcessingMode_STREAMED}
 	tests := []struct {

@@ -136,7 +136,7 @@ func (e *errMutation) Error() string { return e.msg }
 // content-length in body modes where Envoy removes it.
 //
 // Envoy: source/extensions/filters/http/ext_proc/mutation_utils.cc applyHeaderMutations
-// (@4519ef4); research doc section 1.6.
+// (@4519ef4); docs/envoy.md section 1.6.
 func applyHeaderMutation(m *extprocsvc.HeaderMutation, h *headerMap, replacing bool, rules *mutationRules, rejected func(), skipContentLength bool) error {
 	if len(m.GetRemoveHeaders()) > maxHeadersCount || len(m.GetSetHeaders()) > maxHeadersCount {
 		rejected()

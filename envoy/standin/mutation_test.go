@@ -35,8 +35,8 @@ func headerEchoUpstream(t *testing.T) upstream {
 // invalid characters, or value and raw_value both set, fail the reply with a 500.
 //
 // Envoy: source/extensions/filters/http/ext_proc/mutation_utils.cc applyHeaderMutations;
-// source/extensions/filters/common/mutation_rules/mutation_rules.cc Checker; research doc
-// section 1.6 (issue #36982 for append_action).
+// source/extensions/filters/common/mutation_rules/mutation_rules.cc Checker;
+// docs/envoy.md section 1.6 (issue #36982 for append_action).
 func TestHeaderMutations(t *testing.T) {
 	raw := func(k, v string) *corev3.HeaderValueOption { return setHeader(k, v) }
 	tests := []struct {

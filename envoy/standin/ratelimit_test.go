@@ -198,7 +198,7 @@ func TestRateLimitOK(t *testing.T) {
 // Envoy: ratelimit.cc Filter::complete (OverLimit: setReferenceEnvoyRateLimited, then
 // sendLocalReply(rateLimitedStatus(), response_body, populateResponseHeaders(…, true))),
 // Filter::populateResponseHeaders; source/common/http/utility.cc Utility::sendLocalReply
-// (modify_headers first, then content-type only if absent); research doc section 7.
+// (modify_headers first, then content-type only if absent).
 func TestRateLimitOverLimit(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -351,7 +351,7 @@ func TestRateLimitServiceFailure(t *testing.T) {
 // saved route; OnStreamDoneCallBack::complete ignores the answer); ratelimit_config.cc
 // RateLimitConfig::populateDescriptors (on_stream_done filter) and
 // RateLimitPolicy::populateDescriptors (formatValue; number or string; 0 ≤ x ≤
-// MAX_HITS_ADDEND 1e9); research doc section 3.3.
+// MAX_HITS_ADDEND 1e9); docs/envoy.md section 3.
 func TestRateLimitApplyOnStreamDone(t *testing.T) {
 	sse := "data: {\"a\":1}\n\ndata: {\"b\":2}\n\ndata: [DONE]\n\n"
 	rls, rlsAddr := startRLS(t, func(_ context.Context, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {

@@ -19,7 +19,7 @@ import (
 //
 // Envoy: processor_state.cc DecodingProcessorState::clearRouteCache; ext_proc.cc
 // decodeHeaders (mergePerRouteConfig caches the route); router config_impl.cc
-// pickClusterViaClusterHeader; research doc section 1.8.
+// pickClusterViaClusterHeader; docs/envoy.md section 1.7.
 func TestClearRouteCache(t *testing.T) {
 	tests := []struct {
 		name          string

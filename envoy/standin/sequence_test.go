@@ -16,7 +16,7 @@ import (
 // message only.
 //
 // Envoy: ext_proc.cc Filter::onHeaders, handleDataBufferedMode, encodeProtocolConfig;
-// research doc sections 1.1 to 1.3.
+// docs/envoy.md sections 1.1 to 1.3.
 func TestMessageSequence(t *testing.T) {
 	tests := []struct {
 		name         string
@@ -82,8 +82,8 @@ func TestMessageSequence(t *testing.T) {
 // TestHeadersInRawValue: header values travel in raw_value, pseudo-headers included
 // (:method :path :authority :scheme on requests, :status on responses).
 //
-// Envoy: mutation_utils.cc headersToProto; research doc section 7 (send_header_raw_value
-// removed).
+// Envoy: mutation_utils.cc headersToProto (send_header_raw_value was removed: raw_value is
+// the only encoding).
 func TestHeadersInRawValue(t *testing.T) {
 	up := startUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Upstream", "yes")

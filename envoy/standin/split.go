@@ -36,7 +36,7 @@ func (sp splitter) next(n int) int {
 // readBody starts the upstream body reader: it emits the body in randomly split chunks and
 // ends with end_stream, which rides on the last data chunk when the length is known
 // (content-length) and comes as an empty chunk otherwise (the HTTP/1 chunked terminator,
-// research doc section 1.12). It stops the route and per-try timers when the body is complete. The
+// docs/envoy.md section 1.3). It stops the route and per-try timers when the body is complete. The
 // goroutine exits at the end of the body or when the upstream context ends; finish waits
 // for it.
 func (s *stream) readBody(body io.ReadCloser, length int64) <-chan chunk {

@@ -159,7 +159,7 @@ func TestStreamedContentLength(t *testing.T) {
 // end_of_stream chunk; with content-length, end_of_stream rides on the last data chunk.
 //
 // Envoy: HTTP/1 codec delivers the chunked terminator as an empty data callback with
-// end_stream (research doc section 1.12); ext_proc.cc setupBodyChunk.
+// end_stream (docs/envoy.md section 1.3); ext_proc.cc setupBodyChunk.
 func TestStreamedEndOfStream(t *testing.T) {
 	for _, known := range []bool{false, true} {
 		t.Run("content-length="+strconv.FormatBool(known), func(t *testing.T) {
@@ -204,7 +204,7 @@ func TestStreamedEndOfStream(t *testing.T) {
 // that buffered would deadlock (and the test fail at its deadline).
 //
 // Envoy forwards every data frame as it is processed (processor_state.cc
-// injectDataToFilterChain); research doc section 2.
+// injectDataToFilterChain); docs/envoy.md section 2.
 func TestStreamedChunksAreFlushed(t *testing.T) {
 	release := make(chan struct{})
 	up := startUpstream(t, func(w http.ResponseWriter, r *http.Request) {

@@ -1,5 +1,5 @@
 // Package apierror holds the gateway's client-visible errors: an HTTP status, a stable code
-// programs can rely on (DESIGN.md section 4), and a message safe to show. Only the boundary that
+// programs can rely on (docs/design.md section 4), and a message safe to show. Only the boundary that
 // answers the client turns one into the client's protocol shape.
 package apierror
 
@@ -10,7 +10,7 @@ import (
 	"net/http"
 )
 
-// Stable codes (DESIGN.md section 4).
+// Stable codes (docs/design.md section 4).
 const (
 	CodeInvalidParams        = "invalid_params"
 	CodeAuthInvalid          = "auth_invalid"

@@ -18,7 +18,7 @@ import (
 	"strings"
 )
 
-// Billing items (DESIGN.md section 6; seed 003's billing items).
+// Billing items (docs/design.md section 6; seed 003's billing items).
 const (
 	ItemPrompt              = "prompt"
 	ItemCompletion          = "completion"

@@ -1,5 +1,5 @@
 // Package catalog holds the operator's model catalog: providers, models, prices and limits,
-// loaded from one YAML file (DESIGN.md section 5) and queried on every request.
+// loaded from one YAML file (docs/design.md section 5) and queried on every request.
 //
 // A Catalog is immutable once loaded; reloading builds a new one and swaps a pointer, so readers
 // never need a lock. Loading validates everything and reports every problem at once as a

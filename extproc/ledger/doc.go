@@ -1,5 +1,5 @@
 // Package ledger is Tollgate's Postgres store for organisations, API keys, credit and usage
-// (DESIGN.md section 6).
+// (docs/design.md section 6).
 //
 // A gateway request touches it three times:
 //

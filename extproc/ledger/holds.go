@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Hold is a reservation of credit for a request in flight (DESIGN.md section 6).
+// Hold is a reservation of credit for a request in flight (docs/design.md section 6).
 type Hold struct {
 	RequestID, OrgID string
 	KeyID            string // may be empty

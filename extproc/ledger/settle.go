@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Usage is the record of one completed request (DESIGN.md section 6, usage records).
+// Usage is the record of one completed request (docs/design.md section 6, usage records).
 // Attempt is one upstream attempt of a request.
 type Attempt struct {
 	Backend   string `json:"backend"` // provider/upstream_model

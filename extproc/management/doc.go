@@ -1,4 +1,4 @@
-// Package management serves the management API (DESIGN.md section 6): an organisation's
+// Package management serves the management API (docs/design.md section 6): an organisation's
 // balance, its usage and cost totals, and its request logs, as JSON and as CSV exports.
 //
 // # Flow

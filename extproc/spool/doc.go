@@ -1,5 +1,5 @@
 // Package spool makes settlement durable before it reaches Postgres, so that no usage is lost
-// when the database is slow or down (DESIGN.md section 6, "no lost usage").
+// when the database is slow or down (docs/design.md section 6, "no lost usage").
 //
 // # Flow
 //

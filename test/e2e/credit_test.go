@@ -41,7 +41,7 @@ func creditBody(i int) string {
 	return fmt.Sprintf(`{"model":%q,%s"max_tokens":%d,"messages":[{"role":"user","content":%q}]}`, model, s, limit, prompt)
 }
 
-// holdFor computes the extproc's hold for body the way DESIGN.md section 6 states it: prompt
+// holdFor computes the extproc's hold for body the way docs/design.md section 6 states it: prompt
 // bytes at the prompt price plus max_tokens at the completion price, plus markup, rounded up.
 func holdFor(t *testing.T, body string, markupBps int64) int64 {
 	t.Helper()
@@ -65,7 +65,7 @@ type creditResult struct {
 
 // TestCreditCannotBeOverspent sends 500 concurrent requests, streaming and not, some to providers
 // that bill the most they were allowed, for an org whose credit covers about 100 of them, and
-// checks DESIGN.md section 6's promises: the
+// checks docs/design.md section 6's promises: the
 // balance never goes below zero, every admitted request is charged exactly once, every other
 // request gets 402 insufficient_quota in OpenAI's shape, and reconcile agrees with the ledger.
 func TestCreditCannotBeOverspent(t *testing.T) {

@@ -1,0 +1,180 @@
+package extproc
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/tollgate/tollgate/extproc/anthropic"
+	"github.com/tollgate/tollgate/extproc/apierror"
+	"github.com/tollgate/tollgate/extproc/billing"
+	"github.com/tollgate/tollgate/extproc/catalog"
+	"github.com/tollgate/tollgate/extproc/openai"
+)
+
+// anthropicClient is the Anthropic Messages protocol as clients speak it.
+type anthropicClient struct{}
+
+func (anthropicClient) endpoint() string { return catalog.EndpointMessages }
+
+func (anthropicClient) parse(_ endpoint, body []byte) (*clientRequest, *apierror.Error) {
+	r, err := anthropic.ParseRequest(body)
+	if err != nil {
+		return nil, apierror.As(err)
+	}
+	pivot, err := r.ToOpenAI()
+	if err != nil {
+		return nil, apierror.As(err)
+	}
+	return &clientRequest{proto: protoAnthropic, model: r.Model, stream: r.Stream, pivot: pivot, native: r, governed: r.Governed()}, nil
+}
+
+// parseCount validates a count as the Messages request it counts, without max_tokens (which
+// counting does not take) or stream.
+func (anthropicClient) parseCount(_ endpoint, body []byte) (*clientRequest, *apierror.Error) {
+	fields, derr := apierror.DecodeObject(body)
+	if derr != nil {
+		return nil, derr
+	}
+	probe := make(map[string]json.RawMessage, len(fields)+1)
+	for k, v := range fields {
+		probe[k] = v
+	}
+	delete(probe, "stream")
+	probe["max_tokens"] = json.RawMessage("1")
+	b, err := json.Marshal(probe)
+	if err != nil {
+		return nil, apierror.InvalidParam("", "Request body is not valid JSON")
+	}
+	r, err := anthropic.ParseRequest(b)
+	if err != nil {
+		return nil, apierror.As(err)
+	}
+	pivot, err := r.ToOpenAI()
+	if err != nil {
+		return nil, apierror.As(err)
+	}
+	// Governed parameters (MCP servers, betas, …) are checked as for a generation: a count
+	// reaches the same provider account.
+	return &clientRequest{proto: protoAnthropic, model: r.Model, pivot: pivot, count: &countRequest{fields: fields}, governed: r.Governed()}, nil
+}
+
+func (anthropicClient) encodeResponse(_ *clientRequest, c *openai.ChatCompletion, model string) []byte {
+	return anthropic.ResponseFromOpenAI(c, model)
+}
+
+func (anthropicClient) newStreamEncoder(_ *clientRequest, model string) chunkEncoder {
+	return anthropic.NewStreamEncoder(model)
+}
+
+func (anthropicClient) errorBody(e *apierror.Error) []byte { return anthropic.ErrorBody(e) }
+
+func (anthropicClient) streamError(dst []byte, e *apierror.Error) []byte {
+	return anthropic.StreamErrorEvent(dst, e)
+}
+
+// models renders Anthropic's model list (or one model) shape.
+func (anthropicClient) models(listed []catalog.ListedModel, created int64, one bool) []byte {
+	type model struct {
+		Type        string `json:"type"`
+		ID          string `json:"id"`
+		DisplayName string `json:"display_name"`
+		CreatedAt   string `json:"created_at"`
+	}
+	at := time.Unix(created, 0).UTC().Format(time.RFC3339)
+	data := make([]model, 0, len(listed))
+	for _, lm := range listed {
+		data = append(data, model{Type: "model", ID: lm.ID, DisplayName: lm.ID, CreatedAt: at})
+	}
+	if one {
+		b, _ := json.Marshal(data[0])
+		return b
+	}
+	page := struct {
+		Data    []model `json:"data"`
+		HasMore bool    `json:"has_more"`
+		FirstID *string `json:"first_id"`
+		LastID  *string `json:"last_id"`
+	}{Data: data}
+	if len(data) > 0 {
+		page.FirstID, page.LastID = &data[0].ID, &data[len(data)-1].ID
+	}
+	b, _ := json.Marshal(page)
+	return b
+}
+
+func (anthropicClient) countBody(tokens int64) []byte {
+	return []byte(`{"input_tokens":` + strconv.FormatInt(tokens, 10) + `}`)
+}
+
+// anthropicProvider is an Anthropic-kind provider (the Messages API).
+type anthropicProvider struct{}
+
+func (anthropicProvider) native() protocol { return protoAnthropic }
+
+func (anthropicProvider) credential(p *catalog.Provider) (string, string) {
+	if name, ok := customCredential(p); ok {
+		return name, p.APIKey()
+	}
+	return "x-api-key", p.APIKey()
+}
+
+func (a anthropicProvider) request(req *clientRequest, b *catalog.Backend, limit int64) (string, []byte, error) {
+	var body []byte
+	var err error
+	if native, ok := req.native.(*anthropic.Request); ok {
+		body, err = anthropic.UpstreamBody(native.WithMaxTokens(limit), b.UpstreamModel)
+	} else {
+		body, err = anthropic.FromOpenAI(req.pivot.WithMaxTokens(limit, "max_tokens"), b.UpstreamModel, limit)
+	}
+	return b.ProviderRef().PathPrefix() + anthropic.Path, body, err
+}
+
+// headers: Anthropic requires a version header. A client speaking Anthropic keeps its own
+// version and the betas checkParams let through; any other client's request is translated to
+// the version the translation targets, with no betas.
+func (a anthropicProvider) headers(m *mutation, req *clientRequest, client map[string]string) {
+	version, beta := anthropic.Version, ""
+	if req.proto == a.native() {
+		if v := client["anthropic-version"]; v != "" {
+			version = v
+		}
+		beta = client["anthropic-beta"]
+	}
+	m.Set("anthropic-version", version)
+	if beta != "" {
+		m.Set("anthropic-beta", beta)
+	}
+}
+
+func (anthropicProvider) countRequest(req *clientRequest, b *catalog.Backend) (string, []byte, bool, error) {
+	fields := make(map[string]json.RawMessage, len(req.count.fields))
+	for k, v := range req.count.fields {
+		fields[k] = v
+	}
+	model, _ := json.Marshal(b.UpstreamModel)
+	fields["model"] = model
+	body, err := json.Marshal(fields)
+	return b.ProviderRef().PathPrefix() + anthropic.Path + "/count_tokens", body, true, err
+}
+
+func (anthropicProvider) decodeResponse(body []byte, model string) (*openai.ChatCompletion, billing.Usage, error) {
+	return anthropic.ToOpenAI(body, model)
+}
+
+func (anthropicProvider) newStreamDecoder(model string) chunkDecoder {
+	return anthropic.NewStreamDecoder(model)
+}
+
+func (anthropicProvider) rewriteResponse(body []byte, model string) ([]byte, billing.Usage, string, error) {
+	return anthropic.RewriteResponse(body, model)
+}
+
+func (anthropicProvider) newStreamRewriter(_ *clientRequest, model string) streamProcessor {
+	r := anthropic.NewStreamRewriter(model)
+	return &passthrough{feed: r.Feed, usage: r.Usage, final: r.UsageFinal, finish: r.StopReason, content: r.ContentBytes}
+}
+
+func (anthropicProvider) providerError(status int, body []byte) *apierror.Error {
+	return anthropic.ProviderError(status, body)
+}
