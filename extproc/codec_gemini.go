@@ -23,7 +23,7 @@ func (geminiClient) parse(ep endpoint, body []byte) (*clientRequest, *apierror.E
 	if err != nil {
 		return nil, apierror.As(err)
 	}
-	pivot, err := r.ToOpenAI()
+	pivot, err := r.ToPivot()
 	if err != nil {
 		return nil, apierror.As(err)
 	}
@@ -48,7 +48,7 @@ func (geminiClient) parseCount(ep endpoint, body []byte) (*clientRequest, *apier
 	if err != nil {
 		return nil, apierror.As(err)
 	}
-	pivot, err := r.ToOpenAI()
+	pivot, err := r.ToPivot()
 	if err != nil {
 		return nil, apierror.As(err)
 	}
@@ -56,7 +56,7 @@ func (geminiClient) parseCount(ep endpoint, body []byte) (*clientRequest, *apier
 }
 
 func (geminiClient) encodeResponse(req *clientRequest, c *openai.ChatCompletion, model string) []byte {
-	return gemini.ResponseFromOpenAI(c, model, gemini.ShowThoughts(req.pivot))
+	return gemini.EncodeResponse(c, model, gemini.ShowThoughts(req.pivot))
 }
 
 func (geminiClient) newStreamEncoder(req *clientRequest, model string) chunkEncoder {
@@ -66,37 +66,21 @@ func (geminiClient) newStreamEncoder(req *clientRequest, model string) chunkEnco
 func (geminiClient) errorBody(e *apierror.Error) []byte { return gemini.ErrorBody(e) }
 
 func (geminiClient) streamError(dst []byte, e *apierror.Error) []byte {
-	return gemini.StreamErrorFrame(dst, e)
+	return gemini.StreamError(dst, e)
 }
 
-// models renders the Gemini API's model list (or one model) shape. Only models offered through
-// the Gemini endpoint support its generation methods.
+// models renders the Gemini API's model list (or one model) shape.
 func (geminiClient) models(listed []catalog.ListedModel, _ int64, one bool) []byte {
-	type model struct {
-		Name                       string   `json:"name"`
-		BaseModelID                string   `json:"baseModelId"`
-		Version                    string   `json:"version"`
-		DisplayName                string   `json:"displayName"`
-		OutputTokenLimit           int64    `json:"outputTokenLimit"`
-		SupportedGenerationMethods []string `json:"supportedGenerationMethods"`
-	}
-	data := make([]model, 0, len(listed))
+	models := make([]openai.Model, 0, len(listed))
+	limits := make(map[string]int64, len(listed))
 	for _, lm := range listed {
-		methods := []string{}
-		if lm.Model.Supports(catalog.EndpointGemini) {
-			methods = []string{"generateContent", "streamGenerateContent"}
-		}
-		data = append(data, model{Name: "models/" + lm.ID, BaseModelID: lm.Model.ID, Version: strings.ToLower(lm.Model.Lifecycle),
-			DisplayName: lm.ID, OutputTokenLimit: lm.Model.MaxOutputTokens, SupportedGenerationMethods: methods})
+		models = append(models, openai.Model{ID: lm.ID, OwnedBy: lm.Model.OwnedBy, SupportedEndpointTypes: lm.Model.Endpoints, Lifecycle: lm.Model.Lifecycle})
+		limits[lm.ID] = lm.Model.MaxOutputTokens
 	}
 	if one {
-		b, _ := json.Marshal(data[0])
-		return b
+		return gemini.ModelObject(models[0], limits[models[0].ID])
 	}
-	b, _ := json.Marshal(struct {
-		Models []model `json:"models"`
-	}{data})
-	return b
+	return gemini.ModelList(models, limits)
 }
 
 // countBody is a CountTokensResponse: totalTokens, and the per-modality split the reference
@@ -122,9 +106,9 @@ func (geminiProvider) request(req *clientRequest, b *catalog.Backend, limit int6
 	var body []byte
 	var err error
 	if native, ok := req.native.(*gemini.Request); ok {
-		body, err = gemini.UpstreamBody(native.WithMaxOutputTokens(limit))
+		body, err = gemini.PassthroughBody(native.WithMaxOutputTokens(limit), b.UpstreamModel)
 	} else {
-		body, err = gemini.FromOpenAI(req.pivot.WithMaxTokens(limit, "max_tokens"))
+		body, err = gemini.BuildRequest(req.pivot.WithMaxTokens(limit, "max_tokens"), b.UpstreamModel)
 	}
 	return b.ProviderRef().PathPrefix() + gemini.Path(b.UpstreamModel, req.stream), body, err
 }
@@ -162,7 +146,7 @@ func (geminiProvider) countRequest(req *clientRequest, b *catalog.Backend) (stri
 }
 
 func (geminiProvider) decodeResponse(body []byte, model string) (*openai.ChatCompletion, billing.Usage, error) {
-	return gemini.ToOpenAI(body, model)
+	return gemini.DecodeResponse(body, model)
 }
 
 func (geminiProvider) newStreamDecoder(model string) chunkDecoder {

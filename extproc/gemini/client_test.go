@@ -1,7 +1,6 @@
 package gemini
 
 import (
-	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -9,6 +8,39 @@ import (
 	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/openai"
 )
+
+func TestParsePath(t *testing.T) {
+	tests := []struct {
+		name, path string
+		model      string
+		stream, ok bool
+	}{
+		{"generate v1beta", "/v1beta/models/gemini-2.5-flash:generateContent", "gemini-2.5-flash", false, true},
+		{"stream v1beta with alt", "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", "gemini-2.5-flash", true, true},
+		{"stream without query", "/v1beta/models/gemini-2.5-pro:streamGenerateContent", "gemini-2.5-pro", true, true},
+		{"v1", "/v1/models/gemini-2.5-pro:generateContent", "gemini-2.5-pro", false, true},
+		{"slash in model", "/v1beta/models/eu/gemini-2.5-pro:generateContent", "eu/gemini-2.5-pro", false, true},
+		{"escaped slash", "/v1beta/models/eu%2Fgemini-2.5-pro:streamGenerateContent?alt=sse", "eu/gemini-2.5-pro", true, true},
+		{"doubled models prefix", "/v1beta/models/models%2Fgemini-2.5-flash:generateContent", "gemini-2.5-flash", false, true},
+		{"unknown method", "/v1beta/models/gemini-2.5-flash:countTokens", "", false, false},
+		{"no method", "/v1beta/models/gemini-2.5-flash", "", false, false},
+		{"empty model", "/v1beta/models/:generateContent", "", false, false},
+		{"only models prefix", "/v1beta/models/models/:generateContent", "", false, false},
+		{"other version", "/v2/models/gemini:generateContent", "", false, false},
+		{"tuned models", "/v1beta/tunedModels/x:generateContent", "", false, false},
+		{"openai path", "/v1/chat/completions", "", false, false},
+		{"bad escape", "/v1beta/models/gem%zz:generateContent", "", false, false},
+		{"control char", "/v1beta/models/gem%0Aini:generateContent", "", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			model, stream, ok := ParsePath(tt.path)
+			if model != tt.model || stream != tt.stream || ok != tt.ok {
+				t.Errorf("ParsePath(%q) = %q, %v, %v; want %q, %v, %v", tt.path, model, stream, ok, tt.model, tt.stream, tt.ok)
+			}
+		})
+	}
+}
 
 // TestClientGolden parses each reference request, checks the same-protocol body (rebuilt, in
 // camelCase) and the pivot (rendered as the OpenAI body an OpenAI-kind provider would get).
@@ -20,7 +52,7 @@ func TestClientGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			up, err := UpstreamBody(r)
+			up, err := PassthroughBody(r, "m")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -31,11 +63,11 @@ func TestClientGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("reparse: %v", err)
 			}
-			if up2, _ := UpstreamBody(again); string(up2) != string(up) {
-				t.Errorf("UpstreamBody is not stable:\n%s\n%s", up, up2)
+			if up2, _ := PassthroughBody(again, "m"); string(up2) != string(up) {
+				t.Errorf("PassthroughBody is not stable:\n%s\n%s", up, up2)
 			}
 
-			c, err := r.ToOpenAI()
+			c, err := r.ToPivot()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -51,19 +83,6 @@ func TestClientGolden(t *testing.T) {
 			if _, err := openai.ParseRequest(pivot); err != nil {
 				t.Errorf("pivot is not a valid chat request: %v", err)
 			}
-		})
-	}
-}
-
-func TestResponseFromOpenAIGolden(t *testing.T) {
-	for _, path := range fixtures(t, "response") {
-		t.Run(fixtureName(path), func(t *testing.T) {
-			a := readArchive(t, path)
-			var c openai.ChatCompletion
-			if err := json.Unmarshal(a.sections["completion.json"], &c); err != nil {
-				t.Fatal(err)
-			}
-			golden(t, path, a, "gemini.json", indent(t, ResponseFromOpenAI(&c, "canonical-model", true)))
 		})
 	}
 }
@@ -122,17 +141,17 @@ func TestParseRequestKeepsUnknownAndDropsModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, err := UpstreamBody(r)
+	up, err := PassthroughBody(r, "m")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := `{"contents":[{"role":"user","parts":[{"text":"hi","thoughtSignature":"c2ln"}]}],"cachedContent":"cachedContents/x","labels":{"a_b":"c"}}`
 	if string(up) != want {
-		t.Errorf("UpstreamBody = %s\nwant %s", up, want)
+		t.Errorf("PassthroughBody = %s\nwant %s", up, want)
 	}
 }
 
-func TestToOpenAIErrors(t *testing.T) {
+func TestToPivotErrors(t *testing.T) {
 	const user = `{"role":"user","parts":[{"text":"hi"}]}`
 	tests := []struct {
 		name, body, param string
@@ -149,7 +168,7 @@ func TestToOpenAIErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = r.ToOpenAI()
+			_, err = r.ToPivot()
 			var e *apierror.Error
 			if !errors.As(err, &e) || e.Status != 400 || e.Param != tt.param {
 				t.Fatalf("err = %v (param %q), want 400 naming %q", err, paramOf(e), tt.param)
@@ -165,7 +184,7 @@ func paramOf(e *apierror.Error) string {
 	return e.Param
 }
 
-func TestToOpenAIToolChoice(t *testing.T) {
+func TestToPivotToolChoice(t *testing.T) {
 	tools := `"tools":[{"functionDeclarations":[{"name":"a"},{"name":"b"}]}]`
 	tests := []struct {
 		name, config, want string
@@ -185,7 +204,7 @@ func TestToOpenAIToolChoice(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := r.ToOpenAI()
+			c, err := r.ToPivot()
 			if err != nil {
 				t.Fatal(err)
 			}

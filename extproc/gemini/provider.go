@@ -3,14 +3,32 @@ package gemini
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"path"
 	"strings"
-	"time"
 
 	"github.com/tollgate/tollgate/extproc/apierror"
-	"github.com/tollgate/tollgate/extproc/billing"
 	"github.com/tollgate/tollgate/extproc/openai"
 )
+
+// Path is the upstream path for a Gemini provider's model id. Streams ask for SSE framing
+// (alt=sse); without it Gemini streams one JSON array. A "models/" prefix on the id is accepted;
+// "tunedModels/…" ids keep their own collection.
+func Path(upstreamModel string, stream bool) string {
+	name := upstreamModel
+	if !strings.HasPrefix(name, "tunedModels/") {
+		name = "models/" + strings.TrimPrefix(name, "models/")
+	}
+	segs := strings.Split(name, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	p := "/v1beta/" + strings.Join(segs, "/")
+	if stream {
+		return p + ":" + methodStream + "?alt=sse"
+	}
+	return p + ":" + methodGenerate
+}
 
 // skipSignature is the documented stand-in thoughtSignature for function calls that Gemini did
 // not produce in this conversation (https://ai.google.dev/gemini-api/docs/thought-signatures,
@@ -18,8 +36,9 @@ import (
 // the pivot does not keep Gemini's own signatures.
 const skipSignature = "skip_thought_signature_validator"
 
-// FromOpenAI builds the body sent to a Gemini provider for a pivot request (the model and
-// streaming flag travel in the path: see Path).
+// BuildRequest builds the body sent to a Gemini provider for a pivot request. The model and
+// streaming flag travel in the path (see Path), so upstreamModel does not reach the body; it is
+// taken so every protocol's BuildRequest has one signature.
 //
 // System and developer messages become systemInstruction; assistant turns become model turns
 // with functionCall parts; "tool" messages become functionResponse parts of a user turn, named
@@ -30,7 +49,7 @@ const skipSignature = "skip_thought_signature_validator"
 // responseJsonSchema, and tool parameters go in parametersJsonSchema: both take JSON Schema as
 // is, where responseSchema and parameters would need a lossy conversion to Gemini's OpenAPI
 // subset.
-func FromOpenAI(r *openai.ChatRequest) ([]byte, error) {
+func BuildRequest(r *openai.ChatRequest, upstreamModel string) ([]byte, error) {
 	req := Request{}
 	names := map[string]string{} // tool_call_id → function name
 	var system []Part
@@ -77,7 +96,7 @@ func FromOpenAI(r *openai.ChatRequest) ([]byte, error) {
 	if err := geminiTools(&req, r); err != nil {
 		return nil, err
 	}
-	b, err := UpstreamBody(&req)
+	b, err := PassthroughBody(&req, upstreamModel)
 	if err != nil {
 		return nil, err
 	}
@@ -263,186 +282,6 @@ func geminiTools(req *Request, r *openai.ChatRequest) error {
 	}
 	req.ToolConfig = &ToolConfig{FunctionCallingConfig: fc}
 	return nil
-}
-
-// ToOpenAI converts a Gemini provider's generateContent response into the pivot, naming model,
-// and reports its usage. Thought parts become ReasoningContent; functionCall parts become
-// tool_calls (ids from the parts, else generated: see callID). A body in Google's error shape
-// is returned as the provider's error; a malformed body is an error.
-func ToOpenAI(body []byte, model string) (*openai.ChatCompletion, billing.Usage, error) {
-	var resp struct {
-		GenerateContentResponse
-		Error *googleError `json:"error"`
-	}
-	if err := json.Unmarshal(body, &resp); err != nil {
-		return nil, billing.Usage{}, fmt.Errorf("decode gemini response: %w", err)
-	}
-	if resp.Error != nil {
-		return nil, billing.Usage{}, streamError(body, resp.Error)
-	}
-	r := &resp.GenerateContentResponse
-	msg := openai.ResponseMessage{Role: "assistant"}
-	finish := blockFinish(r.PromptFeedback)
-	if len(r.Candidates) > 0 {
-		cand := &r.Candidates[0]
-		var text, thought strings.Builder
-		if cand.Content != nil {
-			for _, p := range cand.Content.Parts {
-				switch {
-				case p.FunctionCall != nil:
-					msg.ToolCalls = append(msg.ToolCalls, openai.ToolCall{
-						ID:       callID(p.FunctionCall.ID, r.ResponseID, len(msg.ToolCalls)),
-						Type:     "function",
-						Function: openai.FunctionCall{Name: p.FunctionCall.Name, Arguments: compactOr(p.FunctionCall.Args, "{}")},
-					})
-				case p.Text != nil && p.Thought:
-					thought.WriteString(*p.Text)
-				case p.Text != nil:
-					text.WriteString(*p.Text)
-				}
-			}
-		}
-		msg.ReasoningContent = thought.String()
-		if text.Len() > 0 || len(msg.ToolCalls) == 0 {
-			msg.Content = ptr(text.String())
-		}
-		finish = pivotFinish(cand.FinishReason, len(msg.ToolCalls) > 0)
-	} else {
-		msg.Content = ptr("")
-	}
-	c := &openai.ChatCompletion{
-		ID:      completionID(r.ResponseID),
-		Object:  "chat.completion",
-		Created: time.Now().Unix(),
-		Model:   model,
-		Choices: []openai.Choice{{Message: msg, FinishReason: finish, Logprobs: json.RawMessage("null")}},
-	}
-	var bu billing.Usage
-	if r.UsageMetadata != nil {
-		u, b := usages(*r.UsageMetadata)
-		c.Usage, bu = &u, b
-	}
-	return c, bu, nil
-}
-
-// callID names a function call for the pivot. Gemini's own id wins; otherwise the id is built
-// from the response id, so calls of different turns never share an id (the pivot matches tool
-// results to calls by id, across the whole conversation).
-func callID(id, responseID string, n int) string {
-	if id != "" {
-		return id
-	}
-	clean := strings.Map(func(r rune) rune {
-		if r == '-' || r == '_' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') {
-			return r
-		}
-		return -1
-	}, responseID)
-	if clean == "" {
-		return fmt.Sprintf("call_%d", n)
-	}
-	return fmt.Sprintf("call_%s_%d", clean, n)
-}
-
-func completionID(responseID string) string {
-	if responseID == "" {
-		return "chatcmpl-gemini"
-	}
-	return "chatcmpl-" + responseID
-}
-
-// RewriteResponse passes a Gemini provider's response to a Gemini client: the canonical model
-// replaces modelVersion, everything else is kept. It returns the usage and the pivot's finish
-// reason (stop, length, tool_calls, content_filter), the form the gateway records for every
-// protocol.
-func RewriteResponse(body []byte, model string) ([]byte, billing.Usage, string, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
-		return nil, billing.Usage{}, "", fmt.Errorf("decode gemini response: %w", errOrNull(err))
-	}
-	info, err := inspect(fields)
-	if err != nil {
-		return nil, billing.Usage{}, "", err
-	}
-	fields["modelVersion"], _ = json.Marshal(model)
-	out, err := json.Marshal(fields)
-	if err != nil {
-		return nil, billing.Usage{}, "", fmt.Errorf("encode gemini response: %w", err)
-	}
-	var bu billing.Usage
-	if info.usage != nil {
-		_, bu = usages(*info.usage)
-	}
-	return out, bu, info.finish(false), nil
-}
-
-// frameInfo is what the gateway reads from a response or stream frame.
-type frameInfo struct {
-	usage   *UsageMetadata
-	reason  string // candidates[0].finishReason, Gemini's
-	blocked bool   // promptFeedback.blockReason: the prompt got no answer
-	calls   bool   // the frame holds a functionCall part
-	content int64  // bytes of the first candidate's text and function calls
-}
-
-// finish is the pivot's finish reason; calledTools says whether the answer (all frames of a
-// stream) called a function.
-func (f frameInfo) finish(calledTools bool) string {
-	if f.reason != "" {
-		return pivotFinish(f.reason, calledTools || f.calls)
-	}
-	if f.blocked {
-		return openai.FinishContentFilter
-	}
-	return ""
-}
-
-func inspect(fields map[string]json.RawMessage) (frameInfo, error) {
-	var r struct {
-		Candidates []struct {
-			Content *struct {
-				Parts []struct {
-					Text         string          `json:"text"`
-					FunctionCall json.RawMessage `json:"functionCall"`
-				} `json:"parts"`
-			} `json:"content"`
-			FinishReason string `json:"finishReason"`
-		} `json:"candidates"`
-		PromptFeedback *PromptFeedback `json:"promptFeedback"`
-		UsageMetadata  *UsageMetadata  `json:"usageMetadata"`
-	}
-	// Decoding only the fields read here keeps unknown ones out of the way.
-	sub := map[string]json.RawMessage{}
-	for _, k := range []string{"candidates", "promptFeedback", "usageMetadata"} {
-		if v, ok := fields[k]; ok {
-			sub[k] = v
-		}
-	}
-	b, _ := json.Marshal(sub)
-	if err := json.Unmarshal(b, &r); err != nil {
-		return frameInfo{}, fmt.Errorf("decode gemini response: %w", err)
-	}
-	info := frameInfo{usage: r.UsageMetadata, blocked: blockFinish(r.PromptFeedback) != ""}
-	if len(r.Candidates) > 0 {
-		info.reason = r.Candidates[0].FinishReason
-		if c := r.Candidates[0].Content; c != nil {
-			for _, p := range c.Parts {
-				info.calls = info.calls || (len(p.FunctionCall) > 0 && !isNull(p.FunctionCall))
-				info.content += int64(len(p.Text))
-				if !isNull(p.FunctionCall) {
-					info.content += int64(len(p.FunctionCall))
-				}
-			}
-		}
-	}
-	return info, nil
-}
-
-func errOrNull(err error) error {
-	if err != nil {
-		return err
-	}
-	return fmt.Errorf("body is null")
 }
 
 // maxThinkingBudget is the largest thinkingBudget any Gemini model takes (2.5 Pro's), from

@@ -3,86 +3,36 @@ package gemini
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"testing"
 
 	"github.com/tollgate/tollgate/extproc/apierror"
-	"github.com/tollgate/tollgate/extproc/billing"
 	"github.com/tollgate/tollgate/extproc/openai"
 )
 
-func TestProviderResponseGolden(t *testing.T) {
-	for _, path := range fixtures(t, "provider") {
-		t.Run(fixtureName(path), func(t *testing.T) {
-			a := readArchive(t, path)
-			body := a.sections["response.json"]
-			c, bu, err := ToOpenAI(body, "canonical-model")
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.Created = 0
-			golden(t, path, a, "pivot.json", mustJSON(t, c))
-			golden(t, path, a, "billing.json", mustJSON(t, bu))
-
-			out, bu2, finish, err := RewriteResponse(body, "canonical-model")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if bu2 != bu || finish != c.Choices[0].FinishReason {
-				t.Errorf("RewriteResponse usage %+v finish %q; ToOpenAI %+v %q", bu2, finish, bu, c.Choices[0].FinishReason)
-			}
-			golden(t, path, a, "rewritten.json", indent(t, out))
-		})
-	}
-}
-
-// TestUsageMapping pins the arithmetic: Gemini's prompt count includes cached tokens and its
-// candidates count excludes thoughts; billing's counts are disjoint.
-func TestUsageMapping(t *testing.T) {
+func TestPath(t *testing.T) {
 	tests := []struct {
-		name    string
-		meta    UsageMetadata
-		pivot   openai.Usage
-		billing billing.Usage
+		name, model string
+		stream      bool
+		want        string
 	}{
-		{
-			name:    "plain",
-			meta:    UsageMetadata{PromptTokenCount: 10, CandidatesTokenCount: 5, TotalTokenCount: 15},
-			pivot:   openai.Usage{PromptTokens: 10, CompletionTokens: 5, TotalTokens: 15},
-			billing: billing.Usage{InputTokens: 10, OutputTokens: 5},
-		},
-		{
-			name: "cached and thoughts",
-			meta: UsageMetadata{PromptTokenCount: 1200, CandidatesTokenCount: 10, TotalTokenCount: 1250, CachedContentTokenCount: 1000, ThoughtsTokenCount: 40},
-			pivot: openai.Usage{PromptTokens: 1200, CompletionTokens: 50, TotalTokens: 1250,
-				PromptTokensDetails:     &openai.PromptTokensDetails{CachedTokens: 1000},
-				CompletionTokensDetails: &openai.CompletionTokensDetails{ReasoningTokens: 40}},
-			billing: billing.Usage{InputTokens: 200, CacheReadTokens: 1000, OutputTokens: 10, ReasoningTokens: 40},
-		},
-		{
-			name:    "tool use prompt",
-			meta:    UsageMetadata{PromptTokenCount: 10, CandidatesTokenCount: 5, ToolUsePromptTokenCount: 100, TotalTokenCount: 115},
-			pivot:   openai.Usage{PromptTokens: 110, CompletionTokens: 5, TotalTokens: 115},
-			billing: billing.Usage{InputTokens: 110, OutputTokens: 5},
-		},
+		{"generate", "gemini-2.5-flash", false, "/v1beta/models/gemini-2.5-flash:generateContent"},
+		{"stream", "gemini-2.5-flash", true, "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"},
+		{"models prefix", "models/gemini-2.5-pro", false, "/v1beta/models/gemini-2.5-pro:generateContent"},
+		{"tuned", "tunedModels/my-model", false, "/v1beta/tunedModels/my-model:generateContent"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			u, b := usages(tt.meta)
-			if fmt.Sprint(mustJSON(t, u)) != fmt.Sprint(mustJSON(t, tt.pivot)) || b != tt.billing {
-				t.Errorf("got %+v / %+v; want %+v / %+v", u, b, tt.pivot, tt.billing)
+			if got := Path(tt.model, tt.stream); got != tt.want {
+				t.Errorf("Path(%q, %v) = %q, want %q", tt.model, tt.stream, got, tt.want)
 			}
-			// And back: what a Gemini client is shown for the pivot usage.
-			m := usageMetadata(u)
-			if m.PromptTokenCount != u.PromptTokens || m.CachedContentTokenCount != tt.meta.CachedContentTokenCount ||
-				m.ThoughtsTokenCount != tt.meta.ThoughtsTokenCount || m.CandidatesTokenCount != tt.meta.CandidatesTokenCount {
-				t.Errorf("usageMetadata(%+v) = %+v", u, m)
+			if model, stream, ok := ParsePath(tt.want); tt.model[0] != 't' && (!ok || stream != tt.stream) {
+				t.Errorf("ParsePath(Path(…)) = %q, %v, %v", model, stream, ok)
 			}
 		})
 	}
 }
 
-func TestFromOpenAIGolden(t *testing.T) {
+func TestBuildRequestGolden(t *testing.T) {
 	for _, path := range fixtures(t, "fromopenai") {
 		t.Run(fixtureName(path), func(t *testing.T) {
 			a := readArchive(t, path)
@@ -90,20 +40,20 @@ func TestFromOpenAIGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			body, err := FromOpenAI(r)
+			body, err := BuildRequest(r, "m")
 			if err != nil {
 				t.Fatal(err)
 			}
 			golden(t, path, a, "gemini.json", indent(t, body))
 			// What the gateway sends Gemini must pass the gateway's own Gemini validation.
 			if _, err := ParseRequest(body, "gemini-2.5-flash", false); err != nil {
-				t.Errorf("FromOpenAI body fails ParseRequest: %v", err)
+				t.Errorf("BuildRequest body fails ParseRequest: %v", err)
 			}
 		})
 	}
 }
 
-func TestFromOpenAIErrors(t *testing.T) {
+func TestBuildRequestErrors(t *testing.T) {
 	tests := []struct {
 		name, body, param string
 	}{
@@ -117,7 +67,7 @@ func TestFromOpenAIErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = FromOpenAI(r)
+			_, err = BuildRequest(r, "m")
 			var e *apierror.Error
 			if !errors.As(err, &e) || e.Status != 400 || e.Param != tt.param {
 				t.Fatalf("err = %v, want 400 naming %q", err, tt.param)
@@ -135,11 +85,11 @@ func TestToolRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pivot, err := r.ToOpenAI()
+	pivot, err := r.ToPivot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, err := FromOpenAI(pivot)
+	body, err := BuildRequest(pivot, "m")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,32 +114,16 @@ func TestToolRoundTrip(t *testing.T) {
 
 	// And a provider's function call answer rendered for the Gemini client keeps the id the
 	// client will echo.
-	c, _, err := ToOpenAI(readArchive(t, "testdata/provider/function_call.txtar").sections["response.json"], "m")
+	c, _, err := DecodeResponse(readArchive(t, "testdata/provider/function_call.txtar").sections["response.json"], "m")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var g GenerateContentResponse
-	if err := json.Unmarshal(ResponseFromOpenAI(c, "m", true), &g); err != nil {
+	if err := json.Unmarshal(EncodeResponse(c, "m", true), &g); err != nil {
 		t.Fatal(err)
 	}
 	fc := g.Candidates[0].Content.Parts[0].FunctionCall
 	if fc == nil || fc.ID != c.Choices[0].Message.ToolCalls[0].ID || g.Candidates[0].FinishReason != FinishStop {
 		t.Errorf("rendered %+v from %+v", g.Candidates[0], c.Choices[0])
-	}
-}
-
-func TestToOpenAIMalformed(t *testing.T) {
-	for _, body := range []string{``, `{`, `[]`, `{"candidates":"x"}`} {
-		if _, _, err := ToOpenAI([]byte(body), "m"); err == nil {
-			t.Errorf("ToOpenAI(%q): no error", body)
-		}
-	}
-	_, _, err := ToOpenAI([]byte(`{"error":{"code":429,"message":"Resource has been exhausted","status":"RESOURCE_EXHAUSTED"}}`), "m")
-	var e *apierror.Error
-	if !errors.As(err, &e) || e.Status != 429 || e.Code != apierror.CodeRateLimit {
-		t.Errorf("error body: %v", err)
-	}
-	if _, _, _, err := RewriteResponse([]byte(`null`), "m"); err == nil {
-		t.Error("RewriteResponse(null): no error")
 	}
 }

@@ -28,6 +28,7 @@ type StreamDecoder struct {
 	id      string
 	started bool // the assistant role went out
 	calls   int
+	content int64 // bytes of text, thoughts and function calls decoded
 	usage   *UsageMetadata
 	finish  string
 	done    bool
@@ -108,17 +109,21 @@ func (d *StreamDecoder) delta(p Part, responseID string) (openai.Delta, bool) {
 	case p.FunctionCall != nil:
 		idx := d.calls
 		d.calls++
+		args := compactOr(p.FunctionCall.Args, "{}")
+		d.content += int64(len(p.FunctionCall.Name) + len(args))
 		return openai.Delta{ToolCalls: []openai.ToolCall{{
 			Index:    &idx,
 			ID:       callID(p.FunctionCall.ID, responseID, idx),
 			Type:     "function",
-			Function: openai.FunctionCall{Name: p.FunctionCall.Name, Arguments: compactOr(p.FunctionCall.Args, "{}")},
+			Function: openai.FunctionCall{Name: p.FunctionCall.Name, Arguments: args},
 		}}}, true
 	case p.Text != nil && *p.Text == "":
 		return openai.Delta{}, false // Gemini's last frame often holds an empty text part
 	case p.Text != nil && p.Thought:
+		d.content += int64(len(*p.Text))
 		return openai.Delta{ReasoningContent: *p.Text}, true
 	case p.Text != nil:
+		d.content += int64(len(*p.Text))
 		return openai.Delta{Content: p.Text}, true
 	}
 	return openai.Delta{}, false
@@ -150,6 +155,10 @@ func (d *StreamDecoder) Usage() (openai.Usage, billing.Usage, bool) {
 
 // FinishReason is the pivot's finish reason, "" until a frame carried one.
 func (d *StreamDecoder) FinishReason() string { return d.finish }
+
+// ContentBytes counts the bytes of text, thoughts and function calls (name and arguments)
+// decoded so far, from which a stream cut before its final frame is estimated.
+func (d *StreamDecoder) ContentBytes() int64 { return d.content }
 
 // Done reports whether a frame with a finish reason (or a prompt block) was seen.
 func (d *StreamDecoder) Done() bool { return d.done }

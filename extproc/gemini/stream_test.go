@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tollgate/tollgate/extproc/apierror"
+	"github.com/tollgate/tollgate/extproc/billing"
 	"github.com/tollgate/tollgate/extproc/openai"
 )
 
@@ -248,7 +249,7 @@ func FuzzParseRequest(f *testing.F) {
 			}
 			return
 		}
-		up, err := UpstreamBody(r)
+		up, err := PassthroughBody(r, "m")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -256,12 +257,12 @@ func FuzzParseRequest(f *testing.F) {
 		if err != nil {
 			t.Fatalf("rebuilt body refused: %v\n%s", err, up)
 		}
-		if up2, _ := UpstreamBody(r2); !bytes.Equal(up, up2) {
+		if up2, _ := PassthroughBody(r2, "m"); !bytes.Equal(up, up2) {
 			t.Fatalf("rebuild not stable:\n%s\n%s", up, up2)
 		}
-		if _, err := r.ToOpenAI(); err != nil {
+		if _, err := r.ToPivot(); err != nil {
 			if _, ok := err.(*apierror.Error); !ok {
-				t.Fatalf("ToOpenAI error %T is not *apierror.Error", err)
+				t.Fatalf("ToPivot error %T is not *apierror.Error", err)
 			}
 		}
 	})
@@ -308,6 +309,63 @@ func TestEndOfStreamRule(t *testing.T) {
 						}
 					}
 				}
+			}
+		})
+	}
+}
+
+// streamState is what the gateway reads from every protocol's stream decoders and rewriters.
+type streamState interface {
+	Usage() (openai.Usage, billing.Usage, bool)
+	UsageFinal() bool
+	FinishReason() string
+	ContentBytes() int64
+	Done() bool
+}
+
+var (
+	_ streamState = (*StreamDecoder)(nil)
+	_ streamState = (*StreamRewriter)(nil)
+)
+
+// TestStreamContentBytes checks that the decoder counts the content it hands out (text,
+// thoughts, function names and arguments) and that both stream types report the usage final
+// exactly when the frame with a finish reason passed.
+func TestStreamContentBytes(t *testing.T) {
+	for _, path := range fixtures(t, "stream") {
+		t.Run(fixtureName(path), func(t *testing.T) {
+			in := readArchive(t, path).sections["upstream.sse"]
+			d := NewStreamDecoder("m")
+			r := NewStreamRewriter("m")
+			var want int64
+			var calls bool
+			for i, p := range [][]byte{in, nil} {
+				chunks, _ := d.Feed(p, i == 1)
+				if _, err := r.Feed(p, i == 1); err != nil {
+					t.Fatal(err)
+				}
+				for _, c := range chunks {
+					delta := c.Choices[0].Delta
+					want += int64(len(delta.ReasoningContent))
+					if delta.Content != nil {
+						want += int64(len(*delta.Content))
+					}
+					for _, tc := range delta.ToolCalls {
+						calls = true
+						want += int64(len(tc.Function.Name) + len(tc.Function.Arguments))
+					}
+				}
+			}
+			if got := d.ContentBytes(); got != want {
+				t.Errorf("decoder ContentBytes = %d, want %d", got, want)
+			}
+			// Without function calls (whose JSON framing the rewriter also counts) both count
+			// the same text.
+			if !calls && r.ContentBytes() != d.ContentBytes() {
+				t.Errorf("rewriter ContentBytes = %d, decoder %d", r.ContentBytes(), d.ContentBytes())
+			}
+			if d.UsageFinal() != d.Done() || r.UsageFinal() != r.Done() {
+				t.Errorf("UsageFinal: decoder %v (done %v), rewriter %v (done %v)", d.UsageFinal(), d.Done(), r.UsageFinal(), r.Done())
 			}
 		})
 	}

@@ -9,9 +9,9 @@ import (
 	"github.com/tollgate/tollgate/extproc/openai"
 )
 
-// TestFromOpenAIThinkingConfig checks that the pivot's reasoning control reaches a Gemini
+// TestBuildRequestThinkingConfig checks that the pivot's reasoning control reaches a Gemini
 // provider as generationConfig.thinkingConfig.
-func TestFromOpenAIThinkingConfig(t *testing.T) {
+func TestBuildRequestThinkingConfig(t *testing.T) {
 	no := false
 	tests := []struct {
 		name      string
@@ -34,7 +34,7 @@ func TestFromOpenAIThinkingConfig(t *testing.T) {
 				t.Fatal(err)
 			}
 			pivot.Reasoning = tt.reasoning
-			body, err := FromOpenAI(pivot)
+			body, err := BuildRequest(pivot, "m")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -92,7 +92,7 @@ func TestThinkingConfigToPivot(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pivot, err := r.ToOpenAI()
+			pivot, err := r.ToPivot()
 			if err != nil {
 				t.Fatal(err)
 			}
