@@ -3,7 +3,6 @@ package extproc
 import (
 	"encoding/json"
 	"strconv"
-	"time"
 
 	"github.com/tollgate/tollgate/extproc/anthropic"
 	"github.com/tollgate/tollgate/extproc/apierror"
@@ -22,7 +21,7 @@ func (anthropicClient) parse(_ endpoint, body []byte) (*clientRequest, *apierror
 	if err != nil {
 		return nil, apierror.As(err)
 	}
-	pivot, err := r.ToOpenAI()
+	pivot, err := r.ToPivot()
 	if err != nil {
 		return nil, apierror.As(err)
 	}
@@ -50,7 +49,7 @@ func (anthropicClient) parseCount(_ endpoint, body []byte) (*clientRequest, *api
 	if err != nil {
 		return nil, apierror.As(err)
 	}
-	pivot, err := r.ToOpenAI()
+	pivot, err := r.ToPivot()
 	if err != nil {
 		return nil, apierror.As(err)
 	}
@@ -60,7 +59,7 @@ func (anthropicClient) parseCount(_ endpoint, body []byte) (*clientRequest, *api
 }
 
 func (anthropicClient) encodeResponse(_ *clientRequest, c *openai.ChatCompletion, model string) []byte {
-	return anthropic.ResponseFromOpenAI(c, model)
+	return anthropic.EncodeResponse(c, model)
 }
 
 func (anthropicClient) newStreamEncoder(_ *clientRequest, model string) chunkEncoder {
@@ -70,37 +69,26 @@ func (anthropicClient) newStreamEncoder(_ *clientRequest, model string) chunkEnc
 func (anthropicClient) errorBody(e *apierror.Error) []byte { return anthropic.ErrorBody(e) }
 
 func (anthropicClient) streamError(dst []byte, e *apierror.Error) []byte {
-	return anthropic.StreamErrorEvent(dst, e)
+	return anthropic.StreamError(dst, e)
 }
 
 // models renders Anthropic's model list (or one model) shape.
 func (anthropicClient) models(listed []catalog.ListedModel, created int64, one bool) []byte {
-	type model struct {
-		Type        string `json:"type"`
-		ID          string `json:"id"`
-		DisplayName string `json:"display_name"`
-		CreatedAt   string `json:"created_at"`
-	}
-	at := time.Unix(created, 0).UTC().Format(time.RFC3339)
-	data := make([]model, 0, len(listed))
+	models := make([]openai.Model, 0, len(listed))
 	for _, lm := range listed {
-		data = append(data, model{Type: "model", ID: lm.ID, DisplayName: lm.ID, CreatedAt: at})
+		models = append(models, openai.Model{
+			ID:                     lm.ID,
+			Created:                created,
+			OwnedBy:                lm.Model.OwnedBy,
+			SupportedEndpointTypes: lm.Model.Endpoints,
+			Lifecycle:              lm.Model.Lifecycle,
+			MaxOutputTokens:        lm.Model.MaxOutputTokens,
+		})
 	}
 	if one {
-		b, _ := json.Marshal(data[0])
-		return b
+		return anthropic.ModelObject(models[0])
 	}
-	page := struct {
-		Data    []model `json:"data"`
-		HasMore bool    `json:"has_more"`
-		FirstID *string `json:"first_id"`
-		LastID  *string `json:"last_id"`
-	}{Data: data}
-	if len(data) > 0 {
-		page.FirstID, page.LastID = &data[0].ID, &data[len(data)-1].ID
-	}
-	b, _ := json.Marshal(page)
-	return b
+	return anthropic.ModelList(models)
 }
 
 func (anthropicClient) countBody(tokens int64) []byte {
@@ -123,11 +111,11 @@ func (a anthropicProvider) request(req *clientRequest, b *catalog.Backend, limit
 	var body []byte
 	var err error
 	if native, ok := req.native.(*anthropic.Request); ok {
-		body, err = anthropic.UpstreamBody(native.WithMaxTokens(limit), b.UpstreamModel)
+		body, err = anthropic.PassthroughBody(native.WithMaxTokens(limit), b.UpstreamModel)
 	} else {
-		body, err = anthropic.FromOpenAI(req.pivot.WithMaxTokens(limit, "max_tokens"), b.UpstreamModel, limit)
+		body, err = anthropic.BuildRequest(req.pivot.WithMaxTokens(limit, "max_tokens"), b.UpstreamModel, limit)
 	}
-	return b.ProviderRef().PathPrefix() + anthropic.Path, body, err
+	return b.ProviderRef().PathPrefix() + anthropic.Path(b.UpstreamModel, req.stream), body, err
 }
 
 // headers: Anthropic requires a version header. A client speaking Anthropic keeps its own
@@ -155,11 +143,11 @@ func (anthropicProvider) countRequest(req *clientRequest, b *catalog.Backend) (s
 	model, _ := json.Marshal(b.UpstreamModel)
 	fields["model"] = model
 	body, err := json.Marshal(fields)
-	return b.ProviderRef().PathPrefix() + anthropic.Path + "/count_tokens", body, true, err
+	return b.ProviderRef().PathPrefix() + anthropic.Path(b.UpstreamModel, false) + "/count_tokens", body, true, err
 }
 
 func (anthropicProvider) decodeResponse(body []byte, model string) (*openai.ChatCompletion, billing.Usage, error) {
-	return anthropic.ToOpenAI(body, model)
+	return anthropic.DecodeResponse(body, model)
 }
 
 func (anthropicProvider) newStreamDecoder(model string) chunkDecoder {
@@ -172,7 +160,7 @@ func (anthropicProvider) rewriteResponse(body []byte, model string) ([]byte, bil
 
 func (anthropicProvider) newStreamRewriter(_ *clientRequest, model string) streamProcessor {
 	r := anthropic.NewStreamRewriter(model)
-	return &passthrough{feed: r.Feed, usage: r.Usage, final: r.UsageFinal, finish: r.StopReason, content: r.ContentBytes}
+	return &passthrough{feed: r.Feed, usage: r.Usage, final: r.UsageFinal, finish: r.FinishReason, content: r.ContentBytes}
 }
 
 func (anthropicProvider) providerError(status int, body []byte) *apierror.Error {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/tollgate/tollgate/extproc/apierror"
@@ -38,9 +39,9 @@ type Request struct {
 // ParseRequest decodes and validates a Messages API request body. Its errors are
 // *apierror.Error values (400 invalid_params) naming the parameter at fault.
 //
-// Limits follow DESIGN.md section 3 (seed 000): at most openai.MaxMessages messages and
-// openai.MaxMessageChars characters of text per message. Unlike seed 000's OpenAI rule, the last
-// message may be the assistant's: Anthropic continues a prefilled assistant turn.
+// The limits are the OpenAI parser's: at most openai.MaxMessages messages and
+// openai.MaxMessageChars characters of text per message. Unlike the OpenAI parser, it lets the
+// last message be the assistant's: Anthropic continues a prefilled assistant turn.
 func ParseRequest(body []byte) (*Request, error) {
 	fields, derr := apierror.DecodeObject(body)
 	if derr != nil {
@@ -318,6 +319,199 @@ func (r *Request) parseThinking(fields map[string]json.RawMessage) error {
 		return apierror.InvalidParam("thinking.type", "Parameter thinking.type must be one of enabled, disabled, adaptive")
 	}
 	return nil
+}
+
+// blockSeparator joins consecutive text blocks flattened into one string. Anthropic keeps them
+// apart (SDKs such as Claude Code send a reminder block and the prompt as two blocks), so
+// gluing them without a break would merge their last and first words.
+const blockSeparator = "\n\n"
+
+// ToPivot converts r into the pivot request, for a provider of another kind. Errors are
+// *apierror.Error values naming the parameter that has no equivalent there.
+//
+// What does not survive the conversion, by design:
+//   - thinking and redacted_thinking blocks of earlier turns (signed by Anthropic, meaningless
+//     elsewhere); the thinking parameter itself survives as the pivot's reasoning control
+//     (enabled: its budget; adaptive: a dynamic budget; disabled: like no thinking field);
+//   - cache_control marks, metadata, and fields the gateway does not interpret;
+//   - images inside tool_result content (pivot tool messages are text only);
+//   - a tool_result's is_error flag survives only as an "Error: " prefix on its text.
+func (r *Request) ToPivot() (*openai.ChatRequest, error) {
+	out := openai.NewChatRequest()
+	out.Model = r.Model
+	out.Stream = r.Stream
+	out.SetMaxTokens(r.MaxTokens)
+	if r.Temperature != nil {
+		t := *r.Temperature * 2 // Anthropic's 0–1 onto OpenAI's 0–2
+		out.Temperature = &t
+	}
+	out.TopP, out.TopK = r.TopP, r.TopK
+	out.Stop = r.StopSequences
+	if t := r.Thinking; t != nil {
+		switch t.Type {
+		case "enabled":
+			out.Reasoning = &openai.Reasoning{Budget: t.BudgetTokens, HasBudget: true}
+		case "adaptive":
+			out.Reasoning = &openai.Reasoning{Budget: openai.DynamicBudget, HasBudget: true}
+		}
+		// "disabled" is Anthropic's default, so it says no more than no thinking field at all;
+		// translated as "off" it would make providers refuse the request whose models cannot
+		// stop reasoning (Gemini 2.5 Pro, OpenAI models before gpt-5.1).
+	}
+
+	if len(r.System) > 0 {
+		texts := make([]string, 0, len(r.System))
+		for _, b := range r.System {
+			texts = append(texts, *b.Text)
+		}
+		out.Messages = append(out.Messages, openai.Message{Role: "system", Content: openai.TextContent(strings.Join(texts, blockSeparator))})
+	}
+	for i := range r.Messages {
+		msgs, err := convertMessage(&r.Messages[i], fmt.Sprintf("messages[%d]", i))
+		if err != nil {
+			return nil, err
+		}
+		out.Messages = append(out.Messages, msgs...)
+	}
+	if err := r.convertTools(out); err != nil {
+		return nil, err
+	}
+	out.EstimatePromptBytes()
+	return out, nil
+}
+
+// convertMessage turns one Anthropic message into pivot messages: a user message's tool_result
+// blocks become "tool" messages (first: Anthropic requires them at the start of the turn, and
+// OpenAI requires them right after the assistant's tool calls), its other blocks one user
+// message; an assistant message's tool_use blocks become tool_calls.
+func convertMessage(m *Message, param string) ([]openai.Message, error) {
+	var (
+		out       []openai.Message
+		parts     []openai.ContentPart
+		toolCalls []openai.ToolCall
+	)
+	for j, b := range m.Blocks {
+		bparam := fmt.Sprintf("%s.content[%d]", param, j)
+		switch b.Type {
+		case blockText:
+			parts = append(parts, openai.ContentPart{Type: "text", Text: *b.Text})
+		case blockImage:
+			url, err := imageURL(b.Source, bparam)
+			if err != nil {
+				return nil, err
+			}
+			parts = append(parts, openai.ContentPart{Type: "image_url", ImageURL: &openai.ImageURL{URL: url}})
+		case blockDocument:
+			if b.Source.Type != "text" {
+				return nil, unsupported(bparam, "document sources other than text")
+			}
+			parts = append(parts, openai.ContentPart{Type: "text", Text: b.Source.Data})
+		case blockToolUse:
+			toolCalls = append(toolCalls, openai.ToolCall{
+				ID: b.ID, Type: "function",
+				Function: openai.FunctionCall{Name: b.Name, Arguments: compactJSON(b.Input)},
+			})
+		case blockToolResult:
+			text, _, err := toolResultText(b.Content)
+			if err != nil {
+				return nil, apierror.InvalidParam(bparam+".content", "Parameter %s.content must be a string or an array of content blocks", bparam)
+			}
+			if b.IsError {
+				text = "Error: " + text
+			}
+			out = append(out, openai.Message{Role: "tool", ToolCallID: b.ToolUseID, Content: openai.TextContent(text)})
+		case blockThinking, blockRedactedThinking:
+			// Signed reasoning from an earlier Anthropic turn; no other provider can use it.
+		default:
+			return nil, unsupported(bparam, b.Type+" content blocks")
+		}
+	}
+	if m.Role == "assistant" {
+		if len(parts) == 0 && len(toolCalls) == 0 {
+			return out, nil // only thinking: nothing left to say
+		}
+		msg := openai.Message{Role: "assistant"}
+		if len(parts) > 0 {
+			msg.Content = partsContent(parts)
+		}
+		if len(toolCalls) > 0 {
+			msg.ToolCalls, _ = json.Marshal(toolCalls)
+		}
+		return append(out, msg), nil
+	}
+	if len(parts) > 0 {
+		out = append(out, openai.Message{Role: "user", Content: partsContent(parts)})
+	}
+	return out, nil
+}
+
+// partsContent keeps the pivot's invariant that text-only content is a plain string.
+func partsContent(parts []openai.ContentPart) json.RawMessage {
+	texts := make([]string, 0, len(parts))
+	for _, p := range parts {
+		if p.Type != "text" {
+			return openai.PartsContent(parts)
+		}
+		texts = append(texts, p.Text)
+	}
+	return openai.TextContent(strings.Join(texts, blockSeparator))
+}
+
+// imageURL renders an image source as the pivot's image URL: base64 data becomes a data: URL.
+func imageURL(s *Source, param string) (string, error) {
+	switch s.Type {
+	case "base64":
+		return "data:" + s.MediaType + ";base64," + s.Data, nil
+	case "url":
+		return s.URL, nil
+	default:
+		return "", unsupported(param+".source", "image sources of type "+s.Type)
+	}
+}
+
+func (r *Request) convertTools(out *openai.ChatRequest) error {
+	for i, t := range r.Tools {
+		if !t.custom() {
+			return unsupported(fmt.Sprintf("tools[%d]", i), "tools of type "+t.Type)
+		}
+		out.Tools = append(out.Tools, openai.Tool{
+			Type:     "function",
+			Function: openai.FunctionDecl{Name: t.Name, Description: t.Description, Parameters: t.InputSchema},
+		})
+	}
+	c := r.ToolChoice
+	if c == nil {
+		return nil
+	}
+	var choice any
+	switch c.Type {
+	case "auto":
+		choice = "auto"
+	case "any":
+		choice = "required"
+	case "none":
+		choice = "none"
+	case "tool":
+		choice = map[string]any{"type": "function", "function": map[string]string{"name": c.Name}}
+	}
+	out.ToolChoice, _ = json.Marshal(choice)
+	if c.DisableParallelToolUse && len(out.Tools) > 0 {
+		out.Extra["parallel_tool_calls"] = json.RawMessage("false")
+	}
+	return nil
+}
+
+func unsupported(param, what string) *apierror.Error {
+	return apierror.InvalidParam(param, "Parameter %s: %s are only supported by Anthropic models", param, what)
+}
+
+// compactJSON returns raw without insignificant whitespace, or "{}" when raw is not JSON.
+func compactJSON(raw json.RawMessage) string {
+	var b bytes.Buffer
+	if len(raw) == 0 || json.Compact(&b, raw) != nil {
+		return "{}"
+	}
+	return b.String()
 }
 
 // toolResultText flattens a tool_result's content (absent, a string, or an array of blocks) to

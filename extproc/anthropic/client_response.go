@@ -4,39 +4,23 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"net/http"
 	"strings"
+	"time"
 
+	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/openai"
+	"github.com/tollgate/tollgate/extproc/sse"
 )
 
-// Client-bound content blocks. Unlike ContentBlock they always carry their required fields,
-// even when empty, as Anthropic's own responses do.
-type (
-	textOut struct {
-		Type string `json:"type"` // "text"
-		Text string `json:"text"`
-	}
-	thinkingOut struct {
-		Type      string `json:"type"` // "thinking"
-		Thinking  string `json:"thinking"`
-		Signature string `json:"signature"`
-	}
-	toolUseOut struct {
-		Type  string          `json:"type"` // "tool_use"
-		ID    string          `json:"id"`
-		Name  string          `json:"name"`
-		Input json.RawMessage `json:"input"`
-	}
-)
-
-// ResponseFromOpenAI renders a pivot response as an Anthropic Message for the client, naming
+// EncodeResponse renders a pivot response as an Anthropic Message for the client, naming
 // model (the canonical id). Reasoning becomes a thinking block (with an empty signature: there
 // is none to give, and only an Anthropic model would check it), then text, then one tool_use
 // block per tool call.
 //
 // The pivot does not say whether a "stop" was a stop sequence, so stop_sequence is always null
 // and "stop" is reported as end_turn.
-func ResponseFromOpenAI(c *openai.ChatCompletion, model string) []byte {
+func EncodeResponse(c *openai.ChatCompletion, model string) []byte {
 	msg := struct {
 		ID           string   `json:"id"`
 		Type         string   `json:"type"`
@@ -146,4 +130,80 @@ func randomID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	return hex.EncodeToString(b[:])
+}
+
+// ErrorBody renders e in Anthropic's error shape, {"type":"error","error":{"type","message"}},
+// with the type Anthropic's reference gives for e's status. The stable code is not part of the
+// shape; the status and type carry the meaning SDKs act on.
+func ErrorBody(e *apierror.Error) []byte {
+	b, _ := json.Marshal(errorBody{Type: "error", Error: errorObject{Type: errorType(e), Message: e.Message}})
+	return b
+}
+
+// StreamError appends e as an `event: error` frame, the way Anthropic reports a failure
+// after a stream has started.
+func StreamError(dst []byte, e *apierror.Error) []byte {
+	return sse.AppendEvent(dst, sse.Event{Name: evError, Data: ErrorBody(e)})
+}
+
+// errorType maps a gateway error onto Anthropic's error types. 502 and 503 are api_error unless
+// no provider could serve at all (no_provider_available, service_unavailable), which is what
+// overloaded_error tells an Anthropic client: temporary, retry later.
+func errorType(e *apierror.Error) string {
+	switch e.Status {
+	case http.StatusBadRequest:
+		return errInvalidRequest
+	case http.StatusUnauthorized:
+		return errAuthentication
+	case http.StatusPaymentRequired:
+		return errBilling
+	case http.StatusForbidden:
+		return errPermission
+	case http.StatusNotFound:
+		return errNotFound
+	case http.StatusRequestEntityTooLarge:
+		return errRequestTooLarge
+	case http.StatusTooManyRequests:
+		return errRateLimit
+	case http.StatusGatewayTimeout, apierror.StatusProviderTimeout:
+		return errTimeout
+	case http.StatusServiceUnavailable, StatusOverloaded:
+		return errOverloaded
+	}
+	switch {
+	case e.Code == apierror.CodeNoProviderAvailable:
+		return errOverloaded
+	case e.Status >= 500:
+		return errAPI
+	default:
+		return errInvalidRequest // the reference: used for other 4xx too
+	}
+}
+
+// ModelList renders models as the Models API's list page
+// (https://docs.claude.com/en/api/models-list). The gateway lists its whole catalog at once:
+// one page, has_more false, first_id and last_id null when it is empty.
+func ModelList(models []openai.Model) []byte {
+	page := modelPage{Data: make([]modelInfo, 0, len(models))}
+	for _, m := range models {
+		page.Data = append(page.Data, modelFrom(m))
+	}
+	if n := len(page.Data); n > 0 {
+		page.FirstID, page.LastID = &page.Data[0].ID, &page.Data[n-1].ID
+	}
+	b, _ := json.Marshal(page) // plain strings and bools
+	return b
+}
+
+// ModelObject renders one model as the Models API's retrieval answers it
+// (https://docs.claude.com/en/api/models).
+func ModelObject(m openai.Model) []byte {
+	b, _ := json.Marshal(modelFrom(m)) // plain strings
+	return b
+}
+
+// modelFrom describes m in Anthropic's terms. The catalog keeps no display name, so the id
+// stands in; created_at is an RFC 3339 time where OpenAI's created is Unix seconds.
+func modelFrom(m openai.Model) modelInfo {
+	return modelInfo{Type: "model", ID: m.ID, DisplayName: m.ID, CreatedAt: time.Unix(m.Created, 0).UTC().Format(time.RFC3339)}
 }

@@ -24,7 +24,7 @@ func TestClientGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pivot, err := r.ToOpenAI()
+			pivot, err := r.ToPivot()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -37,7 +37,7 @@ func TestClientGolden(t *testing.T) {
 			}
 			a.check(t, "openai_upstream.json", upstream)
 
-			pass, err := anthropic.UpstreamBody(r, "claude-upstream-20250929")
+			pass, err := anthropic.PassthroughBody(r, "claude-upstream-20250929")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -143,7 +143,7 @@ func TestParseRequestErrors(t *testing.T) {
 	}
 }
 
-func TestToOpenAIUnsupported(t *testing.T) {
+func TestToPivotUnsupported(t *testing.T) {
 	tests := []struct{ name, body, param string }{
 		{"server tool", `{"model":"m","max_tokens":1,"tools":[{"type":"web_search_20250305","name":"web_search"}],"messages":[{"role":"user","content":"q"}]}`, "tools[0]"},
 		{"pdf document", `{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBER"}}]}]}`, "messages[0].content[0]"},
@@ -156,57 +156,10 @@ func TestToOpenAIUnsupported(t *testing.T) {
 			if err != nil {
 				t.Fatal(err) // valid for the same-protocol path
 			}
-			_, err = r.ToOpenAI()
+			_, err = r.ToPivot()
 			var e *apierror.Error
 			if !errors.As(err, &e) || e.Status != 400 || e.Param != tt.param {
 				t.Errorf("err = %v, want 400 naming %q", err, tt.param)
-			}
-		})
-	}
-}
-
-func TestResponseFromOpenAI(t *testing.T) {
-	text := "Hello"
-	refusal := "I can't help with that."
-	tests := []struct {
-		name string
-		c    openai.ChatCompletion
-		want string
-	}{
-		{
-			name: "text with cached usage",
-			c: openai.ChatCompletion{ID: "chatcmpl-1", Choices: []openai.Choice{{Message: openai.ResponseMessage{Role: "assistant", Content: &text}, FinishReason: "stop"}},
-				Usage: &openai.Usage{PromptTokens: 100, CompletionTokens: 7, TotalTokens: 107, PromptTokensDetails: &openai.PromptTokensDetails{CachedTokens: 60}}},
-			want: `{"id":"msg_chatcmpl-1","type":"message","role":"assistant","model":"claude-x","content":[{"type":"text","text":"Hello"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":40,"cache_creation_input_tokens":0,"cache_read_input_tokens":60,"output_tokens":7}}`,
-		},
-		{
-			name: "reasoning and tool calls, bad arguments",
-			c: openai.ChatCompletion{ID: "msg_2", Choices: []openai.Choice{{Message: openai.ResponseMessage{Role: "assistant", ReasoningContent: "hmm", ToolCalls: []openai.ToolCall{
-				{ID: "call_a", Type: "function", Function: openai.FunctionCall{Name: "f", Arguments: `{"x": 1}`}},
-				{ID: "call_b", Type: "function", Function: openai.FunctionCall{Name: "g", Arguments: `{"x": 1`}},
-			}}, FinishReason: "tool_calls"}}},
-			want: `{"id":"msg_2","type":"message","role":"assistant","model":"claude-x","content":[{"type":"thinking","thinking":"hmm","signature":""},{"type":"tool_use","id":"call_a","name":"f","input":{"x":1}},{"type":"tool_use","id":"call_b","name":"g","input":{}}],"stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":0}}`,
-		},
-		{
-			name: "length",
-			c:    openai.ChatCompletion{ID: "x", Choices: []openai.Choice{{Message: openai.ResponseMessage{Content: &text}, FinishReason: "length"}}},
-			want: `{"id":"msg_x","type":"message","role":"assistant","model":"claude-x","content":[{"type":"text","text":"Hello"}],"stop_reason":"max_tokens","stop_sequence":null,"usage":{"input_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":0}}`,
-		},
-		{
-			name: "content filter",
-			c:    openai.ChatCompletion{ID: "x", Choices: []openai.Choice{{Message: openai.ResponseMessage{}, FinishReason: "content_filter"}}},
-			want: `{"id":"msg_x","type":"message","role":"assistant","model":"claude-x","content":[],"stop_reason":"refusal","stop_sequence":null,"usage":{"input_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":0}}`,
-		},
-		{
-			name: "refusal",
-			c:    openai.ChatCompletion{ID: "x", Choices: []openai.Choice{{Message: openai.ResponseMessage{Refusal: &refusal}, FinishReason: "stop"}}},
-			want: `{"id":"msg_x","type":"message","role":"assistant","model":"claude-x","content":[{"type":"text","text":"I can't help with that."}],"stop_reason":"refusal","stop_sequence":null,"usage":{"input_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":0}}`,
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := string(anthropic.ResponseFromOpenAI(&tt.c, "claude-x")); got != tt.want {
-				t.Errorf("got\n%s\nwant\n%s", got, tt.want)
 			}
 		})
 	}

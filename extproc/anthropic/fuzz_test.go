@@ -60,10 +60,10 @@ func FuzzParseRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if _, err := anthropic.UpstreamBody(r, "up"); err != nil {
-			t.Fatalf("UpstreamBody of a valid request: %v", err)
+		if _, err := anthropic.PassthroughBody(r, "up"); err != nil {
+			t.Fatalf("PassthroughBody of a valid request: %v", err)
 		}
-		_, _ = r.ToOpenAI()
+		_, _ = r.ToPivot()
 	})
 }
 

@@ -10,55 +10,29 @@ import (
 	"github.com/tollgate/tollgate/extproc/openai"
 )
 
-// StructuredOutputTool is the name of the tool FromOpenAI forces for a response_format of type
-// json_schema. The Messages API has no response_format; a forced tool call is the way
+// Version is the anthropic-version header the translation targets. Authentication (x-api-key)
+// and the headers themselves are set by the caller, which owns the operator's credentials.
+const Version = "2023-06-01"
+
+// Path is the Messages API's path on an Anthropic-kind provider. Unlike Gemini's, it names
+// neither the model (the body does) nor streaming (the body's stream field does).
+func Path(upstreamModel string, stream bool) string { return "/v1/messages" }
+
+// StructuredOutputTool is the name of the tool BuildRequest forces for a response_format of
+// type json_schema. The Messages API has no response_format; a forced tool call is the way
 // Anthropic's tool-use guide gives for JSON output that follows a schema, and unlike a system
-// instruction its input is constrained by the schema. ToOpenAI and StreamDecoder recognise the
-// name (they need no request state for it) and turn the call's input back into text content
-// with finish reason "stop", as an OpenAI provider would have answered.
+// instruction its input is constrained by the schema. DecodeResponse and StreamDecoder
+// recognise the name (they need no request state for it) and turn the call's input back into
+// text content with finish reason "stop", as an OpenAI provider would have answered.
 //
 // A forced tool excludes the client's own tools, so when the request has tools, or the schema's
 // root is not an object (input_schema must be one), the schema goes into the system prompt as
 // an instruction instead. json_object always does.
 const StructuredOutputTool = "tollgate_structured_output"
 
-// Request-side content blocks.
-type (
-	imageOut struct {
-		Type   string `json:"type"` // "image"
-		Source Source `json:"source"`
-	}
-	toolResultOut struct {
-		Type      string `json:"type"` // "tool_result"
-		ToolUseID string `json:"tool_use_id"`
-		Content   any    `json:"content"` // string, or blocks when the result has images
-	}
-	messageOut struct {
-		Role    string `json:"role"`
-		Content []any  `json:"content"`
-	}
-)
-
-// requestOut is the Messages API request body FromOpenAI writes.
-type requestOut struct {
-	Model         string       `json:"model"`
-	MaxTokens     int64        `json:"max_tokens"`
-	System        []textOut    `json:"system,omitempty"`
-	Messages      []messageOut `json:"messages"`
-	Temperature   *float64     `json:"temperature,omitempty"`
-	TopP          *float64     `json:"top_p,omitempty"`
-	TopK          *int64       `json:"top_k,omitempty"`
-	StopSequences []string     `json:"stop_sequences,omitempty"`
-	Stream        bool         `json:"stream,omitempty"`
-	Tools         []Tool       `json:"tools,omitempty"`
-	ToolChoice    *ToolChoice  `json:"tool_choice,omitempty"`
-	Thinking      *Thinking    `json:"thinking,omitempty"`
-	Metadata      *Metadata    `json:"metadata,omitempty"`
-}
-
-// FromOpenAI builds the Messages API body for an Anthropic-kind provider from a pivot request,
-// naming upstreamModel. max_tokens is required by Anthropic: r's limit, else defaultMaxTokens
-// (the catalog's default for the model).
+// BuildRequest builds the Messages API body for an Anthropic-kind provider from a pivot
+// request, naming upstreamModel. max_tokens is required by Anthropic: r's limit, else
+// defaultMaxTokens (the catalog's default for the model).
 //
 // System and developer messages become the system prompt; consecutive messages of one role are
 // merged, since Anthropic expects turns to alternate and wants every tool_result answering one
@@ -68,7 +42,7 @@ type requestOut struct {
 // and are dropped.
 //
 // Errors caused by the request's content are *apierror.Error values.
-func FromOpenAI(r *openai.ChatRequest, upstreamModel string, defaultMaxTokens int64) ([]byte, error) {
+func BuildRequest(r *openai.ChatRequest, upstreamModel string, defaultMaxTokens int64) ([]byte, error) {
 	out := requestOut{Model: upstreamModel, Stream: r.Stream, TopP: r.TopP, TopK: r.TopK, StopSequences: r.Stop}
 	switch {
 	case r.MaxTokens != nil:

@@ -12,23 +12,6 @@ import (
 	"github.com/tollgate/tollgate/extproc/sse"
 )
 
-// streamEvent is the union of the stream events' payloads; Type says which fields are set.
-type streamEvent struct {
-	Type         string       `json:"type"`
-	Message      *wireMessage `json:"message"`       // message_start
-	Index        int          `json:"index"`         // content_block_*
-	ContentBlock ContentBlock `json:"content_block"` // content_block_start
-	Delta        struct {
-		Type        string  `json:"type"`
-		Text        string  `json:"text"`
-		Thinking    string  `json:"thinking"`
-		PartialJSON string  `json:"partial_json"`
-		StopReason  *string `json:"stop_reason"` // message_delta
-	} `json:"delta"`
-	Usage *Usage      `json:"usage"` // message_delta
-	Error errorObject `json:"error"` // error
-}
-
 // decodeEvent reads one event's payload. Its type is the one in the data, which the reference
 // says always matches the event name; the name is the fallback.
 func decodeEvent(ev sse.Event) (streamEvent, error) {
@@ -40,6 +23,13 @@ func decodeEvent(ev sse.Event) (streamEvent, error) {
 		e.Type = ev.Name
 	}
 	return e, nil
+}
+
+// deltaBytes is the content a content_block_delta carries: text, thinking or tool input. Both
+// StreamDecoder and StreamRewriter count with it, so that a cut stream is estimated alike
+// whichever protocol its client speaks.
+func deltaBytes(e *streamEvent) int64 {
+	return int64(len(e.Delta.Text) + len(e.Delta.Thinking) + len(e.Delta.PartialJSON))
 }
 
 type decodedBlock struct {
@@ -68,6 +58,7 @@ type StreamDecoder struct {
 	structured bool // StructuredOutputTool was called
 	usage      usageCounts
 	finish     string
+	content    int64 // as StreamRewriter counts it
 	done       bool
 }
 
@@ -119,6 +110,7 @@ func (d *StreamDecoder) event(out []openai.ChatCompletionChunk, e *streamEvent) 
 	case evContentBlockStart:
 		return d.blockStart(out, e.Index, &e.ContentBlock), nil
 	case evContentBlockDelta:
+		d.content += deltaBytes(e)
 		return d.blockDelta(out, e), nil
 	case evMessageDelta:
 		d.usage.apply(e.Usage)
@@ -218,6 +210,11 @@ func (d *StreamDecoder) UsageFinal() bool { return d.usage.final }
 
 // FinishReason is the pivot finish reason, once message_delta has reported the stop reason.
 func (d *StreamDecoder) FinishReason() string { return d.finish }
+
+// ContentBytes counts the bytes of text, thinking and tool input the provider has streamed so
+// far, counted as StreamRewriter counts them, from which a stream cut before its final usage
+// is estimated.
+func (d *StreamDecoder) ContentBytes() int64 { return d.content }
 
 // Done reports whether message_stop arrived: the stream is complete.
 func (d *StreamDecoder) Done() bool { return d.done }

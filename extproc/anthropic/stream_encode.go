@@ -7,18 +7,6 @@ import (
 	"github.com/tollgate/tollgate/extproc/sse"
 )
 
-// Stream event names (each event's data carries the same name in "type").
-const (
-	evMessageStart      = "message_start"
-	evContentBlockStart = "content_block_start"
-	evContentBlockDelta = "content_block_delta"
-	evContentBlockStop  = "content_block_stop"
-	evMessageDelta      = "message_delta"
-	evMessageStop       = "message_stop"
-	evPing              = "ping"
-	evError             = "error"
-)
-
 // messageDeltaEvent is message_delta as the gateway writes it: usage carries every count, since
 // message_start had only the prompt's, if that.
 type messageDeltaEvent struct {

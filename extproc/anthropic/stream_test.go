@@ -27,6 +27,8 @@ type decoded struct {
 	Billing billing.Usage                `json:"billing"`
 	Finish  string                       `json:"finish"`
 	Done    bool                         `json:"done"`
+	// ContentBytes stays out of the goldens, which predate it; cuts are compared with it.
+	ContentBytes int64 `json:"-"`
 }
 
 // pieces cuts b at the given offsets, the way Envoy hands over body chunks.
@@ -69,6 +71,7 @@ func decodeStream(t *testing.T, upstream []byte, cuts []int) decoded {
 	}
 	res.Usage, res.Billing, _ = d.Usage()
 	res.Finish, res.Done = d.FinishReason(), d.Done()
+	res.ContentBytes = d.ContentBytes()
 	return res
 }
 
@@ -99,7 +102,7 @@ func encodeStream(chunks []openai.ChatCompletionChunk, parts []int, streamErr *a
 		prev = p
 	}
 	if streamErr != nil {
-		return anthropic.StreamErrorEvent(out, streamErr)
+		return anthropic.StreamError(out, streamErr)
 	}
 	return e.Finish(out, nil)
 }
@@ -169,8 +172,11 @@ func TestStreamRewriterGolden(t *testing.T) {
 			if !reflect.DeepEqual(u, dec.Usage) || bu != dec.Billing || r.Done() != dec.Done {
 				t.Errorf("rewriter usage %+v %+v done %v; decoder %+v %+v done %v", u, bu, r.Done(), dec.Usage, dec.Billing, dec.Done)
 			}
-			if dec.Done && anthropicFinish(r.StopReason()) != dec.Finish {
-				t.Errorf("stop reason %q vs finish %q", r.StopReason(), dec.Finish)
+			if dec.Done && anthropicFinish(r.FinishReason()) != dec.Finish {
+				t.Errorf("stop reason %q vs finish %q", r.FinishReason(), dec.Finish)
+			}
+			if r.ContentBytes() != dec.ContentBytes {
+				t.Errorf("rewriter content bytes %d, decoder %d", r.ContentBytes(), dec.ContentBytes)
 			}
 			for _, cuts := range splits(len(upstream)) {
 				if got, _ := rewriteStream(t, upstream, cuts); !bytes.Equal(got, want) {
@@ -392,6 +398,63 @@ data: {"type":"message_stop"}
 	got := accumulate(decodeStream(t, []byte(stream), nil).Chunks)
 	if got.Content != `{"name": "Alice"}` || len(got.Calls) != 0 || got.Finish != "stop" {
 		t.Errorf("got %+v", got)
+	}
+}
+
+// TestStreamContentBytes checks the content count a cut stream's charge is estimated from, on
+// both sides: text, thinking and tool input in bytes (not characters), and nothing else.
+func TestStreamContentBytes(t *testing.T) {
+	const stream = `event: message_start
+data: {"type":"message_start","message":{"id":"msg_c","type":"message","role":"assistant","content":[],"model":"claude-x","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":9,"output_tokens":1}}}
+
+event: content_block_start
+data: {"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"h\u00e9h"}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"c2lnbmF0dXJl"}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":0}
+
+event: content_block_start
+data: {"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Hello"}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":1}
+
+event: content_block_start
+data: {"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_c","name":"get_weather","input":{}}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"a\":1}"}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":2}
+
+event: message_delta
+data: {"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":30}}
+
+event: message_stop
+data: {"type":"message_stop"}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"after the end"}}
+
+`
+	const want = 4 + 5 + 7 // "héh" is four bytes; the signature and what follows message_stop count nothing
+	for _, cuts := range [][]int{nil, {1}, {len(stream) / 2}, {len(stream) - 1}} {
+		if got := decodeStream(t, []byte(stream), cuts).ContentBytes; got != want {
+			t.Errorf("decoder, cut at %v: ContentBytes = %d, want %d", cuts, got, want)
+		}
+		if _, r := rewriteStream(t, []byte(stream), cuts); r.ContentBytes() != want {
+			t.Errorf("rewriter, cut at %v: ContentBytes = %d, want %d", cuts, r.ContentBytes(), want)
+		}
 	}
 }
 

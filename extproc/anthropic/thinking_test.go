@@ -11,9 +11,9 @@ import (
 	"github.com/tollgate/tollgate/extproc/openai"
 )
 
-// TestFromOpenAIThinking checks that the pivot's reasoning control reaches an Anthropic provider
-// as thinking, within the Messages API's rules.
-func TestFromOpenAIThinking(t *testing.T) {
+// TestBuildRequestThinking checks that the pivot's reasoning control reaches an Anthropic
+// provider as thinking, within the Messages API's rules.
+func TestBuildRequestThinking(t *testing.T) {
 	const user = `{"role":"user","content":"hi"}`
 	const tools = `"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]`
 	tests := []struct {
@@ -61,7 +61,7 @@ func TestFromOpenAIThinking(t *testing.T) {
 				t.Fatal(err)
 			}
 			pivot.Reasoning = tt.reasoning
-			body, err := anthropic.FromOpenAI(pivot, "claude-up", 4096)
+			body, err := anthropic.BuildRequest(pivot, "claude-up", 4096)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -89,7 +89,7 @@ func TestFromOpenAIThinking(t *testing.T) {
 			if tt.wantTopP != 0 && (out.TopP == nil || *out.TopP != tt.wantTopP) {
 				t.Errorf("top_p = %v, want %v", out.TopP, tt.wantTopP)
 			}
-			// What FromOpenAI writes is a request the gateway itself accepts as Anthropic's.
+			// What BuildRequest writes is a request the gateway itself accepts as Anthropic's.
 			if _, err := anthropic.ParseRequest(body); err != nil {
 				t.Errorf("ParseRequest: %v", err)
 			}
@@ -97,8 +97,8 @@ func TestFromOpenAIThinking(t *testing.T) {
 	}
 }
 
-// TestToOpenAIThinking checks that an Anthropic client's thinking becomes the pivot's control.
-func TestToOpenAIThinking(t *testing.T) {
+// TestToPivotThinking checks that an Anthropic client's thinking becomes the pivot's control.
+func TestToPivotThinking(t *testing.T) {
 	tests := []struct {
 		thinking   string
 		wantEffort string // what an OpenAI provider gets
@@ -118,7 +118,7 @@ func TestToOpenAIThinking(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pivot, err := r.ToOpenAI()
+			pivot, err := r.ToPivot()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -149,7 +149,7 @@ func TestWithMaxTokensThinking(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			body, err := anthropic.UpstreamBody(r.WithMaxTokens(tt.limit), "claude-up")
+			body, err := anthropic.PassthroughBody(r.WithMaxTokens(tt.limit), "claude-up")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -178,7 +178,7 @@ func TestThinkingBilledOnce(t *testing.T) {
 	const body = `{"id":"msg_1","type":"message","role":"assistant","model":"claude-up",
 		"content":[{"type":"thinking","thinking":"step by step","signature":"c2ln"},{"type":"text","text":"42"}],
 		"stop_reason":"end_turn","usage":{"input_tokens":20,"output_tokens":130}}`
-	c, bu, err := anthropic.ToOpenAI([]byte(body), "m")
+	c, bu, err := anthropic.DecodeResponse([]byte(body), "m")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,10 +207,10 @@ func mustRead(t *testing.T, path string) []byte {
 	return b
 }
 
-// TestUpstreamBodyUnsignedThinking checks that a thinking block the gateway translated from
+// TestPassthroughBodyUnsignedThinking checks that a thinking block the gateway translated from
 // another provider (no signature) never reaches Anthropic, which would refuse it, while signed
 // ones and everything else pass unchanged.
-func TestUpstreamBodyUnsignedThinking(t *testing.T) {
+func TestPassthroughBodyUnsignedThinking(t *testing.T) {
 	tests := []struct {
 		name     string
 		messages string
@@ -238,7 +238,7 @@ func TestUpstreamBodyUnsignedThinking(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			body, err := anthropic.UpstreamBody(r, "claude-up")
+			body, err := anthropic.PassthroughBody(r, "claude-up")
 			if err != nil {
 				t.Fatal(err)
 			}

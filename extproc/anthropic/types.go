@@ -2,13 +2,6 @@ package anthropic
 
 import "encoding/json"
 
-// Endpoint constants for an Anthropic-kind provider. Authentication (x-api-key) and the
-// anthropic-version header are set by the caller, which owns the operator's credentials.
-const (
-	Path    = "/v1/messages"
-	Version = "2023-06-01"
-)
-
 // Stop reasons of the Messages API.
 const (
 	StopEndTurn      = "end_turn"
@@ -30,6 +23,18 @@ const (
 	blockToolResult       = "tool_result"
 	blockThinking         = "thinking"
 	blockRedactedThinking = "redacted_thinking"
+)
+
+// Stream event names (each event's data carries the same name in "type").
+const (
+	evMessageStart      = "message_start"
+	evContentBlockStart = "content_block_start"
+	evContentBlockDelta = "content_block_delta"
+	evContentBlockStop  = "content_block_stop"
+	evMessageDelta      = "message_delta"
+	evMessageStop       = "message_stop"
+	evPing              = "ping"
+	evError             = "error"
 )
 
 // Message is one entry of the request's messages array.
@@ -146,3 +151,117 @@ type outUsage struct {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Client-bound content blocks. Unlike ContentBlock they always carry their required fields,
+// even when empty, as Anthropic's own responses do.
+type (
+	textOut struct {
+		Type string `json:"type"` // "text"
+		Text string `json:"text"`
+	}
+	thinkingOut struct {
+		Type      string `json:"type"` // "thinking"
+		Thinking  string `json:"thinking"`
+		Signature string `json:"signature"`
+	}
+	toolUseOut struct {
+		Type  string          `json:"type"` // "tool_use"
+		ID    string          `json:"id"`
+		Name  string          `json:"name"`
+		Input json.RawMessage `json:"input"`
+	}
+)
+
+// Request-side content blocks.
+type (
+	imageOut struct {
+		Type   string `json:"type"` // "image"
+		Source Source `json:"source"`
+	}
+	toolResultOut struct {
+		Type      string `json:"type"` // "tool_result"
+		ToolUseID string `json:"tool_use_id"`
+		Content   any    `json:"content"` // string, or blocks when the result has images
+	}
+	messageOut struct {
+		Role    string `json:"role"`
+		Content []any  `json:"content"`
+	}
+)
+
+// requestOut is the Messages API request body BuildRequest writes.
+type requestOut struct {
+	Model         string       `json:"model"`
+	MaxTokens     int64        `json:"max_tokens"`
+	System        []textOut    `json:"system,omitempty"`
+	Messages      []messageOut `json:"messages"`
+	Temperature   *float64     `json:"temperature,omitempty"`
+	TopP          *float64     `json:"top_p,omitempty"`
+	TopK          *int64       `json:"top_k,omitempty"`
+	StopSequences []string     `json:"stop_sequences,omitempty"`
+	Stream        bool         `json:"stream,omitempty"`
+	Tools         []Tool       `json:"tools,omitempty"`
+	ToolChoice    *ToolChoice  `json:"tool_choice,omitempty"`
+	Thinking      *Thinking    `json:"thinking,omitempty"`
+	Metadata      *Metadata    `json:"metadata,omitempty"`
+}
+
+// streamEvent is the union of the stream events' payloads; Type says which fields are set.
+type streamEvent struct {
+	Type         string       `json:"type"`
+	Message      *wireMessage `json:"message"`       // message_start
+	Index        int          `json:"index"`         // content_block_*
+	ContentBlock ContentBlock `json:"content_block"` // content_block_start
+	Delta        struct {
+		Type        string  `json:"type"`
+		Text        string  `json:"text"`
+		Thinking    string  `json:"thinking"`
+		PartialJSON string  `json:"partial_json"`
+		StopReason  *string `json:"stop_reason"` // message_delta
+	} `json:"delta"`
+	Usage *Usage      `json:"usage"` // message_delta
+	Error errorObject `json:"error"` // error
+}
+
+// StatusOverloaded is Anthropic's "API temporarily overloaded" status (overloaded_error).
+const StatusOverloaded = 529
+
+// Anthropic error types (https://docs.claude.com/en/api/errors).
+const (
+	errInvalidRequest  = "invalid_request_error"
+	errAuthentication  = "authentication_error"
+	errBilling         = "billing_error"
+	errPermission      = "permission_error"
+	errNotFound        = "not_found_error"
+	errRequestTooLarge = "request_too_large"
+	errRateLimit       = "rate_limit_error"
+	errAPI             = "api_error"
+	errTimeout         = "timeout_error"
+	errOverloaded      = "overloaded_error"
+)
+
+type errorBody struct {
+	Type  string      `json:"type"` // "error"
+	Error errorObject `json:"error"`
+}
+
+type errorObject struct {
+	Type    string `json:"type"`
+	Message string `json:"message"`
+}
+
+// modelInfo is the Models API's model object.
+type modelInfo struct {
+	Type        string `json:"type"` // "model"
+	ID          string `json:"id"`
+	DisplayName string `json:"display_name"`
+	CreatedAt   string `json:"created_at"`
+}
+
+// modelPage is the Models API's list page.
+type modelPage struct {
+	Data    []modelInfo `json:"data"`
+	HasMore bool        `json:"has_more"`
+	FirstID *string     `json:"first_id"`
+	LastID  *string     `json:"last_id"`
+}
