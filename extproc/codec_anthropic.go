@@ -160,7 +160,7 @@ func (anthropicProvider) rewriteResponse(body []byte, model string) ([]byte, bil
 
 func (anthropicProvider) newStreamRewriter(_ *clientRequest, model string) streamProcessor {
 	r := anthropic.NewStreamRewriter(model)
-	return &passthrough{feed: r.Feed, usage: r.Usage, final: r.UsageFinal, finish: r.FinishReason, content: r.ContentBytes}
+	return passthrough{r}
 }
 
 func (anthropicProvider) providerError(status int, body []byte) *apierror.Error {

@@ -159,7 +159,7 @@ func (geminiProvider) rewriteResponse(body []byte, model string) ([]byte, billin
 
 func (geminiProvider) newStreamRewriter(_ *clientRequest, model string) streamProcessor {
 	r := gemini.NewStreamRewriter(model)
-	return &passthrough{feed: r.Feed, usage: r.Usage, final: r.Done, finish: r.FinishReason, content: r.ContentBytes}
+	return passthrough{r}
 }
 
 func (geminiProvider) providerError(status int, body []byte) *apierror.Error {

@@ -111,7 +111,7 @@ func (openaiProvider) rewriteResponse(body []byte, model string) ([]byte, billin
 
 func (openaiProvider) newStreamRewriter(req *clientRequest, model string) streamProcessor {
 	r := openai.NewStreamRewriter(model, req.includeUsage)
-	return &passthrough{feed: r.Feed, usage: r.Usage, final: r.UsageFinal, finish: r.FinishReason, content: r.ContentBytes}
+	return passthrough{r}
 }
 
 func (openaiProvider) providerError(status int, body []byte) *apierror.Error {

@@ -46,23 +46,23 @@ type streamProcessor interface {
 	ContentBytes() int64
 }
 
-// passthrough adapts a same-protocol stream rewriter that reports usage in both forms.
-type passthrough struct {
-	feed    func([]byte, bool) ([]byte, error)
-	usage   func() (openai.Usage, billing.Usage, bool)
-	final   func() bool
-	finish  func() string
-	content func() int64
+// nativeStream is what every protocol package's StreamRewriter offers: a same-protocol stream
+// relayed with the model renamed, its usage read on the way.
+type nativeStream interface {
+	Feed(chunk []byte, endOfStream bool) ([]byte, error)
+	Usage() (openai.Usage, billing.Usage, bool)
+	UsageFinal() bool
+	FinishReason() string
+	ContentBytes() int64
 }
 
-func (p *passthrough) Feed(chunk []byte, eos bool) ([]byte, error) { return p.feed(chunk, eos) }
+// passthrough adapts a nativeStream to streamProcessor, whose usage is in billing's terms.
+type passthrough struct{ nativeStream }
 
-func (p *passthrough) Usage() (billing.Usage, bool, bool) {
-	_, u, ok := p.usage()
-	return u, ok, ok && p.final()
+func (p passthrough) Usage() (billing.Usage, bool, bool) {
+	_, u, ok := p.nativeStream.Usage()
+	return u, ok, ok && p.UsageFinal()
 }
-func (p *passthrough) FinishReason() string { return p.finish() }
-func (p *passthrough) ContentBytes() int64  { return p.content() }
 
 // chunkDecoder reads a provider's stream into pivot chunks.
 type chunkDecoder interface {
