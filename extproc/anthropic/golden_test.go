@@ -6,13 +6,14 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"golang.org/x/tools/txtar"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-// archive is a txtar file: a comment, then "-- name --" sections. Inputs are written by hand
+// archive is a txtar file (golang.org/x/tools/txtar): a comment, then "-- name --" sections. Inputs are written by hand
 // from Anthropic's and OpenAI's published examples; the other sections are golden output,
 // rewritten with -update.
 type archive struct {
@@ -24,25 +25,14 @@ type archive struct {
 
 func readArchive(t *testing.T, path string) *archive {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	ar, err := txtar.ParseFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &archive{path: path, files: map[string][]byte{}}
-	cur := ""
-	for _, line := range strings.SplitAfter(string(data), "\n") {
-		trimmed := strings.TrimRight(line, "\n")
-		if strings.HasPrefix(trimmed, "-- ") && strings.HasSuffix(trimmed, " --") && len(trimmed) > 6 {
-			cur = trimmed[3 : len(trimmed)-3]
-			a.names = append(a.names, cur)
-			a.files[cur] = nil
-			continue
-		}
-		if cur == "" {
-			a.comment += line
-		} else {
-			a.files[cur] = append(a.files[cur], line...)
-		}
+	a := &archive{path: path, comment: string(ar.Comment), files: map[string][]byte{}}
+	for _, f := range ar.Files {
+		a.names = append(a.names, f.Name)
+		a.files[f.Name] = f.Data
 	}
 	return a
 }
@@ -81,13 +71,11 @@ func (a *archive) save(t *testing.T) {
 	if !*update {
 		return
 	}
-	var b bytes.Buffer
-	b.WriteString(a.comment)
+	ar := &txtar.Archive{Comment: []byte(a.comment)}
 	for _, n := range a.names {
-		b.WriteString("-- " + n + " --\n")
-		b.Write(a.files[n])
+		ar.Files = append(ar.Files, txtar.File{Name: n, Data: a.files[n]})
 	}
-	if err := os.WriteFile(a.path, b.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(a.path, txtar.Format(ar), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -8,13 +8,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/tools/txtar"
 )
 
 var update = flag.Bool("update", false, "rewrite golden sections of testdata/*.txtar")
 
-// archive is a txtar-style fixture: a comment (which says where the input comes from), then
-// sections "-- name --". Inputs and expected outputs sit together, as STYLE.md asks. The format
-// is small enough not to warrant a dependency.
+// archive is a txtar fixture (golang.org/x/tools/txtar): a comment (which says where the input
+// comes from), then sections "-- name --". Inputs and expected outputs sit together.
 type archive struct {
 	comment  string
 	names    []string
@@ -23,43 +24,25 @@ type archive struct {
 
 func readArchive(t testing.TB, path string) *archive {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	ar, err := txtar.ParseFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &archive{sections: map[string][]byte{}}
-	cur := ""
-	var buf bytes.Buffer
-	flush := func() {
-		if cur == "" {
-			a.comment = buf.String()
-		} else {
-			a.sections[cur] = bytes.Clone(buf.Bytes())
-		}
-		buf.Reset()
+	a := &archive{comment: string(ar.Comment), sections: map[string][]byte{}}
+	for _, f := range ar.Files {
+		a.names = append(a.names, f.Name)
+		a.sections[f.Name] = f.Data
 	}
-	for _, line := range strings.SplitAfter(string(data), "\n") {
-		if name, ok := strings.CutPrefix(strings.TrimRight(line, "\n"), "-- "); ok && strings.HasSuffix(name, " --") {
-			flush()
-			cur = strings.TrimSuffix(name, " --")
-			a.names = append(a.names, cur)
-			continue
-		}
-		buf.WriteString(line)
-	}
-	flush()
 	return a
 }
 
 func (a *archive) write(t *testing.T, path string) {
 	t.Helper()
-	var b bytes.Buffer
-	b.WriteString(a.comment)
+	ar := &txtar.Archive{Comment: []byte(a.comment)}
 	for _, n := range a.names {
-		b.WriteString("-- " + n + " --\n")
-		b.Write(a.sections[n])
+		ar.Files = append(ar.Files, txtar.File{Name: n, Data: a.sections[n]})
 	}
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(path, txtar.Format(ar), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
