@@ -72,15 +72,14 @@ func (geminiClient) streamError(dst []byte, e *apierror.Error) []byte {
 // models renders the Gemini API's model list (or one model) shape.
 func (geminiClient) models(listed []catalog.ListedModel, _ int64, one bool) []byte {
 	models := make([]openai.Model, 0, len(listed))
-	limits := make(map[string]int64, len(listed))
 	for _, lm := range listed {
-		models = append(models, openai.Model{ID: lm.ID, OwnedBy: lm.Model.OwnedBy, SupportedEndpointTypes: lm.Model.Endpoints, Lifecycle: lm.Model.Lifecycle})
-		limits[lm.ID] = lm.Model.MaxOutputTokens
+		models = append(models, openai.Model{ID: lm.ID, OwnedBy: lm.Model.OwnedBy, SupportedEndpointTypes: lm.Model.Endpoints,
+			Lifecycle: lm.Model.Lifecycle, MaxOutputTokens: lm.Model.MaxOutputTokens})
 	}
 	if one {
-		return gemini.ModelObject(models[0], limits[models[0].ID])
+		return gemini.ModelObject(models[0])
 	}
-	return gemini.ModelList(models, limits)
+	return gemini.ModelList(models)
 }
 
 // countBody is a CountTokensResponse: totalTokens, and the per-modality split the reference

@@ -222,10 +222,10 @@ type model struct {
 
 // ModelList renders models as the Gemini API's model list. outputLimits holds each model's
 // outputTokenLimit (the catalog's max output tokens) by id, which openai.Model does not carry.
-func ModelList(models []openai.Model, outputLimits map[string]int64) []byte {
+func ModelList(models []openai.Model) []byte {
 	data := make([]model, 0, len(models))
 	for _, m := range models {
-		data = append(data, geminiModel(m, outputLimits[m.ID]))
+		data = append(data, geminiModel(m))
 	}
 	b, _ := json.Marshal(struct {
 		Models []model `json:"models"`
@@ -233,21 +233,20 @@ func ModelList(models []openai.Model, outputLimits map[string]int64) []byte {
 	return b
 }
 
-// ModelObject renders one model as the Gemini API's model object, outputLimit being its
-// outputTokenLimit.
-func ModelObject(m openai.Model, outputLimit int64) []byte {
-	b, _ := json.Marshal(geminiModel(m, outputLimit))
+// ModelObject renders one model as the Gemini API's model object.
+func ModelObject(m openai.Model) []byte {
+	b, _ := json.Marshal(geminiModel(m))
 	return b
 }
 
 // geminiModel names the model as a Gemini SDK expects ("models/{id}", the base id without the
 // eu/ region prefix). Only models offered through the Gemini endpoint support its generation
 // methods.
-func geminiModel(m openai.Model, outputLimit int64) model {
+func geminiModel(m openai.Model) model {
 	methods := []string{}
 	if slices.Contains(m.SupportedEndpointTypes, catalog.EndpointGemini) {
 		methods = []string{methodGenerate, methodStream}
 	}
 	return model{Name: "models/" + m.ID, BaseModelID: strings.TrimPrefix(m.ID, catalog.EUPrefix), Version: strings.ToLower(m.Lifecycle),
-		DisplayName: m.ID, OutputTokenLimit: outputLimit, SupportedGenerationMethods: methods}
+		DisplayName: m.ID, OutputTokenLimit: m.MaxOutputTokens, SupportedGenerationMethods: methods}
 }

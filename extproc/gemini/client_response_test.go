@@ -77,10 +77,9 @@ func TestEncodeResponseGolden(t *testing.T) {
 // offered through the Gemini endpoint.
 func TestModelList(t *testing.T) {
 	models := []openai.Model{
-		{ID: "eu/gemini-2.5-pro", OwnedBy: "google", SupportedEndpointTypes: []string{"chat_completions", "gemini"}, Lifecycle: "GA"},
-		{ID: "gpt-5.4", OwnedBy: "openai", SupportedEndpointTypes: []string{"chat_completions"}, Lifecycle: "Preview"},
+		{ID: "eu/gemini-2.5-pro", OwnedBy: "google", SupportedEndpointTypes: []string{"chat_completions", "gemini"}, Lifecycle: "GA", MaxOutputTokens: 65536},
+		{ID: "gpt-5.4", OwnedBy: "openai", SupportedEndpointTypes: []string{"chat_completions"}, Lifecycle: "Preview", MaxOutputTokens: 128000},
 	}
-	limits := map[string]int64{"eu/gemini-2.5-pro": 65536, "gpt-5.4": 128000}
 	pro := `{"name":"models/eu/gemini-2.5-pro","baseModelId":"gemini-2.5-pro","version":"ga","displayName":"eu/gemini-2.5-pro","outputTokenLimit":65536,"supportedGenerationMethods":["generateContent","streamGenerateContent"]}`
 	gpt := `{"name":"models/gpt-5.4","baseModelId":"gpt-5.4","version":"preview","displayName":"gpt-5.4","outputTokenLimit":128000,"supportedGenerationMethods":[]}`
 	tests := []struct {
@@ -88,9 +87,9 @@ func TestModelList(t *testing.T) {
 		got  []byte
 		want string
 	}{
-		{"list", ModelList(models, limits), `{"models":[` + pro + `,` + gpt + `]}`},
-		{"empty list", ModelList(nil, nil), `{"models":[]}`},
-		{"object", ModelObject(models[1], limits["gpt-5.4"]), gpt},
+		{"list", ModelList(models), `{"models":[` + pro + `,` + gpt + `]}`},
+		{"empty list", ModelList(nil), `{"models":[]}`},
+		{"object", ModelObject(models[1]), gpt},
 	}
 	for _, tt := range tests {
 		if string(tt.got) != tt.want {
