@@ -51,7 +51,6 @@ fuzz: ## run each fuzz target briefly (FUZZTIME executions each)
 	go test ./extproc/anthropic -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME)
 	go test ./extproc/gemini -run '^$$' -fuzz '^FuzzStreamDecoder$$' -fuzztime $(FUZZTIME)
 	go test ./extproc/gemini -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1000x
-	go test ./extproc/apierror -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime $(FUZZTIME)
 
 .PHONY: bench
 bench: services ## run the benchmarks with allocation counts

@@ -3,6 +3,7 @@ package apierror
 import (
 	"net/netip"
 	"strings"
+	"unicode"
 )
 
 // Redacted replaces whatever Redact removes.
@@ -67,10 +68,12 @@ func Redact(msg string) string {
 
 func isDelimiter(r rune) bool {
 	switch r {
-	case ' ', '\t', '\n', '\r', '"', '\'', '`', '(', ')', '<', '>', '[', ']', '{', '}', ',', ';', '=', '|', '\\':
+	case '"', '\'', '`', '(', ')', '<', '>', '[', ']', '{', '}', ',', ';', '=', '|', '\\':
 		return true
 	}
-	return false
+	// Every kind of white space ends a word, as TrimSpace would: a word that only trimming
+	// exposes (an address followed by a vertical tab) must be redacted the first time.
+	return unicode.IsSpace(r)
 }
 
 // redactWord returns w, or w with its core (w without leading and trailing punctuation)

@@ -93,7 +93,7 @@ func TestFromProvider(t *testing.T) {
 // FuzzRedact: redaction never panics, is stable (redacting twice changes nothing more), and
 // leaves no URL behind.
 func FuzzRedact(f *testing.F) {
-	for _, s := range []string{"see https://x.example.com/a", "org-AbC123dEf456 at 10.0.0.1:80", "[fd00::1]:443", "a\u00e9b::", "tg_abcdefgh", ":::", "..."} {
+	for _, s := range []string{"see https://x.example.com/a", "org-AbC123dEf456 at 10.0.0.1:80", "[fd00::1]:443", "a\u00e9b::", "tg_abcdefgh", ":::", "...", "0::\v", "10.0.0.1\u00a0x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
