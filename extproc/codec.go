@@ -90,3 +90,20 @@ func clientFor(p protocol) clientCodec {
 	}
 	return clientCodecs[protoOpenAI]
 }
+
+// listedModels describes listed in the pivot's neutral model description, from which every
+// protocol package renders its own listing shape.
+func listedModels(listed []catalog.ListedModel, created int64) []openai.Model {
+	models := make([]openai.Model, 0, len(listed))
+	for _, lm := range listed {
+		models = append(models, openai.Model{
+			ID:                     lm.ID,
+			Created:                created,
+			OwnedBy:                lm.Model.OwnedBy,
+			SupportedEndpointTypes: lm.Model.Endpoints,
+			Lifecycle:              lm.Model.Lifecycle,
+			MaxOutputTokens:        lm.Model.MaxOutputTokens,
+		})
+	}
+	return models
+}

@@ -74,17 +74,7 @@ func (anthropicClient) streamError(dst []byte, e *apierror.Error) []byte {
 
 // models renders Anthropic's model list (or one model) shape.
 func (anthropicClient) models(listed []catalog.ListedModel, created int64, one bool) []byte {
-	models := make([]openai.Model, 0, len(listed))
-	for _, lm := range listed {
-		models = append(models, openai.Model{
-			ID:                     lm.ID,
-			Created:                created,
-			OwnedBy:                lm.Model.OwnedBy,
-			SupportedEndpointTypes: lm.Model.Endpoints,
-			Lifecycle:              lm.Model.Lifecycle,
-			MaxOutputTokens:        lm.Model.MaxOutputTokens,
-		})
-	}
+	models := listedModels(listed, created)
 	if one {
 		return anthropic.ModelObject(models[0])
 	}

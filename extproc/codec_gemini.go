@@ -70,12 +70,8 @@ func (geminiClient) streamError(dst []byte, e *apierror.Error) []byte {
 }
 
 // models renders the Gemini API's model list (or one model) shape.
-func (geminiClient) models(listed []catalog.ListedModel, _ int64, one bool) []byte {
-	models := make([]openai.Model, 0, len(listed))
-	for _, lm := range listed {
-		models = append(models, openai.Model{ID: lm.ID, OwnedBy: lm.Model.OwnedBy, SupportedEndpointTypes: lm.Model.Endpoints,
-			Lifecycle: lm.Model.Lifecycle, MaxOutputTokens: lm.Model.MaxOutputTokens})
-	}
+func (geminiClient) models(listed []catalog.ListedModel, created int64, one bool) []byte {
+	models := listedModels(listed, created)
 	if one {
 		return gemini.ModelObject(models[0])
 	}
