@@ -143,7 +143,7 @@ func (s *Server) answerAttempt(ctx context.Context, req *extprocv3.ProcessingReq
 	m.Set(":path", path)
 	m.Set("content-type", "application/json")
 	setUpstreamCredential(&m, provider)
-	providerFor(backend).headers(&m, x.req, x.anthropicHeaders)
+	providerFor(backend).headers(&m, x.req)
 	// Whatever else the client sent, the gateway's routing headers, and whatever a previous
 	// attempt set for its provider go no further.
 	removeUnforwarded(req.GetRequestHeaders().GetHeaders(), &m)

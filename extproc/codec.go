@@ -18,10 +18,12 @@ import (
 type clientCodec interface {
 	// endpoint is the catalog endpoint a model must support to serve this protocol's generations.
 	endpoint() string
-	// parse reads and validates a generation request for ep, into its pivot and native forms.
-	parse(ep endpoint, body []byte) (*clientRequest, *apierror.Error)
+	// parse reads and validates a generation request for ep, into its pivot and native forms;
+	// headers are the client's protocol headers (clientHeaders), whose governed values it
+	// reports with the body's.
+	parse(ep endpoint, body []byte, headers map[string]string) (*clientRequest, *apierror.Error)
 	// parseCount reads a token-count request for ep (counttokens.go).
-	parseCount(ep endpoint, body []byte) (*clientRequest, *apierror.Error)
+	parseCount(ep endpoint, body []byte, headers map[string]string) (*clientRequest, *apierror.Error)
 	// encodeResponse writes a pivot completion as this protocol's response, naming model.
 	encodeResponse(req *clientRequest, c *openai.ChatCompletion, model string) []byte
 	// newStreamEncoder writes pivot chunks as this protocol's stream.
@@ -47,8 +49,8 @@ type providerCodec interface {
 	// output limit the credit hold assumed.
 	request(req *clientRequest, b *catalog.Backend, limit int64) (path string, body []byte, err error)
 	// headers sets the protocol headers an attempt sends besides the credential (Anthropic's
-	// version and betas), given the client's own ones.
-	headers(m *mutation, req *clientRequest, client map[string]string)
+	// version and betas, the client's own when it speaks the same protocol).
+	headers(m *mutation, req *clientRequest)
 	// countRequest is the provider's path and body for a token count of a native request, or
 	// ok false when this kind has no counting endpoint and the gateway estimates.
 	countRequest(req *clientRequest, b *catalog.Backend) (path string, body []byte, ok bool, err error)

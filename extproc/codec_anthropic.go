@@ -3,6 +3,7 @@ package extproc
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 
 	"github.com/tollgate/tollgate/extproc/anthropic"
 	"github.com/tollgate/tollgate/extproc/apierror"
@@ -16,21 +17,31 @@ type anthropicClient struct{}
 
 func (anthropicClient) endpoint() string { return catalog.EndpointMessages }
 
-func (anthropicClient) parse(_ endpoint, body []byte) (*clientRequest, *apierror.Error) {
+func (anthropicClient) parse(_ endpoint, body []byte, headers map[string]string) (*clientRequest, *apierror.Error) {
 	r, err := anthropic.ParseRequest(body)
 	if err != nil {
 		return nil, apierror.As(err)
 	}
+	return anthropicRequest(r, headers)
+}
+
+// anthropicRequest is r with its pivot, and the governed parameters of its body and of its
+// anthropic-beta header: every beta value that is not harmless needs the model's allowed_params,
+// as a body field does, and the values forwarded are those, de-duplicated in the client's order.
+func anthropicRequest(r *anthropic.Request, headers map[string]string) (*clientRequest, *apierror.Error) {
 	pivot, err := r.ToPivot()
 	if err != nil {
 		return nil, apierror.As(err)
 	}
-	return &clientRequest{proto: protoAnthropic, model: r.Model, stream: r.Stream, pivot: pivot, native: r, governed: r.Governed()}, nil
+	uses, betas := anthropic.Betas(headers["anthropic-beta"])
+	kept := map[string]string{"anthropic-version": headers["anthropic-version"], "anthropic-beta": strings.Join(betas, ",")}
+	return &clientRequest{proto: protoAnthropic, model: r.Model, stream: r.Stream, pivot: pivot, native: r,
+		governed: append(r.Governed(), uses...), headers: kept}, nil
 }
 
 // parseCount validates a count as the Messages request it counts, without max_tokens (which
 // counting does not take) or stream.
-func (anthropicClient) parseCount(_ endpoint, body []byte) (*clientRequest, *apierror.Error) {
+func (anthropicClient) parseCount(_ endpoint, body []byte, headers map[string]string) (*clientRequest, *apierror.Error) {
 	fields, derr := apierror.DecodeObject(body)
 	if derr != nil {
 		return nil, derr
@@ -49,13 +60,14 @@ func (anthropicClient) parseCount(_ endpoint, body []byte) (*clientRequest, *api
 	if err != nil {
 		return nil, apierror.As(err)
 	}
-	pivot, err := r.ToPivot()
-	if err != nil {
-		return nil, apierror.As(err)
-	}
 	// Governed parameters (MCP servers, betas, …) are checked as for a generation: a count
 	// reaches the same provider account.
-	return &clientRequest{proto: protoAnthropic, model: r.Model, pivot: pivot, count: &countRequest{fields: fields}, governed: r.Governed()}, nil
+	req, perr := anthropicRequest(r, headers)
+	if perr != nil {
+		return nil, perr
+	}
+	req.count = &countRequest{fields: fields}
+	return req, nil
 }
 
 func (anthropicClient) encodeResponse(_ *clientRequest, c *openai.ChatCompletion, model string) []byte {
@@ -109,15 +121,15 @@ func (a anthropicProvider) request(req *clientRequest, b *catalog.Backend, limit
 }
 
 // headers: Anthropic requires a version header. A client speaking Anthropic keeps its own
-// version and the betas checkParams let through; any other client's request is translated to
-// the version the translation targets, with no betas.
-func (a anthropicProvider) headers(m *mutation, req *clientRequest, client map[string]string) {
+// version and its betas (governed like body fields, so checkParams let them through); any other
+// client's request is translated to the version the translation targets, with no betas.
+func (a anthropicProvider) headers(m *mutation, req *clientRequest) {
 	version, beta := anthropic.Version, ""
 	if req.proto == a.native() {
-		if v := client["anthropic-version"]; v != "" {
+		if v := req.headers["anthropic-version"]; v != "" {
 			version = v
 		}
-		beta = client["anthropic-beta"]
+		beta = req.headers["anthropic-beta"]
 	}
 	m.Set("anthropic-version", version)
 	if beta != "" {

@@ -18,7 +18,7 @@ type geminiClient struct{}
 
 func (geminiClient) endpoint() string { return catalog.EndpointGemini }
 
-func (geminiClient) parse(ep endpoint, body []byte) (*clientRequest, *apierror.Error) {
+func (geminiClient) parse(ep endpoint, body []byte, _ map[string]string) (*clientRequest, *apierror.Error) {
 	r, err := gemini.ParseRequest(body, ep.modelID, ep.stream)
 	if err != nil {
 		return nil, apierror.As(err)
@@ -31,7 +31,7 @@ func (geminiClient) parse(ep endpoint, body []byte) (*clientRequest, *apierror.E
 }
 
 // parseCount validates a count's contents, bare or as a generateContentRequest.
-func (geminiClient) parseCount(ep endpoint, body []byte) (*clientRequest, *apierror.Error) {
+func (geminiClient) parseCount(ep endpoint, body []byte, _ map[string]string) (*clientRequest, *apierror.Error) {
 	fields, derr := apierror.DecodeObject(body)
 	if derr != nil {
 		return nil, derr
@@ -108,7 +108,7 @@ func (geminiProvider) request(req *clientRequest, b *catalog.Backend, limit int6
 	return b.ProviderRef().PathPrefix() + gemini.Path(b.UpstreamModel, req.stream), body, err
 }
 
-func (geminiProvider) headers(*mutation, *clientRequest, map[string]string) {}
+func (geminiProvider) headers(*mutation, *clientRequest) {}
 
 func (geminiProvider) countRequest(req *clientRequest, b *catalog.Backend) (string, []byte, bool, error) {
 	fields := make(map[string]json.RawMessage, len(req.count.fields))

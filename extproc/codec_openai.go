@@ -15,7 +15,7 @@ type openaiClient struct{}
 
 func (openaiClient) endpoint() string { return catalog.EndpointChatCompletions }
 
-func (openaiClient) parse(_ endpoint, body []byte) (*clientRequest, *apierror.Error) {
+func (openaiClient) parse(_ endpoint, body []byte, _ map[string]string) (*clientRequest, *apierror.Error) {
 	chat, err := openai.ParseRequest(body)
 	if err != nil {
 		return nil, apierror.As(err)
@@ -25,7 +25,7 @@ func (openaiClient) parse(_ endpoint, body []byte) (*clientRequest, *apierror.Er
 }
 
 // parseCount: the OpenAI API has no token-counting endpoint; classify never routes one here.
-func (openaiClient) parseCount(endpoint, []byte) (*clientRequest, *apierror.Error) {
+func (openaiClient) parseCount(endpoint, []byte, map[string]string) (*clientRequest, *apierror.Error) {
 	return nil, apierror.New(http.StatusNotFound, apierror.CodeNotFound, "No such endpoint")
 }
 
@@ -81,7 +81,7 @@ func (o openaiProvider) request(req *clientRequest, b *catalog.Backend, limit in
 	return b.ProviderRef().PathPrefix() + openai.Path(b.UpstreamModel, req.stream), body, err
 }
 
-func (openaiProvider) headers(*mutation, *clientRequest, map[string]string) {}
+func (openaiProvider) headers(*mutation, *clientRequest) {}
 
 func (openaiProvider) countRequest(*clientRequest, *catalog.Backend) (string, []byte, bool, error) {
 	return "", nil, false, nil

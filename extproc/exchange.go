@@ -28,9 +28,10 @@ type exchange struct {
 	start     time.Time
 	ep        endpoint
 	principal ledger.Principal
-	// anthropicHeaders are the client's anthropic-version and anthropic-beta, which an attempt
+	// clientHeaders are the client's protocol headers (anthropic-version, anthropic-beta), which
+	// its codec reads at parse time; an attempt
 	// that reaches an Anthropic provider restores (an earlier attempt may have removed them).
-	anthropicHeaders map[string]string
+	clientHeaders map[string]string
 
 	// Set once the request is admitted and sent upstream.
 	req      *clientRequest

@@ -74,7 +74,7 @@ func TestCutStreamsCharged(t *testing.T) {
 			t.Fatalf("%s: %d events, %d described", f.file, len(events), len(f.events))
 		}
 		for _, c := range clients {
-			req, perr := parseClient(c.ep, []byte(c.body))
+			req, perr := parseClient(c.ep, []byte(c.body), nil)
 			if perr != nil {
 				t.Fatal(perr)
 			}

@@ -186,7 +186,7 @@ func TestUpstreamOutputLimit(t *testing.T) {
 			if c.name == "anthropic" && l.client == "" {
 				continue // the Anthropic client must send max_tokens; the 1,000,000 case covers it
 			}
-			req, perr := parseClient(c.ep, []byte(c.body(l.client)))
+			req, perr := parseClient(c.ep, []byte(c.body(l.client)), nil)
 			if perr != nil {
 				t.Fatalf("%s: parse: %v", c.name, perr)
 			}
@@ -358,7 +358,7 @@ func TestPromptBoundCountsImages(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, perr := parseClient(tt.ep, []byte(tt.body))
+			req, perr := parseClient(tt.ep, []byte(tt.body), nil)
 			if perr != nil {
 				t.Fatal(perr)
 			}

@@ -56,7 +56,7 @@ func TestPairs(t *testing.T) {
 			t.Run(strings.TrimSuffix(strings.TrimPrefix(path, "testdata/pairs/"), ".txtar"), func(t *testing.T) {
 				g := readGolden(t, path)
 				stream := strings.HasSuffix(path, "_stream.txtar")
-				req, perr := parseClient(pairEndpoint(t, client, stream), g.input(t, "request.json"))
+				req, perr := parseClient(pairEndpoint(t, client, stream), g.input(t, "request.json"), nil)
 				if perr != nil {
 					t.Fatalf("parse the client's request: %v", perr)
 				}

@@ -28,6 +28,9 @@ type clientRequest struct {
 	native       any
 	// governed are the parameters that need the model's allowed_params (package params).
 	governed []params.Use
+	// headers are the client's own protocol headers an attempt forwards to a provider of the
+	// same protocol (Anthropic's version and betas, the betas normalised; governed checks them).
+	headers map[string]string
 	// count is set for a token-count request (counttokens.go), which is neither held nor charged.
 	count *countRequest
 }

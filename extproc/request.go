@@ -10,7 +10,6 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
 	"github.com/tollgate/tollgate/envoy/contract"
-	"github.com/tollgate/tollgate/extproc/anthropic"
 	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/auth"
 	"github.com/tollgate/tollgate/extproc/catalog"
@@ -30,16 +29,12 @@ func (x *exchange) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeader
 	var m mutation
 	m.Remove(clientInternalHeaders(hm)...)
 	for _, name := range []string{"anthropic-version", "anthropic-beta"} {
-		v := header(hm, name)
-		if name == "anthropic-beta" {
-			// Repeated headers are one list (RFC 9110 5.3): every value is checked, not the first.
-			v = headerValues(hm, name)
-		}
-		if v != "" {
-			if x.anthropicHeaders == nil {
-				x.anthropicHeaders = map[string]string{}
+		// Repeated headers are one list (RFC 9110 5.3): every value is checked, not the first.
+		if v := headerValues(hm, name); v != "" {
+			if x.clientHeaders == nil {
+				x.clientHeaders = map[string]string{}
 			}
-			x.anthropicHeaders[name] = v
+			x.clientHeaders[name] = v
 		}
 	}
 
@@ -92,7 +87,7 @@ func (x *exchange) onRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 	if len(body) > x.s.cfg.MaxBodyBytes {
 		return x.reject(apierror.New(http.StatusRequestEntityTooLarge, apierror.CodeRequestTooLarge, "Request body is larger than %d bytes", x.s.cfg.MaxBodyBytes))
 	}
-	req, perr := parseClient(x.ep, body)
+	req, perr := parseClient(x.ep, body, x.clientHeaders)
 	if perr != nil {
 		return x.reject(perr)
 	}
@@ -128,7 +123,6 @@ func (x *exchange) checkOrg() *apierror.Error {
 // some model able to serve the route does not allow: a fallback receives the same request, so
 // it must allow them too. The anthropic-beta value kept for the attempts is the checked one.
 func (x *exchange) checkParams(req *clientRequest, route catalog.Route) *apierror.Error {
-	beta := x.anthropicHeaders["anthropic-beta"]
 	var seen []*catalog.Model
 	for _, m := range append([]*catalog.Model{route.Model}, chainModels(route)...) {
 		if slices.Contains(seen, m) {
@@ -141,13 +135,6 @@ func (x *exchange) checkParams(req *clientRequest, route catalog.Route) *apierro
 		}
 		if err := params.Check(req.governed, m.AllowedParams, name); err != nil {
 			return err
-		}
-		if beta != "" {
-			checked, err := anthropic.AllowedBetas(beta, m.AllowedParams, name)
-			if err != nil {
-				return err
-			}
-			x.anthropicHeaders["anthropic-beta"] = checked
 		}
 	}
 	return nil

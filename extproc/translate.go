@@ -14,13 +14,13 @@ import (
 
 // parseClient parses and validates body in the endpoint's protocol: a generation, or a token
 // count.
-func parseClient(ep endpoint, body []byte) (*clientRequest, *apierror.Error) {
+func parseClient(ep endpoint, body []byte, headers map[string]string) (*clientRequest, *apierror.Error) {
 	c := clientFor(ep.proto)
 	switch ep.kind {
 	case routeChat, routeMessages, routeGenerate:
-		return c.parse(ep, body)
+		return c.parse(ep, body, headers)
 	case routeCountTokens:
-		return c.parseCount(ep, body)
+		return c.parseCount(ep, body, headers)
 	}
 	return nil, apierror.New(http.StatusNotFound, apierror.CodeNotFound, "No such endpoint")
 }

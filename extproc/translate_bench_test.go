@@ -86,7 +86,7 @@ func BenchmarkTranslateRequest(b *testing.B) {
 				b.ReportAllocs()
 				b.SetBytes(int64(len(in.body)))
 				for b.Loop() {
-					req, perr := parseClient(in.ep, []byte(in.body))
+					req, perr := parseClient(in.ep, []byte(in.body), nil)
 					if perr != nil {
 						b.Fatal(perr)
 					}
@@ -106,7 +106,7 @@ func BenchmarkTranslateStream(b *testing.B) {
 		for _, provider := range protocols {
 			b.Run(string(provider)+"_stream_to_"+string(client), func(b *testing.B) {
 				in := benchClientRequests[client]
-				req, perr := parseClient(in.ep, []byte(in.body))
+				req, perr := parseClient(in.ep, []byte(in.body), nil)
 				if perr != nil {
 					b.Fatal(perr)
 				}

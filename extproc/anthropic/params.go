@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/params"
 )
 
@@ -135,20 +134,9 @@ var harmlessBetas = map[string]bool{
 	"effort-2025-11-24":                        true,
 }
 
-// AllowedBetas checks an anthropic-beta header (comma-separated values, possibly repeated
-// headers joined with commas) against the harmless set and a model's allowed_params, and
-// returns the value to forward: the values trimmed, de-duplicated, in the client's order. A value
-// that is neither harmless nor allowed is refused with a 400 invalid_params naming the header.
-// An empty header returns "".
-func AllowedBetas(header string, allowed params.Allowed, model string) (string, *apierror.Error) {
-	uses, values := Betas(header)
-	if err := params.Check(uses, allowed, model); err != nil {
-		return "", err
-	}
-	return strings.Join(values, ","), nil
-}
-
-// Betas splits an anthropic-beta header into its values and the governed uses among them.
+// Betas splits an anthropic-beta header (comma-separated values, possibly repeated headers
+// joined with commas) into its values, trimmed and de-duplicated in the client's order, and the
+// governed uses among them: every value outside the harmless set needs the model's allowed_params.
 func Betas(header string) (uses []params.Use, values []string) {
 	for _, v := range strings.Split(header, ",") {
 		v = strings.TrimSpace(v)

@@ -2,8 +2,10 @@ package anthropic
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 
+	"github.com/tollgate/tollgate/extproc/apierror"
 	"github.com/tollgate/tollgate/extproc/params"
 )
 
@@ -65,7 +67,7 @@ func TestAllowedBetas(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := AllowedBetas(tt.header, allowed, "claude")
+			got, err := allowedBetas(tt.header, allowed)
 			if (err != nil) != tt.refused {
 				t.Fatalf("err = %v, refused %v", err, tt.refused)
 			}
@@ -80,9 +82,19 @@ func TestAllowedBetas(t *testing.T) {
 			}
 		})
 	}
-	if _, err := AllowedBetas("context-1m-2025-08-07", nil, "claude"); err == nil {
+	if _, err := allowedBetas("context-1m-2025-08-07", nil); err == nil {
 		t.Error("context-1m passes a model that does not allow it")
 	}
+}
+
+// allowedBetas is what the gateway does with a header for one model: the governed values
+// checked against allowed, the values forwarded joined.
+func allowedBetas(header string, allowed params.Allowed) (string, *apierror.Error) {
+	uses, values := Betas(header)
+	if err := params.Check(uses, allowed, "claude"); err != nil {
+		return "", err
+	}
+	return strings.Join(values, ","), nil
 }
 
 func u(name, param string) params.Use { return params.Use{Name: name, Param: param} }
