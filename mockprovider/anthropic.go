@@ -32,18 +32,9 @@ type anthropicBlock struct {
 // handleAnthropic serves POST /v1/messages in Anthropic's Messages API shapes.
 func handleAnthropic(cfg Config) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if cfg.APIKey != "" && r.Header.Get("X-Api-Key") != cfg.APIKey {
-			anthropicError(w, http.StatusUnauthorized, "authentication_error", "invalid x-api-key")
+		req, ok, err := readAnthropic(cfg, w, r)
+		if !ok {
 			return
-		}
-		if r.Header.Get("Anthropic-Version") == "" {
-			anthropicError(w, http.StatusBadRequest, "invalid_request_error", "anthropic-version header is required")
-			return
-		}
-		var req anthropicRequest
-		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
-		if err == nil {
-			err = json.Unmarshal(body, &req)
 		}
 		if err != nil || req.MaxTokens == nil {
 			anthropicError(w, http.StatusBadRequest, "invalid_request_error", "max_tokens: field required")
@@ -168,4 +159,23 @@ func anthropicError(w http.ResponseWriter, status int, typ, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"type": "error", "error": map[string]any{"type": typ, "message": msg}})
+}
+
+// readAnthropic checks an Anthropic request's key and version header, answering the error
+// itself (ok false), and decodes its body; err is the body's decoding error, which each endpoint
+// words its own way.
+func readAnthropic(cfg Config, w http.ResponseWriter, r *http.Request) (req anthropicRequest, ok bool, err error) {
+	if cfg.APIKey != "" && r.Header.Get("X-Api-Key") != cfg.APIKey {
+		anthropicError(w, http.StatusUnauthorized, "authentication_error", "invalid x-api-key")
+		return req, false, nil
+	}
+	if r.Header.Get("Anthropic-Version") == "" {
+		anthropicError(w, http.StatusBadRequest, "invalid_request_error", "anthropic-version header is required")
+		return req, false, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+	if err == nil {
+		err = json.Unmarshal(body, &req)
+	}
+	return req, true, err
 }

@@ -2,7 +2,6 @@ package mockprovider
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 )
 
@@ -10,18 +9,9 @@ import (
 // would be billed on /v1/messages. Like Anthropic's, it takes no max_tokens.
 func handleAnthropicCount(cfg Config) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if cfg.APIKey != "" && r.Header.Get("X-Api-Key") != cfg.APIKey {
-			anthropicError(w, http.StatusUnauthorized, "authentication_error", "invalid x-api-key")
+		req, ok, err := readAnthropic(cfg, w, r)
+		if !ok {
 			return
-		}
-		if r.Header.Get("Anthropic-Version") == "" {
-			anthropicError(w, http.StatusBadRequest, "invalid_request_error", "anthropic-version header is required")
-			return
-		}
-		var req anthropicRequest
-		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
-		if err == nil {
-			err = json.Unmarshal(body, &req)
 		}
 		switch {
 		case err != nil || req.Model == "" || len(req.Messages) == 0:

@@ -148,41 +148,34 @@ func (s *Store) Balance(ctx context.Context, orgID string) (int64, error) {
 // Reconcile returns orgID's materialised balance and the sum of its ledger entries, read from
 // one snapshot. They are equal unless something wrote to one without the other.
 func (s *Store) Reconcile(ctx context.Context, orgID string) (materialised, sum int64, err error) {
-	if !validUUID(orgID) {
-		return 0, 0, fmt.Errorf("reconcile %s: %w", orgID, ErrNotFound)
-	}
-	ctx, cancel := bounded(ctx)
-	defer cancel()
-	err = s.pool.QueryRow(ctx, `
+	return s.reconcile(ctx, orgID, "reconcile", `
 		SELECT b.balance_micros,
 		       (SELECT coalesce(sum(amount_micros), 0)::bigint FROM ledger_entries WHERE org_id = $1)
-		FROM org_balances b WHERE b.org_id = $1`, orgID).Scan(&materialised, &sum)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, 0, fmt.Errorf("reconcile %s: %w", orgID, ErrNotFound)
-	}
-	if err != nil {
-		return 0, 0, fmt.Errorf("reconcile %s: %w", orgID, err)
-	}
-	return materialised, sum, nil
+		FROM org_balances b WHERE b.org_id = $1`)
 }
 
 // ReconcileHolds returns orgID's materialised held amount and the sum of its open holds, read
 // from one snapshot. They are equal unless something moved one without the other.
 func (s *Store) ReconcileHolds(ctx context.Context, orgID string) (materialised, sum int64, err error) {
+	return s.reconcile(ctx, orgID, "reconcile holds", `
+		SELECT b.held_micros,
+		       (SELECT coalesce(sum(amount_micros), 0)::bigint FROM holds WHERE org_id = $1)
+		FROM org_balances b WHERE b.org_id = $1`)
+}
+
+// reconcile runs a query that reads a materialised amount of orgID's and the sum it must equal.
+func (s *Store) reconcile(ctx context.Context, orgID, what, query string) (materialised, sum int64, err error) {
 	if !validUUID(orgID) {
-		return 0, 0, fmt.Errorf("reconcile holds %s: %w", orgID, ErrNotFound)
+		return 0, 0, fmt.Errorf("%s %s: %w", what, orgID, ErrNotFound)
 	}
 	ctx, cancel := bounded(ctx)
 	defer cancel()
-	err = s.pool.QueryRow(ctx, `
-		SELECT b.held_micros,
-		       (SELECT coalesce(sum(amount_micros), 0)::bigint FROM holds WHERE org_id = $1)
-		FROM org_balances b WHERE b.org_id = $1`, orgID).Scan(&materialised, &sum)
+	err = s.pool.QueryRow(ctx, query, orgID).Scan(&materialised, &sum)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, 0, fmt.Errorf("reconcile holds %s: %w", orgID, ErrNotFound)
+		return 0, 0, fmt.Errorf("%s %s: %w", what, orgID, ErrNotFound)
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("reconcile holds %s: %w", orgID, err)
+		return 0, 0, fmt.Errorf("%s %s: %w", what, orgID, err)
 	}
 	return materialised, sum, nil
 }
